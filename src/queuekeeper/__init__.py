@@ -1,0 +1,37 @@
+"""queuekeeper: priority request queuing for anyio, asyncio and Trio programs."""
+
+from __future__ import annotations
+
+from ._channel import PriorityReceiveChannel as PriorityReceiveChannel
+from ._channel import PrioritySendChannel as PrioritySendChannel
+from ._channel import create_priority_channel as create_priority_channel
+from ._errors import PoolClosed as PoolClosed
+from ._errors import QueueFull as QueueFull
+from ._errors import QueueKeeperError as QueueKeeperError
+from ._errors import QueueTimeout as QueueTimeout
+from ._errors import RequestCancelled as RequestCancelled
+from ._errors import RequestShed as RequestShed
+from ._errors import RequestTimeout as RequestTimeout
+from ._priority import Priority as Priority
+from ._status import ChannelStatistics as ChannelStatistics
+from ._util import fixup_module_metadata as _fixup_module_metadata
+
+__all__ = [
+    "ChannelStatistics",
+    "PoolClosed",
+    "Priority",
+    "PriorityReceiveChannel",
+    "PrioritySendChannel",
+    "QueueFull",
+    "QueueKeeperError",
+    "QueueTimeout",
+    "RequestCancelled",
+    "RequestShed",
+    "RequestTimeout",
+    "create_priority_channel",
+]
+
+__version__ = "0.1.0"
+
+_fixup_module_metadata(__name__, globals())
+del _fixup_module_metadata

@@ -1,0 +1,580 @@
+"""The priority channel: a bounded bucket queue behind anyio object streams.
+
+Each priority level has its own FIFO :class:`collections.deque`; the few levels that
+hold items are kept sorted in a small list, so sending and receiving cost what a FIFO
+costs whatever the queue's length. Blocked tasks wait on an :class:`anyio.Event` in
+an ordered table; the state they share is one :class:`_ChannelState` behind every
+clone of both endpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import insort
+from collections import OrderedDict, deque
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Final, Generic, TypeVar, final
+
+from anyio import (
+    BrokenResourceError,
+    ClosedResourceError,
+    EndOfStream,
+    Event,
+    WouldBlock,
+    get_current_task,
+)
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.lowlevel import checkpoint
+
+from ._priority import Priority, check_priority
+from ._status import ChannelStatistics
+from ._util import NoPublicConstructor
+
+if TYPE_CHECKING:
+    from anyio import TaskInfo
+    from typing_extensions import Self
+
+__all__ = [
+    "PriorityReceiveChannel",
+    "PrioritySendChannel",
+    "check_max_size",
+    "create_priority_channel",
+]
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+T_contra = TypeVar("T_contra", contravariant=True)
+
+# Empty levels whose deques are kept for reuse: the four named levels and a few
+# custom ones. Beyond that an emptied level's deque is dropped, so a stream of
+# ever-new custom priorities cannot grow the table without bound.
+_KEEP_IDLE_LEVELS: Final = 8
+
+
+def check_max_size(max_size: object, *, name: str = "max_size") -> float:
+    """Validate a capacity: ``None`` or :data:`math.inf` (unbounded), or an int >= 1.
+
+    Returns the capacity as a number, :data:`math.inf` when unbounded.
+    """
+    if max_size is None:
+        return math.inf
+    if isinstance(max_size, float) and max_size == math.inf:
+        return math.inf
+    if not isinstance(max_size, int) or isinstance(max_size, bool):
+        msg = (
+            f"{name} must be None, math.inf or an int >= 1, "
+            f"not {max_size!r} ({type(max_size).__name__})"
+        )
+        raise TypeError(msg)
+    if max_size < 1:
+        msg = f"{name} must be None, math.inf or an int >= 1, not {max_size!r}"
+        raise ValueError(msg)
+    return int(max_size)
+
+
+# What a blocked sender learns when it wakes.
+_WAITING: Final = 0
+_SENT: Final = 1
+_CLOSED: Final = 2
+_BROKEN: Final = 3
+
+_NOTHING: Final = object()
+
+
+@final
+class _SendWaiter(Generic[T]):
+    __slots__ = ("endpoint", "event", "item", "outcome", "priority")
+
+    def __init__(self, endpoint: object, item: T, priority: int) -> None:
+        self.endpoint = endpoint
+        self.item = item
+        self.priority = priority
+        self.event = Event()
+        self.outcome = _WAITING
+
+
+@final
+class _ReceiveWaiter(Generic[T]):
+    __slots__ = ("endpoint", "event", "item", "task")
+
+    def __init__(self, endpoint: object, task: TaskInfo) -> None:
+        self.endpoint = endpoint
+        self.task = task
+        self.event = Event()
+        self.item: object = _NOTHING
+
+
+@final
+class _ChannelState(Generic[T]):
+    """The state all endpoints of one channel share.
+
+    Invariants: ``size`` is the number of buffered items and never exceeds
+    ``max_size`` between two operations; ``levels`` lists, ascending, exactly the
+    priorities whose deque is non-empty; receivers wait only while the buffer is
+    empty, and senders only while it is full.
+    """
+
+    __slots__ = (
+        "buckets",
+        "head",
+        "levels",
+        "max_size",
+        "open_receive",
+        "open_send",
+        "peak_size",
+        "size",
+        "waiting_receivers",
+        "waiting_senders",
+    )
+
+    def __init__(self, max_size: float) -> None:
+        self.max_size = max_size
+        self.buckets: dict[int, deque[T]] = {}
+        self.levels: list[int] = []
+        # The deque of the first level in ``levels`` (``None`` when empty), so a
+        # receive pops without looking its level up.
+        self.head: deque[T] | None = None
+        self.size = 0
+        self.peak_size = 0
+        self.open_send = 0
+        self.open_receive = 0
+        self.waiting_senders: OrderedDict[_SendWaiter[T], None] = OrderedDict()
+        self.waiting_receivers: OrderedDict[_ReceiveWaiter[T], None] = OrderedDict()
+
+    def push(self, item: T, priority: int) -> None:
+        bucket = self.buckets.get(priority)
+        if bucket is None:
+            bucket = self.buckets[priority] = deque()
+        if not bucket:
+            self.add_level(priority, bucket)
+        bucket.append(item)
+        self.size += 1
+
+    def add_level(self, level: int, bucket: deque[T]) -> None:
+        """Note that *level*, whose deque is *bucket*, is about to hold items."""
+        levels = self.levels
+        insort(levels, level)
+        if levels[0] == level:
+            self.head = bucket
+
+    def drop_level(self, level: int) -> None:
+        """Forget *level*, whose deque has just become empty."""
+        levels = self.levels
+        levels.remove(level)
+        buckets = self.buckets
+        self.head = buckets[levels[0]] if levels else None
+        if len(buckets) > _KEEP_IDLE_LEVELS:
+            del buckets[level]
+
+    def admit_sender(self) -> None:
+        """Move the longest-waiting blocked sender's item into the buffer."""
+        waiter, _ = self.waiting_senders.popitem(last=False)
+        self.push(waiter.item, waiter.priority)
+        waiter.outcome = _SENT
+        waiter.event.set()
+
+    # -- helpers for the pool (not part of the channel's public surface) ----------
+
+    def remove(self, item: T, priority: int) -> bool:
+        """Take *item* out of the buffer; return whether it was there.
+
+        Items compare with ``==``, so identity for objects that define no equality.
+        Costs a scan of *priority*'s level. Room that appears admits a blocked sender.
+        """
+        bucket = self.buckets.get(priority)
+        if not bucket:
+            return False
+        try:
+            bucket.remove(item)
+        except ValueError:
+            return False
+        self.size -= 1
+        if not bucket:
+            self.drop_level(priority)
+        if self.waiting_senders:
+            self.admit_sender()
+        return True
+
+    def position(self, item: T, priority: int) -> int | None:
+        """Return how many buffered items are served before *item*, or ``None``."""
+        bucket = self.buckets.get(priority)
+        if not bucket:
+            return None
+        try:
+            index = bucket.index(item)
+        except ValueError:
+            return None
+        buckets = self.buckets
+        for level in self.levels:
+            if level >= priority:
+                break
+            index += len(buckets[level])
+        return index
+
+    def newest_of_lowest(self) -> tuple[T, int] | None:
+        """Return the newest item of the lowest-priority level, and that level."""
+        if not self.levels:
+            return None
+        level = self.levels[-1]
+        return self.buckets[level][-1], level
+
+    def statistics(self) -> ChannelStatistics:
+        buckets = self.buckets
+        return ChannelStatistics(
+            current_size=self.size,
+            max_size=self.max_size,
+            peak_size=self.peak_size,
+            size_by_priority=MappingProxyType(
+                {level: len(buckets[level]) for level in self.levels}
+            ),
+            open_send_channels=self.open_send,
+            open_receive_channels=self.open_receive,
+            tasks_waiting_send=len(self.waiting_senders),
+            tasks_waiting_receive=len(self.waiting_receivers),
+        )
+
+
+@final
+class PrioritySendChannel(
+    ObjectSendStream[T_contra], Generic[T_contra], metaclass=NoPublicConstructor
+):
+    """The sending end of a priority channel (see :func:`create_priority_channel`).
+
+    An :class:`anyio.abc.ObjectSendStream`, so it fits wherever anyio object streams
+    are accepted; :meth:`send` takes an extra, optional ``priority``.
+    """
+
+    __slots__ = ("_closed", "_state")
+
+    def __init__(self, state: _ChannelState[T_contra]) -> None:
+        self._state = state
+        self._closed = False
+        state.open_send += 1
+
+    def send_nowait(self, item: T_contra, priority: int = Priority.NORMAL) -> None:
+        """Put *item* in the channel at *priority* if that needs no waiting.
+
+        A task blocked in :meth:`PriorityReceiveChannel.receive` is handed the item
+        directly (it then never occupies buffer space); otherwise the item is
+        buffered behind the items of its level. A full channel never evicts.
+
+        Raises:
+            TypeError: *priority* is not an ``int`` (``bool`` included).
+            anyio.WouldBlock: The channel is full.
+            anyio.ClosedResourceError: This endpoint was closed.
+            anyio.BrokenResourceError: Every receive endpoint was closed.
+        """
+        if priority.__class__ is not int:
+            priority = check_priority(priority)
+        if self._closed:
+            raise ClosedResourceError
+        state = self._state
+        if not state.open_receive:
+            raise BrokenResourceError
+        if state.waiting_receivers:
+            receivers = state.waiting_receivers
+            while receivers:
+                receiver, _ = receivers.popitem(last=False)
+                # Never hand an item to a receiver whose wait is being cancelled:
+                # it would take the item with it.
+                if not receiver.task.has_pending_cancellation():
+                    receiver.item = item
+                    receiver.event.set()
+                    return
+        if state.size >= state.max_size:
+            raise WouldBlock
+        # Inlined _ChannelState.push: this is the hot path.
+        bucket = state.buckets.get(priority)
+        if bucket is None:
+            bucket = state.buckets[priority] = deque()
+        if not bucket:
+            state.add_level(priority, bucket)
+        bucket.append(item)
+        size = state.size = state.size + 1
+        if size > state.peak_size:
+            state.peak_size = size
+
+    async def send(self, item: T_contra, priority: int = Priority.NORMAL) -> None:
+        """Put *item* in the channel at *priority*, waiting while it is full.
+
+        Always a checkpoint. Blocked senders are admitted in the order they started
+        waiting: when a receive makes room, the longest-waiting sender's item moves
+        into the channel at that moment.
+
+        Cancellation: atomic. If the wait is cancelled, the item was not enqueued
+        and the cancellation propagates. If the item moved in at the same instant
+        the cancellation arrived, the send succeeded: it returns normally and the
+        cancellation is seen at the caller's next checkpoint.
+
+        Raises:
+            TypeError: *priority* is not an ``int`` (``bool`` included).
+            anyio.ClosedResourceError: This endpoint was closed, before or while
+                waiting.
+            anyio.BrokenResourceError: Every receive endpoint was closed, before or
+                while waiting.
+        """
+        if priority.__class__ is not int:
+            priority = check_priority(priority)
+        await checkpoint()
+        try:
+            self.send_nowait(item, priority)
+        except WouldBlock:
+            pass
+        else:
+            return
+        state = self._state
+        waiter = _SendWaiter(self, item, priority)
+        state.waiting_senders[waiter] = None
+        try:
+            await waiter.event.wait()
+        except BaseException:
+            if waiter.outcome != _SENT:
+                state.waiting_senders.pop(waiter, None)
+                raise
+            # The item moved in before the cancellation took effect: the send
+            # happened, and the cancellation is delivered at the next checkpoint.
+        outcome = waiter.outcome
+        if outcome == _CLOSED:
+            raise ClosedResourceError
+        if outcome == _BROKEN:
+            raise BrokenResourceError
+
+    def clone(self) -> PrioritySendChannel[T_contra]:
+        """Return another send endpoint on the same channel.
+
+        The receiving side sees the channel's senders gone only when every clone
+        has been closed.
+
+        Raises:
+            anyio.ClosedResourceError: This endpoint was closed.
+        """
+        if self._closed:
+            raise ClosedResourceError
+        return PrioritySendChannel._create(self._state)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Close this endpoint; idempotent.
+
+        Tasks blocked in :meth:`send` on this endpoint get
+        :exc:`anyio.ClosedResourceError` (their items were not enqueued). When the
+        last send endpoint closes, receivers get :exc:`anyio.EndOfStream` once the
+        items already queued have been received.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        state = self._state
+        state.open_send -= 1
+        if state.waiting_senders:
+            mine = [w for w in state.waiting_senders if w.endpoint is self]
+            for waiter in mine:
+                del state.waiting_senders[waiter]
+                waiter.outcome = _CLOSED
+                waiter.event.set()
+        if not state.open_send:
+            receivers = list(state.waiting_receivers)
+            state.waiting_receivers.clear()
+            for receiver in receivers:
+                receiver.event.set()
+
+    async def aclose(self) -> None:
+        """Close this endpoint (see :meth:`close`); a checkpoint."""
+        self.close()
+        await checkpoint()
+
+    def statistics(self) -> ChannelStatistics:
+        """Return a snapshot of the channel's state."""
+        return self._state.statistics()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<queuekeeper.PrioritySendChannel at {id(self):#x}, {state}>"
+
+
+@final
+class PriorityReceiveChannel(
+    ObjectReceiveStream[T_co], Generic[T_co], metaclass=NoPublicConstructor
+):
+    """The receiving end of a priority channel (see :func:`create_priority_channel`).
+
+    An :class:`anyio.abc.ObjectReceiveStream`: ``async for item in channel`` runs
+    until every send endpoint is closed and the queued items have been received.
+    """
+
+    __slots__ = ("_closed", "_state")
+
+    def __init__(self, state: _ChannelState[T_co]) -> None:
+        self._state = state
+        self._closed = False
+        state.open_receive += 1
+
+    def receive_nowait(self) -> T_co:
+        """Take the next item if that needs no waiting.
+
+        The next item is the one with the lowest priority value, and within that
+        level the one sent first. If blocked senders are waiting, the longest-waiting
+        one's item moves into the channel first, so a ``receive_nowait()`` loop
+        drains them too.
+
+        Raises:
+            anyio.WouldBlock: The channel is empty and senders remain.
+            anyio.EndOfStream: The channel is empty and every send endpoint was
+                closed.
+            anyio.ClosedResourceError: This endpoint was closed.
+        """
+        if self._closed:
+            raise ClosedResourceError
+        state = self._state
+        if state.waiting_senders:
+            state.admit_sender()
+        head = state.head
+        if head is not None:
+            item = head.popleft()
+            if not head:
+                state.drop_level(state.levels[0])
+            state.size -= 1
+            return item
+        if not state.open_send:
+            raise EndOfStream
+        raise WouldBlock
+
+    async def receive(self) -> T_co:
+        """Take the next item (see :meth:`receive_nowait`), waiting while empty.
+
+        Always a checkpoint. A waiting receiver is handed its item directly by the
+        sender.
+
+        Cancellation: atomic. A cancelled ``receive()`` never loses or duplicates an
+        item: an item is never handed to a receiver whose wait is being cancelled,
+        and if an item was handed over at the same instant the cancellation arrived,
+        ``receive()`` returns it and the cancellation is seen at the caller's next
+        checkpoint.
+
+        Raises:
+            anyio.EndOfStream: The channel is empty and every send endpoint was
+                closed, before or while waiting.
+            anyio.ClosedResourceError: This endpoint was closed, before or while
+                waiting.
+        """
+        await checkpoint()
+        try:
+            return self.receive_nowait()
+        except WouldBlock:
+            pass
+        state = self._state
+        waiter: _ReceiveWaiter[T_co] = _ReceiveWaiter(self, get_current_task())
+        state.waiting_receivers[waiter] = None
+        try:
+            await waiter.event.wait()
+        except BaseException:
+            if waiter.item is _NOTHING:
+                state.waiting_receivers.pop(waiter, None)
+                raise
+            # Handed an item before the cancellation took effect: keep it, and let
+            # the cancellation be delivered at the next checkpoint.
+        item = waiter.item
+        if item is not _NOTHING:
+            return item  # type: ignore[return-value]
+        if self._closed:
+            raise ClosedResourceError
+        raise EndOfStream
+
+    def clone(self) -> PriorityReceiveChannel[T_co]:
+        """Return another receive endpoint on the same channel.
+
+        Receivers compete for items: each item goes to exactly one of them.
+
+        Raises:
+            anyio.ClosedResourceError: This endpoint was closed.
+        """
+        if self._closed:
+            raise ClosedResourceError
+        return PriorityReceiveChannel._create(self._state)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Close this endpoint; idempotent.
+
+        Tasks blocked in :meth:`receive` on this endpoint get
+        :exc:`anyio.ClosedResourceError`. When the last receive endpoint closes, the
+        queued items are discarded and senders, blocked or not, get
+        :exc:`anyio.BrokenResourceError`.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        state = self._state
+        state.open_receive -= 1
+        if state.waiting_receivers:
+            mine = [w for w in state.waiting_receivers if w.endpoint is self]
+            for waiter in mine:
+                del state.waiting_receivers[waiter]
+                waiter.event.set()
+        if not state.open_receive:
+            state.buckets.clear()
+            state.levels.clear()
+            state.head = None
+            state.size = 0
+            senders = list(state.waiting_senders)
+            state.waiting_senders.clear()
+            for sender in senders:
+                sender.outcome = _BROKEN
+                sender.event.set()
+
+    async def aclose(self) -> None:
+        """Close this endpoint (see :meth:`close`); a checkpoint."""
+        self.close()
+        await checkpoint()
+
+    def statistics(self) -> ChannelStatistics:
+        """Return a snapshot of the channel's state."""
+        return self._state.statistics()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<queuekeeper.PriorityReceiveChannel at {id(self):#x}, {state}>"
+
+
+class create_priority_channel(  # noqa: N801 (a factory, spelled like a function)
+    tuple[PrioritySendChannel[T], PriorityReceiveChannel[T]]
+):
+    """Create a priority channel; return ``(send_channel, receive_channel)``.
+
+    Items are received lowest priority value first (:attr:`Priority.CRITICAL`
+    before :attr:`Priority.LOW`), and first-in, first-out within a level. Write
+    ``create_priority_channel[int](100)`` to fix the item type.
+
+    Both endpoints are safe against cancellation: :meth:`PrioritySendChannel.send`
+    and :meth:`PriorityReceiveChannel.receive` either happen completely or not at
+    all, and a cancelled call never loses or duplicates an item.
+
+    Args:
+        max_size: How many items the channel holds; ``None`` (the default) or
+            :data:`math.inf` for no limit, else an ``int >= 1``. Items handed
+            directly to a waiting receiver take no room.
+
+    Raises:
+        TypeError: *max_size* is not ``None``, :data:`math.inf` or an ``int``
+            (``bool`` and other floats included).
+        ValueError: *max_size* is an ``int`` below 1.
+    """
+
+    def __new__(  # type: ignore[misc]
+        cls, max_size: float | None = None
+    ) -> tuple[PrioritySendChannel[T], PriorityReceiveChannel[T]]:
+        state: _ChannelState[T] = _ChannelState(check_max_size(max_size))
+        return (
+            PrioritySendChannel._create(state),
+            PriorityReceiveChannel._create(state),
+        )
