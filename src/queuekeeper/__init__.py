@@ -12,13 +12,21 @@ from ._errors import QueueTimeout as QueueTimeout
 from ._errors import RequestCancelled as RequestCancelled
 from ._errors import RequestShed as RequestShed
 from ._errors import RequestTimeout as RequestTimeout
+from ._pool import Backpressure as Backpressure
+from ._pool import WorkerPool as WorkerPool
 from ._priority import Priority as Priority
 from ._status import ChannelStatistics as ChannelStatistics
+from ._status import PoolStatus as PoolStatus
+from ._status import WorkerHealth as WorkerHealth
+from ._ticket import Ticket as Ticket
+from ._ticket import TicketState as TicketState
 from ._util import fixup_module_metadata as _fixup_module_metadata
 
 __all__ = [
+    "Backpressure",
     "ChannelStatistics",
     "PoolClosed",
+    "PoolStatus",
     "Priority",
     "PriorityReceiveChannel",
     "PrioritySendChannel",
@@ -28,6 +36,10 @@ __all__ = [
     "RequestCancelled",
     "RequestShed",
     "RequestTimeout",
+    "Ticket",
+    "TicketState",
+    "WorkerHealth",
+    "WorkerPool",
     "create_priority_channel",
 ]
 

@@ -251,7 +251,9 @@ class PrioritySendChannel(
         self._closed = False
         state.open_send += 1
 
-    def send_nowait(self, item: T_contra, priority: int = Priority.NORMAL) -> None:
+    def send_nowait(  # noqa: C901 (the hot path, inlined on purpose)
+        self, item: T_contra, priority: int = Priority.NORMAL
+    ) -> None:
         """Put *item* in the channel at *priority* if that needs no waiting.
 
         A task blocked in :meth:`PriorityReceiveChannel.receive` is handed the item
@@ -291,7 +293,7 @@ class PrioritySendChannel(
             state.add_level(priority, bucket)
         bucket.append(item)
         size = state.size = state.size + 1
-        if size > state.peak_size:
+        if size > state.peak_size:  # noqa: PLR1730 (cheaper than max())
             state.peak_size = size
 
     async def send(self, item: T_contra, priority: int = Priority.NORMAL) -> None:
@@ -350,7 +352,8 @@ class PrioritySendChannel(
         """
         if self._closed:
             raise ClosedResourceError
-        return PrioritySendChannel._create(self._state)  # type: ignore[no-any-return]
+        clone: PrioritySendChannel[T_contra] = PrioritySendChannel._create(self._state)
+        return clone
 
     def close(self) -> None:
         """Close this endpoint; idempotent.
@@ -495,7 +498,10 @@ class PriorityReceiveChannel(
         """
         if self._closed:
             raise ClosedResourceError
-        return PriorityReceiveChannel._create(self._state)  # type: ignore[no-any-return]
+        clone: PriorityReceiveChannel[T_co] = PriorityReceiveChannel._create(
+            self._state
+        )
+        return clone
 
     def close(self) -> None:
         """Close this endpoint; idempotent.
@@ -549,6 +555,8 @@ class PriorityReceiveChannel(
 class create_priority_channel(  # noqa: N801 (a factory, spelled like a function)
     tuple[PrioritySendChannel[T], PriorityReceiveChannel[T]]
 ):
+    __slots__ = ()
+
     """Create a priority channel; return ``(send_channel, receive_channel)``.
 
     Items are received lowest priority value first (:attr:`Priority.CRITICAL`
@@ -574,7 +582,6 @@ class create_priority_channel(  # noqa: N801 (a factory, spelled like a function
         cls, max_size: float | None = None
     ) -> tuple[PrioritySendChannel[T], PriorityReceiveChannel[T]]:
         state: _ChannelState[T] = _ChannelState(check_max_size(max_size))
-        return (
-            PrioritySendChannel._create(state),
-            PriorityReceiveChannel._create(state),
-        )
+        send: PrioritySendChannel[T] = PrioritySendChannel._create(state)
+        receive: PriorityReceiveChannel[T] = PriorityReceiveChannel._create(state)
+        return (send, receive)

@@ -21,7 +21,7 @@ class QueueKeeperError(Exception):
     """
 
 
-class QueueFull(QueueKeeperError):  # noqa: N818 (the contract's name)
+class QueueFull(QueueKeeperError):
     """The queue had no room for the request, and the pool does not wait for room.
 
     Attributes:
@@ -38,15 +38,15 @@ class QueueFull(QueueKeeperError):  # noqa: N818 (the contract's name)
         self.priority = priority
 
 
-class PoolClosed(QueueKeeperError):  # noqa: N818 (the contract's name)
+class PoolClosed(QueueKeeperError):
     """The pool is shutting down or has shut down, and takes no more requests."""
 
 
-class RequestCancelled(QueueKeeperError):  # noqa: N818 (the contract's name)
+class RequestCancelled(QueueKeeperError):
     """The request was cancelled: by :meth:`Ticket.cancel`, its caller or shutdown."""
 
 
-class RequestShed(QueueKeeperError):  # noqa: N818 (the contract's name)
+class RequestShed(QueueKeeperError):
     """The queued request was evicted to admit a request of a higher priority."""
 
 

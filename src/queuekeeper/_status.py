@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["ChannelStatistics", "PoolStatus", "WorkerHealth"]
 
@@ -34,3 +37,82 @@ class ChannelStatistics:
     open_receive_channels: int
     tasks_waiting_send: int
     tasks_waiting_receive: int
+
+
+@attrs.frozen
+class WorkerHealth:
+    """A snapshot of one worker, from :meth:`WorkerPool.worker_health`.
+
+    Attributes:
+        worker_id: The worker's index in the pool, from 0.
+        is_healthy: ``False`` when the worker has been busy on one request for
+            longer than the pool's ``hung_after``, or its last ``unhealthy_after``
+            requests in a row failed, timed out or ignored cancellation.
+        total_processed: Requests the worker finished, whatever their outcome.
+        total_errors: Requests whose handler raised or timed out.
+        current_request: The id of the ticket it is running, or ``None``.
+        busy_since: When it took that request (backend clock), or ``None``.
+        last_error: ``repr`` of the last error a handler raised, or ``None``.
+        consecutive_errors: Errors since the worker's last success.
+    """
+
+    worker_id: int
+    is_healthy: bool
+    total_processed: int
+    total_errors: int
+    current_request: str | None
+    busy_since: float | None
+    last_error: str | None
+    consecutive_errors: int = 0
+
+
+@attrs.frozen
+class PoolStatus:
+    """A snapshot of a :class:`WorkerPool`, from :meth:`WorkerPool.status`.
+
+    Once everything settles, ``submitted == completed + failed + cancelled +
+    timed_out + shed``; until then the difference is the requests still queued or
+    running. Wait times cover the most recent requests that started running.
+
+    Attributes:
+        name: The pool's name.
+        state: ``"running"``, ``"draining"`` (shutdown waits for work to finish)
+            or ``"closed"``.
+        max_workers: How many workers the pool runs.
+        active_workers: Workers busy on a request now.
+        queue_size: Requests waiting in the queue.
+        queue_size_by_priority: Waiting requests per priority (non-empty levels).
+        max_queue_size: The queue's capacity, ``None`` when unbounded.
+        submitted: Requests accepted into the queue.
+        completed: Requests whose handler returned.
+        failed: Requests whose handler raised.
+        rejected: :exc:`QueueFull` errors raised to submitters.
+        timed_out: Requests that hit their ``queue_timeout`` or ``timeout``.
+        cancelled: Requests cancelled (ticket, caller or shutdown).
+        shed: Requests evicted for higher-priority ones.
+        average_wait_time_ms: Mean time in the queue, recent requests.
+        wait_time_ms_p50: Median time in the queue, recent requests.
+        wait_time_ms_p95: 95th percentile of the same.
+        wait_time_ms_p99: 99th percentile of the same.
+        workers: One :class:`WorkerHealth` per worker.
+    """
+
+    name: str
+    state: str
+    max_workers: int
+    active_workers: int
+    queue_size: int
+    queue_size_by_priority: Mapping[int, int]
+    max_queue_size: int | None
+    submitted: int
+    completed: int
+    failed: int
+    rejected: int
+    timed_out: int
+    cancelled: int
+    shed: int
+    average_wait_time_ms: float
+    wait_time_ms_p50: float
+    wait_time_ms_p95: float
+    wait_time_ms_p99: float
+    workers: tuple[WorkerHealth, ...]

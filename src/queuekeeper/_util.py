@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from abc import ABCMeta
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 __all__ = ["NoPublicConstructor", "fixup_module_metadata"]
-
-T = TypeVar("T")
 
 
 class NoPublicConstructor(ABCMeta):
@@ -17,12 +15,12 @@ class NoPublicConstructor(ABCMeta):
     ``Cls._create(...)``.
     """
 
-    def __call__(cls, *args: object, **kwargs: object) -> NoReturn:
+    def __call__(cls, *args: object, **kwargs: object) -> NoReturn:  # noqa: ARG002
         msg = f"{cls.__module__}.{cls.__qualname__} has no public constructor"
         raise TypeError(msg)
 
-    def _create(cls: type[T], *args: Any, **kwargs: Any) -> T:  # noqa: ANN401
-        return super().__call__(*args, **kwargs)  # type: ignore[misc, no-any-return]
+    def _create(cls, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+        return super().__call__(*args, **kwargs)
 
 
 def fixup_module_metadata(module_name: str, namespace: dict[str, Any]) -> None:

@@ -1,0 +1,80 @@
+"""Quality gates: ``nox`` runs them all; CI runs ``.ci/run``, which calls nox."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2025.2.9"
+nox.options.sessions = ["tests", "lint", "typecheck", "examples", "docs"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+ROOT = Path(__file__).parent
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+TEST_DEPS = nox.project.dependency_groups(PYPROJECT, "test")
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite on asyncio and trio, with branch coverage (>= 95 %)."""
+    session.install(".", *TEST_DEPS)
+    session.env["COVERAGE_FILE"] = str(ROOT / ".coverage")
+    session.run("coverage", "erase")
+    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    session.run("coverage", "combine")
+    session.run("coverage", "report", "--fail-under=95")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style and formatting with ruff."""
+    session.install("ruff>=0.8")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on src/, and pyright's check that the public API is fully typed."""
+    session.install(".", "mypy>=1.10", "pyright[nodejs]>=1.1.380")
+    session.run("mypy", "--strict", "src")
+    session.run("pyright", "--verifytypes", "queuekeeper", "--ignoreexternal")
+
+
+@nox.session
+def examples(session: nox.Session) -> None:
+    """Run every example on each backend it supports; any failure fails the session."""
+    session.install(".")
+    for example in EXAMPLES:
+        text = example.read_text(encoding="utf-8")
+        if "--backend" in text:
+            for backend in ("asyncio", "trio"):
+                session.run("python", str(example), "--backend", backend)
+        else:
+            session.run("python", str(example))
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the Sphinx docs with warnings as errors, and run their doctests."""
+    session.install(".", "-r", "docs/requirements.txt")
+    out = ROOT / "docs" / "_build"
+    session.run("sphinx-build", "-W", "-n", "--keep-going", "-b", "html", "docs", str(out / "html"))
+    session.run("sphinx-build", "-W", "-n", "--keep-going", "-b", "doctest", "docs", str(out / "doctest"))
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks (``queuekeeper bench``); pass options after ``--``."""
+    session.install(".")
+    env = {"PYTHONHASHSEED": "0"} if "PYTHONHASHSEED" not in os.environ else {}
+    session.run("queuekeeper", "bench", *session.posargs, env=env)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("run this file with nox")

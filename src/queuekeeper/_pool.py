@@ -1,0 +1,835 @@
+"""The worker pool: a priority channel feeding workers in a task group."""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import inspect
+import math
+from collections import deque
+from types import CoroutineType
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
+
+from anyio import (
+    TASK_STATUS_IGNORED,
+    CancelScope,
+    ClosedResourceError,
+    EndOfStream,
+    Event,
+    WouldBlock,
+    create_task_group,
+    current_time,
+    get_cancelled_exc_class,
+    move_on_after,
+    sleep_forever,
+)
+from anyio.lowlevel import checkpoint
+
+from ._channel import check_max_size, create_priority_channel
+from ._errors import (
+    PoolClosed,
+    QueueFull,
+    QueueTimeout,
+    RequestCancelled,
+    RequestShed,
+    RequestTimeout,
+)
+from ._priority import Priority, check_priority
+from ._status import PoolStatus, WorkerHealth
+from ._ticket import Ticket, TicketState
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from types import TracebackType
+
+    from anyio.abc import TaskGroup, TaskStatus
+    from typing_extensions import Self
+
+    from ._channel import _ChannelState
+    from ._observer import PoolObserver
+
+__all__ = ["Backpressure", "WorkerPool"]
+
+Req = TypeVar("Req")
+Res = TypeVar("Res")
+
+_QUEUED: Final = TicketState.QUEUED
+_RUNNING: Final = TicketState.RUNNING
+_SUCCEEDED: Final = TicketState.SUCCEEDED
+_FAILED: Final = TicketState.FAILED
+_CANCELLED: Final = TicketState.CANCELLED
+_TIMED_OUT: Final = TicketState.TIMED_OUT
+_SHED: Final = TicketState.SHED
+
+#: How many recent wait times the percentiles in :class:`PoolStatus` cover.
+WAIT_WINDOW: Final = 1024
+
+
+class Backpressure(enum.Enum):
+    """What :meth:`WorkerPool.submit` does when the queue is full."""
+
+    #: Raise :exc:`QueueFull` at once.
+    REJECT = "reject"
+    #: Wait for room (``submit_nowait`` still raises :exc:`QueueFull`).
+    BLOCK = "block"
+    #: Evict the newest request of the lowest queued level if that level is
+    #: strictly lower than the new request's (it fails with :exc:`RequestShed`);
+    #: otherwise raise :exc:`QueueFull`.
+    SHED = "shed"
+
+
+_REJECT: Final = Backpressure.REJECT
+_BLOCK: Final = Backpressure.BLOCK
+_SHED_MODE: Final = Backpressure.SHED
+
+
+def _check_seconds(value: object, name: str) -> float:
+    """Validate a duration: ``None`` (no limit, returned as inf) or a finite > 0."""
+    if value is None:
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        msg = (
+            f"{name} must be None or a number of seconds > 0, "
+            f"not {value!r} ({type(value).__name__})"
+        )
+        raise TypeError(msg)
+    if not (0 < value < math.inf):
+        msg = f"{name} must be None or a finite number of seconds > 0, not {value!r}"
+        raise ValueError(msg)
+    return float(value)
+
+
+def _check_count(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{name} must be an int >= 1, not {value!r} ({type(value).__name__})"
+        raise TypeError(msg)
+    if value < 1:
+        msg = f"{name} must be an int >= 1, not {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+def _check_handler(handler: Any) -> None:  # noqa: ANN401 (validates anything)
+    if not callable(handler):
+        msg = f"handler must be an async callable, not {handler!r}"
+        raise TypeError(msg)
+    plain = inspect.isfunction(handler) or inspect.ismethod(handler)
+    if plain and not inspect.iscoroutinefunction(handler):
+        msg = (
+            f"handler must be an async callable (an 'async def' function), "
+            f"not the plain function {handler!r}"
+        )
+        raise TypeError(msg)
+
+
+def _check_name(name: object) -> None:
+    if not isinstance(name, str):
+        msg = f"name must be a str, not {name!r} ({type(name).__name__})"
+        raise TypeError(msg)
+    if not name:
+        msg = "name must be a non-empty str, not ''"
+        raise ValueError(msg)
+
+
+def _percentile(ordered: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of a sorted, non-empty list."""
+    index = max(0, math.ceil(fraction * len(ordered)) - 1)
+    return ordered[index]
+
+
+@final
+class _Worker:
+    __slots__ = (
+        "busy_since",
+        "consecutive_errors",
+        "current",
+        "errors",
+        "last_error",
+        "processed",
+        "worker_id",
+    )
+
+    def __init__(self, worker_id: int) -> None:
+        self.worker_id = worker_id
+        self.processed = 0
+        self.errors = 0
+        self.consecutive_errors = 0
+        self.current: Ticket[Any] | None = None
+        self.busy_since: float | None = None
+        self.last_error: str | None = None
+
+
+_UNSET: Final[Any] = object()
+
+
+@final
+class WorkerPool(Generic[Req, Res]):
+    """Run requests through *handler* on a fixed set of workers, by priority.
+
+    Requests wait in a priority queue (see :func:`create_priority_channel`) and
+    are served lowest priority value first, first-in first-out within a level.
+    Workers are tasks in a task group: the pool's own (``async with pool``) or the
+    caller's (``await task_group.start(pool.run)``). A handler's exception fails
+    its request and never kills a worker.
+
+    Args:
+        handler: ``async def handler(request) -> result``.
+        workers: How many requests may run at once (``>= 1``).
+        max_queue_size: How many requests may wait (running ones not counted);
+            ``None`` or :data:`math.inf` for no limit, else an ``int >= 1``.
+        backpressure: What a full queue does to a new request (:class:`Backpressure`).
+        name: The pool's name, in ticket ids, status and metric labels.
+        metrics: An observer such as :class:`PrometheusMetrics`, or ``None``.
+        drain_timeout: Default limit on how long :meth:`shutdown` drains; ``None``
+            for no limit.
+        hung_after: Seconds on one request after which a worker reports unhealthy
+            (default 60).
+        unhealthy_after: Failures in a row after which a worker reports unhealthy
+            (default 5).
+
+    Raises:
+        TypeError: An argument has the wrong type (the message names it).
+        ValueError: An argument is out of range (the message names it).
+    """
+
+    def __init__(
+        self,
+        handler: Callable[[Req], Awaitable[Res]],
+        *,
+        workers: int = 5,
+        max_queue_size: int | None = None,
+        backpressure: Backpressure = Backpressure.REJECT,
+        name: str = "default",
+        metrics: PoolObserver | None = None,
+        drain_timeout: float | None = None,
+        hung_after: float = 60.0,
+        unhealthy_after: int = 5,
+    ) -> None:
+        _check_handler(handler)
+        _check_name(name)
+        workers = _check_count(workers, "workers")
+        capacity = check_max_size(max_queue_size, name="max_queue_size")
+        if not isinstance(cast("object", backpressure), Backpressure):
+            msg = (
+                "backpressure must be a queuekeeper.Backpressure, "
+                f"not {backpressure!r} ({type(backpressure).__name__})"
+            )
+            raise TypeError(msg)
+        self._drain_timeout = _check_seconds(drain_timeout, "drain_timeout")
+        self._hung_after = _check_seconds(hung_after, "hung_after")
+        self._unhealthy_after = _check_count(unhealthy_after, "unhealthy_after")
+
+        self._handler = handler
+        self._name = name
+        self._backpressure = backpressure
+        self._max_queue_size = None if capacity == math.inf else int(capacity)
+        self._send, self._receive = create_priority_channel[Ticket[Res]](capacity)
+        self._queue: _ChannelState[Ticket[Res]] = self._send._state
+        self._workers = tuple(_Worker(i) for i in range(workers))
+        self._observer = metrics
+
+        # Lifecycle.
+        self._started = False
+        self._accepting = True
+        self._state = "running"
+        self._live_workers = 0
+        self._workers_done = Event()
+        self._stopped = Event()
+        self._task_group: TaskGroup | None = None
+        self._own_task_group: TaskGroup | None = None
+
+        # Deadlines of queued requests: a heap the timekeeper task sleeps on.
+        self._deadlines: list[tuple[float, int, Ticket[Res]]] = []
+        self._timer_scope: CancelScope | None = None
+
+        # Counters and the wait-time window.
+        self._submitted = 0
+        self._completed = 0
+        self._failed = 0
+        self._rejected = 0
+        self._timed_out = 0
+        self._cancelled = 0
+        self._shed = 0
+        self._active = 0
+        self._waits: deque[float] = deque(maxlen=WAIT_WINDOW)
+
+        if metrics is not None:
+            metrics.attach(self)  # type: ignore[arg-type]
+
+    # -- properties ---------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The pool's name."""
+        return self._name
+
+    @property
+    def backpressure(self) -> Backpressure:
+        """The pool's :class:`Backpressure` mode."""
+        return self._backpressure
+
+    @property
+    def max_workers(self) -> int:
+        """How many workers the pool runs."""
+        return len(self._workers)
+
+    @property
+    def max_queue_size(self) -> int | None:
+        """The queue's capacity, ``None`` when unbounded."""
+        return self._max_queue_size
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = TASK_STATUS_IGNORED) -> None:
+        """Run the workers in a task group of the pool's own; return after shutdown.
+
+        Meant for ``await task_group.start(pool.run)`` (or ``nursery.start``),
+        which returns once the workers are up. Cancelling it cancels the pool's
+        work like ``shutdown(drain=False)``: every request still queued or running
+        fails with :exc:`RequestCancelled`.
+
+        Raises:
+            RuntimeError: The pool was already started.
+        """
+        if self._started:
+            msg = f"WorkerPool {self._name!r} was already started; a pool runs once"
+            raise RuntimeError(msg)
+        self._started = True
+        try:
+            async with create_task_group() as task_group:
+                self._task_group = task_group
+                for worker in self._workers:
+                    task_group.start_soon(
+                        self._work,
+                        worker,
+                        name=f"{self._name}-worker-{worker.worker_id}",
+                    )
+                    self._live_workers += 1
+                task_group.start_soon(self._keep_time, name=f"{self._name}-timekeeper")
+                task_status.started()
+                await self._workers_done.wait()
+                task_group.cancel_scope.cancel()
+        finally:
+            self._task_group = None
+            self._close_intake()
+            self._abandon_all(current_time())
+            self._state = "closed"
+            self._stopped.set()
+
+    async def __aenter__(self) -> Self:
+        """Start the workers in a task group of the pool's own."""
+        task_group = create_task_group()
+        await task_group.__aenter__()
+        try:
+            await task_group.start(self.run)
+        except BaseException as exc:
+            await task_group.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._own_task_group = task_group
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Drain and stop the pool; on an exception, cancel its work instead.
+
+        Returns when every worker has exited. The body's exception propagates
+        unchanged.
+        """
+        task_group = self._own_task_group
+        if task_group is None:
+            msg = "WorkerPool.__aexit__ called without __aenter__"
+            raise RuntimeError(msg)
+        self._own_task_group = None
+        if exc is None:
+            try:
+                await self.shutdown(drain=True)
+            except BaseException:
+                self._abort()
+                task_group.cancel_scope.cancel()
+                await task_group.__aexit__(None, None, None)
+                raise
+        else:
+            self._abort()
+            task_group.cancel_scope.cancel()
+        await task_group.__aexit__(None, None, None)
+
+    async def shutdown(
+        self, *, drain: bool = True, timeout: float | None = _UNSET
+    ) -> None:
+        """Stop taking requests, finish or cancel the rest, and wait for the workers.
+
+        From the first call on, :meth:`submit` raises :exc:`PoolClosed` (tasks
+        blocked in ``submit`` included). With *drain*, queued and running requests
+        may finish for up to *timeout* seconds (default: the pool's
+        ``drain_timeout``; ``None`` for no limit); whatever is still queued or
+        running after that is cancelled and fails with :exc:`RequestCancelled`.
+        Without *drain*, that happens at once. When this returns, no ticket is
+        pending and no worker is alive. Calling it again waits for the same end.
+
+        Cancellation: cancelling a draining ``shutdown`` cancels the remaining work
+        as ``drain=False`` would; the pool still ends.
+
+        Raises:
+            TypeError: *timeout* has the wrong type.
+            ValueError: *timeout* is not a finite number > 0.
+        """
+        limit = (
+            self._drain_timeout
+            if timeout is _UNSET
+            else _check_seconds(timeout, "timeout")
+        )
+        self._close_intake()
+        if not self._started:
+            # Never ran: nothing is running, and nothing will serve the queue.
+            self._started = True
+            self._abandon_all(current_time())
+            self._state = "closed"
+            self._stopped.set()
+            await checkpoint()
+            return
+        if drain and not self._workers_done.is_set():
+            try:
+                with move_on_after(limit):
+                    await self._workers_done.wait()
+            except BaseException:
+                self._abort()
+                raise
+        self._abort()
+        await self._stopped.wait()
+
+    def _close_intake(self) -> None:
+        """Stop taking requests; workers end once the queue is empty."""
+        self._accepting = False
+        if self._state == "running":
+            self._state = "draining"
+        self._send.close()
+
+    def _abort(self) -> None:
+        """Cancel everything queued or running (the pool keeps no pending ticket)."""
+        self._close_intake()
+        now = current_time()
+        self._drop_queue(now)
+        for worker in self._workers:
+            ticket = worker.current
+            if ticket is not None and ticket._scope is not None:
+                ticket._cancel_requested = True
+                ticket._scope.cancel()
+
+    def _drop_queue(self, now: float) -> None:
+        receive = self._receive
+        while True:
+            try:
+                ticket = receive.receive_nowait()
+            except (WouldBlock, EndOfStream, ClosedResourceError):
+                return
+            if ticket._state is _QUEUED:
+                self._resolve(
+                    ticket, _CANCELLED, now, error=RequestCancelled("pool shut down")
+                )
+
+    def _abandon_all(self, now: float) -> None:
+        """After the workers are gone: fail whatever is somehow still pending."""
+        self._drop_queue(now)
+        for worker in self._workers:
+            ticket = worker.current
+            if ticket is not None and not ticket.done():
+                self._resolve(
+                    ticket, _CANCELLED, now, error=RequestCancelled("pool shut down")
+                )
+
+    # -- submitting ---------------------------------------------------------------
+
+    def _make_ticket(
+        self, request: Req, priority: object, timeout: object, queue_timeout: object
+    ) -> Ticket[Res]:
+        level = priority if priority.__class__ is int else check_priority(priority)
+        deadline = math.inf if timeout is None else _check_seconds(timeout, "timeout")
+        queue_deadline = (
+            math.inf
+            if queue_timeout is None
+            else _check_seconds(queue_timeout, "queue_timeout")
+        )
+        if not self._accepting:
+            msg = f"WorkerPool {self._name!r} is shut down; it takes no more requests"
+            raise PoolClosed(msg)
+        now = current_time()
+        ticket: Ticket[Res] = Ticket._create(
+            self, request, level, now, now + deadline, now + queue_deadline
+        )
+        return ticket
+
+    async def submit(
+        self,
+        request: Req,
+        *,
+        priority: int = Priority.NORMAL,
+        timeout: float | None = None,
+        queue_timeout: float | None = None,
+    ) -> Ticket[Res]:
+        """Queue *request*; return its :class:`Ticket` without waiting for the result.
+
+        Always a checkpoint. When the queue is full, the pool's
+        :class:`Backpressure` decides: ``REJECT`` raises :exc:`QueueFull`,
+        ``BLOCK`` waits for room (blocked submitters are admitted in the order
+        they arrived), ``SHED`` evicts a lower-priority request or raises.
+
+        Args:
+            request: Passed to the handler as it is.
+            priority: A :class:`Priority` or any ``int``; lower is served first.
+            timeout: Seconds from now until the request, waiting plus running,
+                fails with :exc:`RequestTimeout` (its handler cancelled).
+            queue_timeout: Seconds the request may wait for a worker before it
+                fails with :exc:`QueueTimeout`, without running.
+
+        Cancellation: atomic. If ``submit`` is cancelled (while blocked for room
+        or at its checkpoint), nothing was queued.
+
+        Raises:
+            TypeError: *priority*, *timeout* or *queue_timeout* has the wrong type.
+            ValueError: *timeout* or *queue_timeout* is not a finite number > 0.
+            QueueFull: The queue is full and the backpressure mode does not wait.
+            PoolClosed: The pool is shutting down or shut down.
+        """
+        ticket = self._make_ticket(request, priority, timeout, queue_timeout)
+        if self._backpressure is _BLOCK:
+            # Waiting for room is waiting in the queue: the timeouts bound it.
+            with CancelScope(
+                deadline=min(ticket._deadline, ticket._queue_deadline)
+            ) as scope:
+                try:
+                    await self._send.send(ticket, ticket._level)
+                except ClosedResourceError:
+                    msg = (
+                        f"WorkerPool {self._name!r} shut down while the request waited"
+                    )
+                    raise PoolClosed(msg) from None
+            self._queued(ticket)
+            if scope.cancelled_caught:
+                # Never entered the queue: it timed out waiting for room.
+                self._expire(ticket, current_time())
+        else:
+            await checkpoint()
+            self._enqueue_nowait(ticket)
+        return ticket
+
+    def submit_nowait(
+        self,
+        request: Req,
+        *,
+        priority: int = Priority.NORMAL,
+        timeout: float | None = None,
+        queue_timeout: float | None = None,
+    ) -> Ticket[Res]:
+        """Queue *request* without ever waiting (see :meth:`submit`).
+
+        A full queue raises :exc:`QueueFull` in ``BLOCK`` mode too; ``SHED`` still
+        evicts.
+
+        Raises:
+            TypeError: *priority*, *timeout* or *queue_timeout* has the wrong type.
+            ValueError: *timeout* or *queue_timeout* is not a finite number > 0.
+            QueueFull: The queue is full.
+            PoolClosed: The pool is shutting down or shut down.
+        """
+        ticket = self._make_ticket(request, priority, timeout, queue_timeout)
+        self._enqueue_nowait(ticket)
+        return ticket
+
+    async def execute(
+        self,
+        request: Req,
+        *,
+        priority: int = Priority.NORMAL,
+        timeout: float | None = None,
+        queue_timeout: float | None = None,
+    ) -> Res:
+        """Submit *request* and return its result (see :meth:`submit`).
+
+        Cancellation: if the caller is cancelled while waiting, the request is
+        cancelled too: taken out of the queue, or its handler cancelled if it
+        is running. Abandoned work does not run.
+
+        Raises:
+            The errors of :meth:`submit` and of :meth:`Ticket.result`.
+        """
+        ticket = await self.submit(
+            request, priority=priority, timeout=timeout, queue_timeout=queue_timeout
+        )
+        try:
+            return await ticket.result()
+        except BaseException:
+            ticket.cancel()
+            raise
+
+    def _enqueue_nowait(self, ticket: Ticket[Res]) -> None:
+        level = ticket._level
+        try:
+            self._send.send_nowait(ticket, level)
+        except WouldBlock:
+            if self._backpressure is not _SHED_MODE or not self._shed_for(level):
+                self._rejected += 1
+                if self._observer is not None:
+                    self._observer.rejected(self._name, level)
+                raise QueueFull(self._max_queue_size or 0, ticket.priority) from None
+            self._send.send_nowait(ticket, level)
+        self._queued(ticket)
+
+    def _shed_for(self, level: int) -> bool:
+        """Evict the newest request of the lowest level if it is below *level*."""
+        lowest = self._queue.newest_of_lowest()
+        if lowest is None or lowest[1] <= level:
+            return False
+        victim, victim_level = lowest
+        self._queue.remove(victim, victim_level)
+        self._resolve(
+            victim,
+            _SHED,
+            current_time(),
+            error=RequestShed(
+                f"request {victim.id} was shed for a request at priority {level!r}"
+            ),
+        )
+        return True
+
+    def _queued(self, ticket: Ticket[Res]) -> None:
+        self._submitted += 1
+        if self._observer is not None:
+            self._observer.submitted(self._name, ticket._level)
+        wake_at = min(ticket._deadline, ticket._queue_deadline)
+        if wake_at != math.inf:
+            self._add_deadline(wake_at, ticket)
+
+    # -- deadlines of queued requests ----------------------------------------------
+
+    def _add_deadline(self, when: float, ticket: Ticket[Res]) -> None:
+        heap = self._deadlines
+        if len(heap) > 2 * (self._queue.size + 32):
+            # Most entries belong to requests that already left the queue: drop
+            # them, so memory follows the queue's length, not the traffic.
+            heap[:] = [entry for entry in heap if entry[2]._state is _QUEUED]
+            heapq.heapify(heap)
+        heapq.heappush(heap, (when, ticket._seq, ticket))
+        scope = self._timer_scope
+        if scope is not None and when < scope.deadline:
+            scope.deadline = when
+
+    async def _keep_time(self) -> None:
+        """Fail queued requests whose ``queue_timeout`` or ``timeout`` expired."""
+        heap = self._deadlines
+        while True:
+            now = current_time()
+            while heap and heap[0][0] <= now:
+                ticket = heapq.heappop(heap)[2]
+                if ticket._state is _QUEUED:
+                    self._expire(ticket, now)
+            with CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
+                self._timer_scope = scope
+                await sleep_forever()
+
+    def _expire(self, ticket: Ticket[Res], now: float) -> None:
+        """Fail the queued *ticket*: its ``timeout`` or ``queue_timeout`` expired."""
+        self._queue.remove(ticket, ticket._level)
+        error: Exception
+        if now >= ticket._deadline:
+            error = RequestTimeout(f"request {ticket.id} timed out while queued")
+        else:
+            error = QueueTimeout(f"request {ticket.id} waited too long in the queue")
+        self._resolve(ticket, _TIMED_OUT, now, error=error)
+
+    # -- running ------------------------------------------------------------------
+
+    async def _work(self, worker: _Worker) -> None:
+        receive = self._receive
+        try:
+            while True:
+                try:
+                    ticket = await receive.receive()
+                except EndOfStream:
+                    return
+                if ticket._state is _QUEUED:
+                    await self._run_one(worker, ticket)
+        finally:
+            self._live_workers -= 1
+            if not self._live_workers:
+                self._workers_done.set()
+
+    async def _run_one(self, worker: _Worker, ticket: Ticket[Res]) -> None:
+        now = current_time()
+        ticket._state = _RUNNING
+        ticket.started_at = now
+        wait = now - ticket.submitted_at
+        self._waits.append(wait)
+        worker.current = ticket
+        worker.busy_since = now
+        self._active += 1
+        observer = self._observer
+        if observer is not None:
+            observer.started(self._name, ticket._level, wait)
+        state = _SUCCEEDED
+        result: Res | None = None
+        error: BaseException | None = None
+        try:
+            with CancelScope(deadline=ticket._deadline) as scope:
+                ticket._scope = scope
+                awaitable: object = self._handler(ticket.request)  # type: ignore[arg-type]
+                if awaitable.__class__ is not CoroutineType and not inspect.isawaitable(
+                    awaitable
+                ):
+                    msg = f"handler returned {awaitable!r}, which is not awaitable"
+                    raise TypeError(msg)  # noqa: TRY301
+                result = await cast("Awaitable[Res]", awaitable)
+        except Exception as exc:  # noqa: BLE001 (the handler's error is the outcome)
+            state = _FAILED
+            error = exc
+        except BaseException as exc:
+            # Cancelled from outside (the pool's task group), or KeyboardInterrupt
+            # and the like from the handler: resolve the ticket, then let it go on.
+            if isinstance(exc, get_cancelled_exc_class()):
+                self._finish_run(
+                    worker, ticket, _CANCELLED, RequestCancelled("pool shut down")
+                )
+            else:
+                self._finish_run(worker, ticket, _FAILED, exc)
+            raise
+        if scope.cancelled_caught:
+            if ticket._cancel_requested:
+                state = _CANCELLED
+                error = RequestCancelled(f"request {ticket.id} was cancelled")
+            else:
+                state = _TIMED_OUT
+                error = RequestTimeout(f"request {ticket.id} timed out while running")
+        self._finish_run(worker, ticket, state, error, result)
+
+    def _finish_run(
+        self,
+        worker: _Worker,
+        ticket: Ticket[Res],
+        state: TicketState,
+        error: BaseException | None,
+        result: Res | None = None,
+    ) -> None:
+        now = current_time()
+        self._active -= 1
+        worker.current = None
+        worker.busy_since = None
+        worker.processed += 1
+        if state is _FAILED or state is _TIMED_OUT:
+            worker.errors += 1
+            worker.consecutive_errors += 1
+            worker.last_error = repr(error)
+        elif state is _SUCCEEDED:
+            worker.consecutive_errors = 0
+        self._resolve(ticket, state, now, result, error)
+
+    def _resolve(
+        self,
+        ticket: Ticket[Res],
+        state: TicketState,
+        now: float,
+        result: Res | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Put *ticket* in its final *state*, count it and report it."""
+        if state is _SUCCEEDED:
+            self._completed += 1
+        elif state is _FAILED:
+            self._failed += 1
+        elif state is _CANCELLED:
+            self._cancelled += 1
+        elif state is _TIMED_OUT:
+            self._timed_out += 1
+        else:
+            self._shed += 1
+        started = ticket.started_at
+        ticket._finish(state, now, result, error)
+        if self._observer is not None:
+            duration = None if started is None else now - started
+            self._observer.finished(self._name, ticket._level, state, duration)
+
+    # -- tickets ------------------------------------------------------------------
+
+    def _position(self, ticket: Ticket[Res]) -> int:
+        position = self._queue.position(ticket, ticket._level)
+        # None: handed to a worker that has not started it yet, so it is next.
+        return 0 if position is None else position
+
+    def _cancel_ticket(self, ticket: Ticket[Res]) -> bool:
+        state = ticket._state
+        if state is _QUEUED:
+            self._queue.remove(ticket, ticket._level)
+            self._resolve(
+                ticket,
+                _CANCELLED,
+                current_time(),
+                error=RequestCancelled(f"request {ticket.id} was cancelled"),
+            )
+            return True
+        if state is _RUNNING:
+            ticket._cancel_requested = True
+            if ticket._scope is not None:
+                ticket._scope.cancel()
+            return True
+        return False
+
+    # -- status -------------------------------------------------------------------
+
+    def worker_health(self) -> tuple[WorkerHealth, ...]:
+        """Return a :class:`WorkerHealth` snapshot of every worker."""
+        now = current_time()
+        return tuple(self._health(worker, now) for worker in self._workers)
+
+    def _health(self, worker: _Worker, now: float) -> WorkerHealth:
+        busy_since = worker.busy_since
+        hung = busy_since is not None and now - busy_since > self._hung_after
+        current = worker.current
+        return WorkerHealth(
+            worker_id=worker.worker_id,
+            is_healthy=not hung and worker.consecutive_errors < self._unhealthy_after,
+            total_processed=worker.processed,
+            total_errors=worker.errors,
+            current_request=None if current is None else current.id,
+            busy_since=busy_since,
+            last_error=worker.last_error,
+            consecutive_errors=worker.consecutive_errors,
+        )
+
+    def status(self) -> PoolStatus:
+        """Return a :class:`PoolStatus` snapshot: queue, counters, waits, workers."""
+        queue = self._queue.statistics()
+        waits = sorted(self._waits)
+        if waits:
+            average = 1000 * sum(waits) / len(waits)
+            p50, p95, p99 = (1000 * _percentile(waits, f) for f in (0.5, 0.95, 0.99))
+        else:
+            average = p50 = p95 = p99 = 0.0
+        return PoolStatus(
+            name=self._name,
+            state=self._state,
+            max_workers=len(self._workers),
+            active_workers=self._active,
+            queue_size=queue.current_size,
+            queue_size_by_priority=queue.size_by_priority,
+            max_queue_size=self._max_queue_size,
+            submitted=self._submitted,
+            completed=self._completed,
+            failed=self._failed,
+            rejected=self._rejected,
+            timed_out=self._timed_out,
+            cancelled=self._cancelled,
+            shed=self._shed,
+            average_wait_time_ms=average,
+            wait_time_ms_p50=p50,
+            wait_time_ms_p95=p95,
+            wait_time_ms_p99=p99,
+            workers=self.worker_health(),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<queuekeeper.WorkerPool {self._name!r} {self._state}, "
+            f"{len(self._workers)} workers>"
+        )

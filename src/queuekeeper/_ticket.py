@@ -1,0 +1,199 @@
+"""Tickets: what :meth:`WorkerPool.submit` hands back for each request."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import math
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
+
+from anyio import Event
+from anyio.lowlevel import checkpoint
+
+from ._priority import display_priority
+from ._util import NoPublicConstructor
+
+if TYPE_CHECKING:
+    from anyio import CancelScope
+
+    from ._pool import WorkerPool
+
+__all__ = ["Ticket", "TicketState"]
+
+R = TypeVar("R")
+
+# One counter for the process, so ticket ids are unique across pools.
+_ids: Final = itertools.count(1)
+
+
+class TicketState(enum.Enum):
+    """Where a request is in its life; the last five states are final."""
+
+    #: Waiting in the queue for a worker.
+    QUEUED = "queued"
+    #: A worker is running the handler on it.
+    RUNNING = "running"
+    #: The handler returned; :meth:`Ticket.result` gives its return value.
+    SUCCEEDED = "succeeded"
+    #: The handler raised; :meth:`Ticket.result` re-raises that exception.
+    FAILED = "failed"
+    #: Cancelled by :meth:`Ticket.cancel`, by its caller, or by shutdown.
+    CANCELLED = "cancelled"
+    #: Its ``queue_timeout`` or ``timeout`` expired.
+    TIMED_OUT = "timed_out"
+    #: Evicted from a full queue for a request of higher priority.
+    SHED = "shed"
+
+
+_QUEUED: Final = TicketState.QUEUED
+_RUNNING: Final = TicketState.RUNNING
+
+
+@final
+class Ticket(Generic[R], metaclass=NoPublicConstructor):
+    """A submitted request: its place in the queue, its state and its outcome.
+
+    Returned by :meth:`WorkerPool.submit` and :meth:`WorkerPool.submit_nowait`;
+    tickets have no public constructor.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_cancel_requested",
+        "_deadline",
+        "_error",
+        "_event",
+        "_level",
+        "_pool",
+        "_queue_deadline",
+        "_result",
+        "_scope",
+        "_seq",
+        "_state",
+        "finished_at",
+        "request",
+        "started_at",
+        "submitted_at",
+    )
+
+    def __init__(
+        self,
+        pool: WorkerPool[Any, R],
+        request: object,
+        level: int,
+        submitted_at: float,
+        deadline: float,
+        queue_deadline: float,
+    ) -> None:
+        self._pool = pool
+        self._seq = next(_ids)
+        #: The request, as passed to ``submit``.
+        self.request = request
+        self._level = level
+        #: When the request entered the queue, on the backend's clock (seconds).
+        self.submitted_at = submitted_at
+        #: When a worker took it (``None`` until then, and if it never ran).
+        self.started_at: float | None = None
+        #: When it reached a final state (``None`` until then).
+        self.finished_at: float | None = None
+        self._deadline = deadline
+        self._queue_deadline = queue_deadline
+        self._state = _QUEUED
+        self._result: R | None = None
+        self._error: BaseException | None = None
+        self._event: Event | None = None
+        self._scope: CancelScope | None = None
+        self._cancel_requested = False
+
+    @property
+    def id(self) -> str:
+        """A unique id: the pool's name and a sequence number."""
+        return f"{self._pool.name}-{self._seq}"
+
+    @property
+    def priority(self) -> int:
+        """The priority: a :class:`Priority` for named levels, else a plain int."""
+        return display_priority(self._level)
+
+    @property
+    def state(self) -> TicketState:
+        """The request's current :class:`TicketState`."""
+        return self._state
+
+    @property
+    def deadline(self) -> float | None:
+        """When the request's ``timeout`` expires (backend clock), or ``None``."""
+        return None if self._deadline == math.inf else self._deadline
+
+    @property
+    def position(self) -> int | None:
+        """How many queued requests will be served before this one (0 = next).
+
+        ``None`` once the request has left the queue. Costs a scan of the queue up
+        to the request.
+        """
+        if self._state is not _QUEUED:
+            return None
+        return self._pool._position(self)
+
+    def done(self) -> bool:
+        """Return whether the request reached a final state."""
+        return self._state is not _QUEUED and self._state is not _RUNNING
+
+    def cancel(self) -> bool:
+        """Cancel the request; return ``False`` if it had already finished.
+
+        A queued request leaves the queue at once and never runs. A running
+        request's handler is cancelled through its cancel scope; the ticket
+        reaches its final state when the handler has exited (normally
+        :attr:`TicketState.CANCELLED`; a handler that ignores cancellation and
+        returns or raises decides the outcome itself).
+        """
+        return self._pool._cancel_ticket(self)
+
+    async def result(self) -> R:
+        """Wait for the request to finish; return the handler's return value.
+
+        Any number of tasks may wait, before or after completion. Always a
+        checkpoint. Cancelling this wait leaves the request alone (compare
+        :meth:`WorkerPool.execute`).
+
+        Raises:
+            QueueTimeout: The request waited longer than its ``queue_timeout``.
+            RequestTimeout: The request exceeded its ``timeout``.
+            RequestCancelled: The request was cancelled.
+            RequestShed: The request was evicted for a higher-priority one.
+            Exception: Whatever the handler raised, unchanged.
+        """
+        if self._state is _QUEUED or self._state is _RUNNING:
+            event = self._event
+            if event is None:
+                event = self._event = Event()
+            await event.wait()
+        else:
+            await checkpoint()
+        error = self._error
+        if error is not None:
+            raise error
+        return self._result  # type: ignore[return-value]
+
+    def _finish(
+        self,
+        state: TicketState,
+        now: float,
+        result: R | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        self._state = state
+        self.finished_at = now
+        self._result = result
+        self._error = error
+        self._scope = None
+        if self._event is not None:
+            self._event.set()
+
+    def __repr__(self) -> str:
+        return (
+            f"<queuekeeper.Ticket {self.id} priority={self.priority!r} "
+            f"state={self._state.value}>"
+        )
