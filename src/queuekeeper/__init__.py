@@ -12,6 +12,7 @@ from ._errors import QueueTimeout as QueueTimeout
 from ._errors import RequestCancelled as RequestCancelled
 from ._errors import RequestShed as RequestShed
 from ._errors import RequestTimeout as RequestTimeout
+from ._metrics import PrometheusMetrics as PrometheusMetrics
 from ._pool import Backpressure as Backpressure
 from ._pool import WorkerPool as WorkerPool
 from ._priority import Priority as Priority
@@ -30,6 +31,7 @@ __all__ = [
     "Priority",
     "PriorityReceiveChannel",
     "PrioritySendChannel",
+    "PrometheusMetrics",
     "QueueFull",
     "QueueKeeperError",
     "QueueTimeout",

@@ -778,9 +778,14 @@ class WorkerPool(Generic[Req, Res]):
     # -- status -------------------------------------------------------------------
 
     def worker_health(self) -> tuple[WorkerHealth, ...]:
-        """Return a :class:`WorkerHealth` snapshot of every worker."""
-        now = current_time()
-        return tuple(self._health(worker, now) for worker in self._workers)
+        """Return a :class:`WorkerHealth` snapshot of every worker.
+
+        Works outside the event loop too, once no worker is busy (after shutdown).
+        """
+        workers = self._workers
+        busy = any(worker.busy_since is not None for worker in workers)
+        now = current_time() if busy else 0.0
+        return tuple(self._health(worker, now) for worker in workers)
 
     def _health(self, worker: _Worker, now: float) -> WorkerHealth:
         busy_since = worker.busy_since

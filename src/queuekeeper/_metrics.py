@@ -1,0 +1,263 @@
+"""Prometheus metrics for worker pools.
+
+The only module that imports prometheus_client.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ._priority import priority_label
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ._pool import WorkerPool
+    from ._ticket import TicketState
+
+__all__ = ["DURATION_BUCKETS", "PrometheusMetrics"]
+
+#: Histogram buckets (seconds) for queue waits and run times: sub-millisecond to a
+#: minute, roughly 1-2.5-5 per decade.
+DURATION_BUCKETS: Final = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+
+_ALL: Final = "all"
+
+_M = TypeVar("_M", Counter, Histogram)
+
+
+@final
+class _GaugeCollector(Collector):
+    """Reads queue depth and busy workers from the attached pools at scrape time.
+
+    Reading at scrape time keeps the gauges exact and costs the request path
+    nothing.
+    """
+
+    def __init__(self, namespace: str) -> None:
+        self._namespace = namespace
+        self._pools: weakref.WeakValueDictionary[str, WorkerPool[object, object]] = (
+            weakref.WeakValueDictionary()
+        )
+        self._lock = threading.Lock()
+
+    def attach(self, pool: WorkerPool[object, object]) -> None:
+        with self._lock:
+            other = self._pools.get(pool.name)
+            if other is not None and other is not pool and other._state != "closed":
+                msg = (
+                    f"a running pool named {pool.name!r} already reports to these "
+                    "metrics; give each pool its own name"
+                )
+                raise ValueError(msg)
+            self._pools[pool.name] = pool
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return self._families()
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        ns = self._namespace
+        return (
+            GaugeMetricFamily(
+                f"{ns}_queue_size",
+                "Requests waiting in the queue, by priority (and 'all').",
+                labels=("pool", "priority"),
+            ),
+            GaugeMetricFamily(
+                f"{ns}_queue_active_workers",
+                "Workers busy on a request.",
+                labels=("pool",),
+            ),
+        )
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        queue_size, active = self._families()
+        with self._lock:
+            pools = list(self._pools.items())
+        for name, pool in pools:
+            stats = pool._queue.statistics()
+            queue_size.add_metric((name, _ALL), stats.current_size)
+            for level, count in stats.size_by_priority.items():
+                queue_size.add_metric((name, priority_label(level)), count)
+            active.add_metric((name,), pool._active)
+        return (queue_size, active)
+
+
+@final
+class _Instruments:
+    """The metric objects of one namespace on one registry, shared by its users."""
+
+    def __init__(self, registry: CollectorRegistry, namespace: str) -> None:
+        ns = namespace
+        self.requests = Counter(
+            f"{ns}_queue_requests",
+            "Requests accepted into the queue.",
+            ("pool", "priority"),
+            registry=registry,
+        )
+        self.rejected = Counter(
+            f"{ns}_queue_requests_rejected",
+            "Requests refused with QueueFull.",
+            ("pool", "priority"),
+            registry=registry,
+        )
+        self.wait = Histogram(
+            f"{ns}_queue_wait_time_seconds",
+            "Time requests waited in the queue before a worker took them.",
+            ("pool", "priority"),
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.duration = Histogram(
+            f"{ns}_request_duration_seconds",
+            "Time the handler ran, for requests that started.",
+            ("pool", "priority"),
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.completed = Counter(
+            f"{ns}_requests_completed",
+            "Requests that reached a final state, by outcome.",
+            ("pool", "priority", "outcome"),
+            registry=registry,
+        )
+        self.gauges = _GaugeCollector(ns)
+        registry.register(self.gauges)
+
+
+# One set of instruments per (registry, namespace): a second PrometheusMetrics on
+# the same registry reuses the first one's metrics instead of failing to register.
+_shared: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, _Instruments]] = (
+    weakref.WeakKeyDictionary()
+)
+_shared_lock = threading.Lock()
+
+
+def _instruments(registry: CollectorRegistry, namespace: str) -> _Instruments:
+    with _shared_lock:
+        by_namespace = _shared.setdefault(registry, {})
+        instruments = by_namespace.get(namespace)
+        if instruments is None:
+            try:
+                instruments = _Instruments(registry, namespace)
+            except ValueError as exc:
+                msg = (
+                    "cannot register queuekeeper metrics with namespace "
+                    f"{namespace!r}: the registry already has metrics of those "
+                    f"names ({exc})"
+                )
+                raise ValueError(msg) from None
+            by_namespace[namespace] = instruments
+        return instruments
+
+
+@final
+class PrometheusMetrics:
+    """Report pools to Prometheus: pass as ``WorkerPool(metrics=...)``.
+
+    Every metric has the label ``pool`` (the pool's name); see the metrics
+    reference for names and labels. Several pools may share one object or one
+    registry, as long as each running pool has its own name. Creating a second
+    ``PrometheusMetrics`` with the same registry and namespace is fine: it
+    reuses the metrics the first one registered.
+
+    Args:
+        registry: Where to register; ``None`` for prometheus_client's default
+            ``REGISTRY``.
+        namespace: The prefix of every metric name.
+
+    Raises:
+        TypeError: *registry* is not a ``CollectorRegistry`` or *namespace* not a str.
+        ValueError: *namespace* is empty, or the registry already holds other
+            metrics with these names.
+    """
+
+    __slots__ = ("_children", "_instruments", "_labels", "namespace", "registry")
+
+    def __init__(
+        self, registry: CollectorRegistry | None = None, namespace: str = "queuekeeper"
+    ) -> None:
+        if registry is None:
+            registry = REGISTRY
+        if not isinstance(cast("object", registry), CollectorRegistry):
+            msg = (
+                "registry must be a prometheus_client.CollectorRegistry or None, "
+                f"not {registry!r}"
+            )
+            raise TypeError(msg)
+        if not isinstance(cast("object", namespace), str):
+            kind = type(namespace).__name__
+            msg = f"namespace must be a str, not {namespace!r} ({kind})"
+            raise TypeError(msg)
+        if not namespace:
+            msg = "namespace must be a non-empty str, not ''"
+            raise ValueError(msg)
+        self.registry = registry
+        self.namespace = namespace
+        self._instruments = _instruments(registry, namespace)
+        # Label lookups are the expensive part of an update: cache the children.
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def attach(self, pool: WorkerPool[object, object]) -> None:
+        """Start reporting *pool* (the pool calls this when it is built).
+
+        Raises:
+            ValueError: Another running pool of the same name already reports here.
+        """
+        self._instruments.gauges.attach(pool)
+
+    def _child(self, metric: _M, *labels: str) -> _M:
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def submitted(self, pool: str, priority: int) -> None:
+        """Count a request accepted into the queue."""
+        self._child(self._instruments.requests, pool, priority_label(priority)).inc()
+
+    def rejected(self, pool: str, priority: int) -> None:
+        """Count a request refused with :exc:`QueueFull`."""
+        self._child(self._instruments.rejected, pool, priority_label(priority)).inc()
+
+    def started(self, pool: str, priority: int, wait: float) -> None:
+        """Record how long a request waited before a worker took it."""
+        self._child(self._instruments.wait, pool, priority_label(priority)).observe(
+            wait
+        )
+
+    def finished(
+        self, pool: str, priority: int, outcome: TicketState, duration: float | None
+    ) -> None:
+        """Count a request's outcome and record its run time, if it ran."""
+        label = priority_label(priority)
+        self._child(self._instruments.completed, pool, label, outcome.value).inc()
+        if duration is not None:
+            self._child(self._instruments.duration, pool, label).observe(duration)
+
+    def __repr__(self) -> str:
+        return f"<queuekeeper.PrometheusMetrics namespace={self.namespace!r}>"
