@@ -107,12 +107,12 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
 
     @property
     def id(self) -> str:
-        """A unique id: the pool's name and a sequence number."""
+        """The ticket's unique id, the pool's name and a sequence number."""
         return f"{self._pool.name}-{self._seq}"
 
     @property
     def priority(self) -> int:
-        """The priority: a :class:`Priority` for named levels, else a plain int."""
+        """The request's priority, a :class:`Priority` for named levels, else an int."""
         return display_priority(self._level)
 
     @property

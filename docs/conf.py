@@ -1,0 +1,47 @@
+"""Sphinx configuration for queuekeeper's documentation."""
+
+from __future__ import annotations
+
+import queuekeeper
+
+project = "queuekeeper"
+author = "The queuekeeper developers"
+copyright = "2026, The queuekeeper developers"
+release = queuekeeper.__version__
+version = release
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.doctest",
+    "sphinx.ext.napoleon",
+]
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+exclude_patterns = ["_build"]
+myst_heading_anchors = 3
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_typehints_format = "short"
+autodoc_preserve_defaults = True
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+
+# Names from other projects: no network here for intersphinx, so they stay plain.
+nitpicky = True
+nitpick_ignore_regex = [
+    (
+        r"py:.*",
+        r"(anyio|trio|prometheus_client|typing|typing_extensions|collections|types)\..*",
+    ),
+    (r"py:.*", r"(queuekeeper\._\w+\.)?(T|T_co|T_contra|R|Req|Res|Self)"),
+    (r"py:.*", r"math\..*"),
+    (
+        r"py:class",
+        r"(TaskStatus|TaskGroup|CancelScope|Event|CollectorRegistry|Mapping|Awaitable|Callable|PoolObserver|WorkerPool\[.*)",
+    ),
+    (r"py:exc", r"(Exception|anyio\..*)"),
+]
+
+html_theme = "alabaster"
+html_title = f"queuekeeper {release}"
