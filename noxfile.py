@@ -64,8 +64,17 @@ def docs(session: nox.Session) -> None:
     """Build the Sphinx docs with warnings as errors, and run their doctests."""
     session.install(".", "-r", "docs/requirements.txt")
     out = ROOT / "docs" / "_build"
-    session.run("sphinx-build", "-W", "-n", "--keep-going", "-b", "html", "docs", str(out / "html"))
-    session.run("sphinx-build", "-W", "-n", "--keep-going", "-b", "doctest", "docs", str(out / "doctest"))
+    for builder in ("html", "doctest"):
+        session.run(
+            "sphinx-build",
+            "-W",
+            "-n",
+            "--keep-going",
+            "-b",
+            builder,
+            "docs",
+            str(out / builder),
+        )
 
 
 @nox.session
