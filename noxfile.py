@@ -78,6 +78,13 @@ def docs(session: nox.Session) -> None:
 
 
 @nox.session
+def soak(session: nox.Session) -> None:
+    """The chaos soak: 1,000,000 requests per backend by default (pass -- --help)."""
+    session.install(".", *TEST_DEPS)
+    session.run("python", "tests/soak.py", *session.posargs)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Run the benchmarks (``queuekeeper bench``); pass options after ``--``."""
     session.install(".")

@@ -454,8 +454,7 @@ class WorkerPool(Generic[Req, Res]):
             else _check_seconds(queue_timeout, "queue_timeout")
         )
         if not self._accepting:
-            msg = f"WorkerPool {self._name!r} is shut down; it takes no more requests"
-            raise PoolClosed(msg)
+            raise self._closed_error()
         now = current_time()
         ticket: Ticket[Res] = Ticket._create(
             self, request, level, now, now + deadline, now + queue_deadline
@@ -513,6 +512,8 @@ class WorkerPool(Generic[Req, Res]):
                 self._expire(ticket, current_time())
         else:
             await checkpoint()
+            if not self._accepting:  # shut down while we were at the checkpoint
+                raise self._closed_error()
             self._enqueue_nowait(ticket)
         return ticket
 
@@ -564,6 +565,11 @@ class WorkerPool(Generic[Req, Res]):
         except BaseException:
             ticket.cancel()
             raise
+
+    def _closed_error(self) -> PoolClosed:
+        return PoolClosed(
+            f"WorkerPool {self._name!r} is shut down; it takes no more requests"
+        )
 
     def _enqueue_nowait(self, ticket: Ticket[Res]) -> None:
         level = ticket._level

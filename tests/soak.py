@@ -1,0 +1,338 @@
+"""Chaos soak: push many requests through pools under every kind of trouble at once.
+
+Run by ``nox -s soak`` (default 1,000,000 requests) and, with 20,000 requests, by the
+test suite (``tests/test_soak.py``). Each segment of the run uses a fresh pool and ends
+with a ``shutdown(drain=True, timeout=...)`` while producers are still submitting.
+Within a segment, producers send bursts above capacity; handlers succeed, raise,
+hang until their timeout cuts them, or swallow one cancellation; requests carry queue
+timeouts; tickets are cancelled; callers of ``execute`` are cancelled.
+
+At the end it checks, and prints as one summary line:
+
+- every ticket reached exactly one final state (an observer counts every final event,
+  and every ticket held is done);
+- the pool's counters add up: submitted == completed + failed + cancelled + timed_out
+  + shed, and agree with the observer;
+- no worker was lost: every segment's workers all processed work and exited;
+- the channel's waiter counts are back to zero;
+- traced memory grew by less than the stated bound from the first segment to the last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import random
+import sys
+import time
+import tracemalloc
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.lowlevel
+import attrs
+
+from queuekeeper import (
+    Backpressure,
+    PoolClosed,
+    Priority,
+    QueueFull,
+    QueueKeeperError,
+    TicketState,
+    WorkerPool,
+)
+
+if TYPE_CHECKING:
+    from queuekeeper import Ticket
+
+FINAL = frozenset(TicketState) - {TicketState.QUEUED, TicketState.RUNNING}
+LEVELS = (Priority.CRITICAL, Priority.HIGH, Priority.NORMAL, Priority.LOW, 0, 10)
+#: Traced memory may grow by at most this much between the first and last segment.
+MEMORY_BOUND = 8 * 1024 * 1024
+
+
+class Flaky(Exception):
+    """What a failing handler raises."""
+
+
+@attrs.define
+class Counts:
+    """Events one pool reported."""
+
+    submitted: int = 0
+    rejected: int = 0
+    started: int = 0
+    finished: dict[str, int] = attrs.field(factory=dict)
+
+
+class Observer:
+    """A pool observer that counts events (the arguments are not needed)."""
+
+    def __init__(self) -> None:
+        self.counts = Counts()
+
+    def attach(self, pool: object) -> None:
+        """Accept any pool."""
+
+    def submitted(self, pool: str, priority: int) -> None:
+        """Count a request accepted into the queue."""
+        self.counts.submitted += 1
+
+    def rejected(self, pool: str, priority: int) -> None:
+        """Count a QueueFull."""
+        self.counts.rejected += 1
+
+    def started(self, pool: str, priority: int, wait: float) -> None:
+        """Count a start."""
+        self.counts.started += 1
+
+    def finished(
+        self, pool: str, priority: int, outcome: TicketState, duration: float | None
+    ) -> None:
+        """Count a final state."""
+        key = outcome.value
+        self.counts.finished[key] = self.counts.finished.get(key, 0) + 1
+
+
+@attrs.define
+class Totals:
+    """What the whole soak did."""
+
+    offered: int = 0
+    submitted: int = 0
+    rejected: int = 0
+    closed: int = 0
+    outcomes: dict[str, int] = attrs.field(factory=dict)
+    segments: int = 0
+    problems: list[str] = attrs.field(factory=list)
+    memory_first: int = 0
+    memory_last: int = 0
+
+    def add_outcomes(self, counts: dict[str, int]) -> None:
+        """Add a segment's final-state counts."""
+        for key, value in counts.items():
+            self.outcomes[key] = self.outcomes.get(key, 0) + value
+
+
+async def _handler(request: tuple[int, str]) -> int:
+    n, behaviour = request
+    if behaviour == "ok":
+        await anyio.lowlevel.checkpoint()
+        return n
+    if behaviour == "fail":
+        await anyio.lowlevel.checkpoint()
+        msg = f"request {n} failed on purpose"
+        raise Flaky(msg)
+    if behaviour == "hang":
+        await anyio.sleep_forever()
+    # "stubborn": swallow the first cancellation, then give in at the next checkpoint.
+    try:
+        await anyio.sleep_forever()
+    except anyio.get_cancelled_exc_class():
+        pass
+    await anyio.sleep_forever()
+    return n  # pragma: no cover
+
+
+def _behaviour(rng: random.Random) -> str:
+    roll = rng.random()
+    if roll < 0.90:
+        return "ok"
+    if roll < 0.97:
+        return "fail"
+    if roll < 0.995:
+        return "hang"
+    return "stubborn"
+
+
+async def _segment(size: int, seed: int, totals: Totals) -> None:
+    """One pool: bursts, chaos, and a shutdown while producers still submit."""
+    rng = random.Random(seed)
+    observer = Observer()
+    workers = 8
+    pool: WorkerPool[tuple[int, str], int] = WorkerPool(
+        _handler,
+        workers=workers,
+        max_queue_size=64,
+        backpressure=Backpressure.SHED,
+        name=f"soak-{seed}",
+        metrics=observer,  # type: ignore[arg-type]
+        drain_timeout=0.05,
+    )
+    held: list[Ticket[int]] = []
+    offered = closed = rejected = 0
+    shutdown_after = int(size * rng.uniform(0.85, 0.95))
+
+    async def cancel_caller(request: tuple[int, str], level: int) -> None:
+        nonlocal closed
+        with anyio.CancelScope() as scope:
+            for _ in range(rng.randrange(3)):
+                await anyio.lowlevel.checkpoint()
+            scope.cancel()
+            with contextlib.suppress(QueueKeeperError, Flaky):
+                await pool.execute(request, priority=level, timeout=0.005)
+
+    async def produce(count: int, producer_seed: int) -> None:
+        nonlocal offered, closed, rejected
+        local = random.Random(producer_seed)
+        sent = 0
+        while sent < count:
+            burst = local.randrange(1, 150)  # bursts above capacity
+            for _ in range(min(burst, count - sent)):
+                sent += 1
+                offered += 1
+                n = offered
+                request = (n, _behaviour(local))
+                level = local.choice(LEVELS)
+                roll = local.random()
+                timeout = 0.005 if request[1] in {"hang", "stubborn"} else None
+                queue_timeout = 0.002 if roll < 0.05 else None
+                try:
+                    if roll < 0.02:
+                        task_group.start_soon(cancel_caller, request, level)
+                        continue
+                    if roll < 0.5:
+                        ticket = pool.submit_nowait(
+                            request,
+                            priority=level,
+                            timeout=timeout,
+                            queue_timeout=queue_timeout,
+                        )
+                    else:
+                        ticket = await pool.submit(
+                            request,
+                            priority=level,
+                            timeout=timeout,
+                            queue_timeout=queue_timeout,
+                        )
+                except QueueFull:
+                    rejected += 1
+                    continue
+                except PoolClosed:
+                    closed += 1
+                    continue
+                held.append(ticket)
+                if local.random() < 0.03:
+                    ticket.cancel()
+                if offered == shutdown_after:
+                    task_group.start_soon(pool.shutdown)
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as task_group:
+        await task_group.start(pool.run)
+        producers = 4
+        async with anyio.create_task_group() as producing:
+            for i in range(producers):
+                share = size // producers + (1 if i < size % producers else 0)
+                producing.start_soon(produce, share, seed * 1000 + i)
+        await pool.shutdown()
+
+    status = pool.status()
+    counts = observer.counts
+    settled = (
+        status.completed
+        + status.failed
+        + status.cancelled
+        + status.timed_out
+        + status.shed
+    )
+    problems = totals.problems
+    if status.submitted != settled:
+        problems.append(f"segment {seed}: submitted {status.submitted} != {settled}")
+    if counts.submitted != status.submitted:
+        problems.append(f"segment {seed}: observer saw {counts.submitted} submits")
+    if sum(counts.finished.values()) != counts.submitted:
+        problems.append(
+            f"segment {seed}: {sum(counts.finished.values())} final events "
+            f"for {counts.submitted} tickets"
+        )
+    if not (status.rejected == counts.rejected and rejected <= status.rejected):
+        problems.append(f"segment {seed}: rejected counters disagree")
+    pending = [t for t in held if not t.done() or t.state not in FINAL]
+    if pending:
+        problems.append(
+            f"segment {seed}: {len(pending)} tickets not final: {pending[:3]}"
+        )
+    if status.state != "closed" or status.active_workers:
+        problems.append(
+            f"segment {seed}: pool {status.state}, {status.active_workers} busy"
+        )
+    if len(status.workers) != workers:
+        problems.append(f"segment {seed}: {len(status.workers)} workers reported")
+    stats = pool._queue.statistics()
+    if stats.tasks_waiting_send or stats.tasks_waiting_receive or stats.current_size:
+        problems.append(f"segment {seed}: channel not empty/idle: {stats}")
+    totals.offered += offered
+    totals.submitted += status.submitted
+    totals.rejected += status.rejected
+    totals.closed += closed
+    totals.add_outcomes(counts.finished)
+    totals.segments += 1
+
+
+def run_soak(
+    requests: int, *, segment: int = 50_000, seed: int = 0, backend: str = "asyncio"
+) -> tuple[Totals, str]:
+    """Run the soak; return its totals and the one-line summary."""
+    totals = Totals()
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        done = 0
+        index = 0
+        while done < requests:
+            size = min(segment, requests - done)
+            anyio.run(_segment, size, seed + index, totals, backend=backend)
+            gc.collect()
+            current = tracemalloc.get_traced_memory()[0]
+            if index == 0:
+                totals.memory_first = current
+            totals.memory_last = current
+            done += size
+            index += 1
+    finally:
+        tracemalloc.stop()
+    elapsed = time.perf_counter() - started
+    growth = totals.memory_last - totals.memory_first
+    if growth > MEMORY_BOUND:
+        totals.problems.append(f"memory grew {growth} bytes (> {MEMORY_BOUND})")
+    verdict = (
+        "OK" if not totals.problems else f"FAILED ({len(totals.problems)} problems)"
+    )
+    outcomes = " ".join(f"{k}={v}" for k, v in sorted(totals.outcomes.items()))
+    summary = (
+        f"soak {verdict}: backend={backend} offered={totals.offered} "
+        f"submitted={totals.submitted} rejected={totals.rejected} "
+        f"refused_closed={totals.closed} {outcomes} segments={totals.segments} "
+        f"memory_growth={growth / 1024:.0f}KiB (bound {MEMORY_BOUND // 1024}KiB) "
+        f"time={elapsed:.1f}s"
+    )
+    return totals, summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python tests/soak.py --requests N --backend NAME``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1_000_000)
+    parser.add_argument("--segment", type=int, default=50_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--backend", choices=["asyncio", "trio", "both"], default="both"
+    )
+    args = parser.parse_args(argv)
+    backends = ["asyncio", "trio"] if args.backend == "both" else [args.backend]
+    failed = False
+    for backend in backends:
+        totals, summary = run_soak(
+            args.requests, segment=args.segment, seed=args.seed, backend=backend
+        )
+        print(summary)  # noqa: T201
+        for problem in totals.problems[:20]:
+            print("  problem:", problem)  # noqa: T201
+        failed = failed or bool(totals.problems)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
