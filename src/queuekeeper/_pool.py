@@ -184,6 +184,9 @@ class WorkerPool(Generic[Req, Res]):
             for no limit.
         hung_after: Seconds on one request after which a worker reports unhealthy
             (default 60).
+        cancel_grace: Seconds a cancelled handler (by its deadline, its ticket or
+            shutdown) may take to exit (default 1). Past that its worker reports
+            unhealthy, and :meth:`shutdown` stops waiting for it.
         unhealthy_after: Failures in a row after which a worker reports unhealthy
             (default 5).
 
@@ -204,6 +207,7 @@ class WorkerPool(Generic[Req, Res]):
         drain_timeout: float | None = None,
         hung_after: float = 60.0,
         unhealthy_after: int = 5,
+        cancel_grace: float = 1.0,
     ) -> None:
         _check_handler(handler)
         _check_name(name)
@@ -218,6 +222,7 @@ class WorkerPool(Generic[Req, Res]):
         self._drain_timeout = _check_seconds(drain_timeout, "drain_timeout")
         self._hung_after = _check_seconds(hung_after, "hung_after")
         self._unhealthy_after = _check_count(unhealthy_after, "unhealthy_after")
+        self._cancel_grace = _check_seconds(cancel_grace, "cancel_grace")
 
         self._handler = handler
         self._name = name
@@ -370,6 +375,13 @@ class WorkerPool(Generic[Req, Res]):
         Without *drain*, that happens at once. When this returns, no ticket is
         pending and no worker is alive. Calling it again waits for the same end.
 
+        A handler that ignores cancellation cannot hold this up for more than the
+        pool's ``cancel_grace`` past the drain deadline: its ticket then fails with
+        :exc:`RequestCancelled`, its worker reports unhealthy, and ``shutdown``
+        returns. That worker's task (and so :meth:`run`, or leaving ``async
+        with``) still ends only when the handler returns: structured concurrency
+        abandons no task.
+
         Cancellation: cancelling a draining ``shutdown`` cancels the remaining work
         as ``drain=False`` would; the pool still ends.
 
@@ -399,7 +411,19 @@ class WorkerPool(Generic[Req, Res]):
                 self._abort()
                 raise
         self._abort()
-        await self._stopped.wait()
+        with move_on_after(self._cancel_grace):
+            await self._stopped.wait()
+        if not self._stopped.is_set():
+            # A handler ignores its cancellation: stop waiting for it.
+            self._state = "closed"
+            now = current_time()
+            for worker in self._workers:
+                ticket = worker.current
+                if ticket is not None and not ticket.done():
+                    error = RequestCancelled(
+                        f"request {ticket.id} was cancelled; its handler ignores it"
+                    )
+                    self._resolve(ticket, _CANCELLED, now, error=error)
 
     def _close_intake(self) -> None:
         """Stop taking requests; workers end once the queue is empty."""
@@ -416,7 +440,7 @@ class WorkerPool(Generic[Req, Res]):
         for worker in self._workers:
             ticket = worker.current
             if ticket is not None and ticket._scope is not None:
-                ticket._cancel_requested = True
+                ticket._cancelled_at = current_time()
                 ticket._scope.cancel()
 
     def _drop_queue(self, now: float) -> None:
@@ -702,7 +726,7 @@ class WorkerPool(Generic[Req, Res]):
                 self._finish_run(worker, ticket, _FAILED, exc)
             raise
         if scope.cancelled_caught:
-            if ticket._cancel_requested:
+            if ticket._cancelled_at != math.inf:
                 state = _CANCELLED
                 error = RequestCancelled(f"request {ticket.id} was cancelled")
             else:
@@ -729,7 +753,8 @@ class WorkerPool(Generic[Req, Res]):
             worker.last_error = repr(error)
         elif state is _SUCCEEDED:
             worker.consecutive_errors = 0
-        self._resolve(ticket, state, now, result, error)
+        if not ticket.done():  # shutdown may have given up on it already
+            self._resolve(ticket, state, now, result, error)
 
     def _resolve(
         self,
@@ -775,7 +800,7 @@ class WorkerPool(Generic[Req, Res]):
             )
             return True
         if state is _RUNNING:
-            ticket._cancel_requested = True
+            ticket._cancelled_at = current_time()
             if ticket._scope is not None:
                 ticket._scope.cancel()
             return True
@@ -795,8 +820,12 @@ class WorkerPool(Generic[Req, Res]):
 
     def _health(self, worker: _Worker, now: float) -> WorkerHealth:
         busy_since = worker.busy_since
-        hung = busy_since is not None and now - busy_since > self._hung_after
         current = worker.current
+        hung = busy_since is not None and now - busy_since > self._hung_after
+        if current is not None:
+            # Cancelled (deadline, ticket or shutdown) but still running past grace.
+            cancelled_at = min(current._deadline, current._cancelled_at)
+            hung = hung or now > cancelled_at + self._cancel_grace
         return WorkerHealth(
             worker_id=worker.worker_id,
             is_healthy=not hung and worker.consecutive_errors < self._unhealthy_after,

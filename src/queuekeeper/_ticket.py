@@ -59,7 +59,7 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
 
     __slots__ = (
         "__weakref__",
-        "_cancel_requested",
+        "_cancelled_at",
         "_deadline",
         "_error",
         "_event",
@@ -103,7 +103,8 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
         self._error: BaseException | None = None
         self._event: Event | None = None
         self._scope: CancelScope | None = None
-        self._cancel_requested = False
+        # When cancel() (or shutdown) cancelled the running handler; inf if never.
+        self._cancelled_at = math.inf
 
     @property
     def id(self) -> str:
