@@ -680,15 +680,20 @@ class WorkerPool(Generic[Req, Res]):
                     ticket = await receive.receive()
                 except EndOfStream:
                     return
-                if ticket._state is _QUEUED:
-                    await self._run_one(worker, ticket)
+                if ticket._state is not _QUEUED:
+                    continue  # cancelled or expired while handed over
+                now = current_time()
+                if now >= ticket._queue_deadline or now >= ticket._deadline:
+                    # Expired before its timer fired: it must not start.
+                    self._expire(ticket, now)
+                    continue
+                await self._run_one(worker, ticket, now)
         finally:
             self._live_workers -= 1
             if not self._live_workers:
                 self._workers_done.set()
 
-    async def _run_one(self, worker: _Worker, ticket: Ticket[Res]) -> None:
-        now = current_time()
+    async def _run_one(self, worker: _Worker, ticket: Ticket[Res], now: float) -> None:
         ticket._state = _RUNNING
         ticket.started_at = now
         wait = now - ticket.submitted_at
