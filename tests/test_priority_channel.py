@@ -1,0 +1,466 @@
+"""The priority channel: ordering, capacity, closing, statistics, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import anyio
+import pytest
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.streams.stapled import StapledObjectStream
+
+from queuekeeper import (
+    ChannelStatistics,
+    Priority,
+    PriorityReceiveChannel,
+    PrioritySendChannel,
+    create_priority_channel,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+def drain(receive: PriorityReceiveChannel[object]) -> list[object]:
+    """Receive with receive_nowait until the channel has nothing more to give."""
+    items = []
+    while True:
+        try:
+            items.append(receive.receive_nowait())
+        except (anyio.WouldBlock, anyio.EndOfStream):  # noqa: PERF203
+            return items
+
+
+# -- priorities ---------------------------------------------------------------------
+
+
+async def test_priority_is_an_int_enum_with_four_levels() -> None:
+    """Priority names CRITICAL=1, HIGH=2, NORMAL=3, LOW=4, and is an int."""
+    assert [1, 2, 3, 4] == [
+        Priority.CRITICAL,
+        Priority.HIGH,
+        Priority.NORMAL,
+        Priority.LOW,
+    ]
+    assert isinstance(Priority.HIGH, int)
+
+
+async def test_levels_are_served_lowest_value_first() -> None:
+    """Items come out CRITICAL, HIGH, NORMAL, LOW whatever order they went in."""
+    send, receive = create_priority_channel[str](10)
+    for level in (Priority.LOW, Priority.NORMAL, Priority.CRITICAL, Priority.HIGH):
+        await send.send(level.name, level)
+    assert ["CRITICAL", "HIGH", "NORMAL", "LOW"] == drain(receive)
+
+
+async def test_custom_int_levels_sort_among_the_named_ones() -> None:
+    """0 goes before CRITICAL, 10 after LOW, negative ints first of all."""
+    send, receive = create_priority_channel[int]()
+    for level in (10, 4, 0, 1, -5, 3, 2):
+        send.send_nowait(level, level)
+    assert [-5, 0, 1, 2, 3, 4, 10] == drain(receive)
+
+
+async def test_fifo_within_a_level_across_interleaved_levels() -> None:
+    """Within one level, items leave in the order they were sent."""
+    send, receive = create_priority_channel[tuple[int, int]]()
+    for i in range(50):
+        send.send_nowait((i % 3, i), i % 3)
+    out = drain(receive)
+    assert sorted(out) == out  # by level, then by sequence
+
+
+async def test_default_priority_is_normal() -> None:
+    """send and send_nowait default to Priority.NORMAL."""
+    send, receive = create_priority_channel[str]()
+    send.send_nowait("default-nowait")
+    await send.send("default-send")
+    send.send_nowait("high", Priority.HIGH)
+    send.send_nowait("low", Priority.LOW)
+    assert {3: 2, 2: 1, 4: 1} == dict(send.statistics().size_by_priority)
+    assert ["high", "default-nowait", "default-send", "low"] == drain(receive)
+
+
+# -- capacity -----------------------------------------------------------------------
+
+
+async def test_send_nowait_raises_would_block_when_full_at_any_priority() -> None:
+    """A full channel never evicts, not even for CRITICAL or a custom 0."""
+    send, receive = create_priority_channel[str](2)
+    send.send_nowait("a", Priority.LOW)
+    send.send_nowait("b", Priority.LOW)
+    for level in (Priority.CRITICAL, 0, Priority.LOW):
+        with pytest.raises(anyio.WouldBlock):
+            send.send_nowait("x", level)
+    assert ["a", "b"] == drain(receive)
+
+
+async def test_blocked_send_wakes_when_room_appears() -> None:
+    """A send blocked on a full channel completes as soon as a receive makes room."""
+    send, receive = create_priority_channel[str](1)
+    send.send_nowait("first")
+    done = anyio.Event()
+
+    async def blocked() -> None:
+        await send.send("second")
+        done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(blocked)
+        await anyio.wait_all_tasks_blocked()
+        assert 1 == send.statistics().tasks_waiting_send
+        assert "first" == receive.receive_nowait()
+        with anyio.fail_after(5):
+            await done.wait()
+    assert ["second"] == drain(receive)
+
+
+async def test_blocked_senders_are_admitted_in_arrival_order() -> None:
+    """Blocked senders go in first come, first served, whatever their priority."""
+    send, receive = create_priority_channel[str](1)
+    send.send_nowait("filler", Priority.LOW)
+    async with anyio.create_task_group() as tg:
+        for name, level in [("a", Priority.LOW), ("b", Priority.CRITICAL), ("c", 0)]:
+            tg.start_soon(send.send, name, level)
+            await anyio.wait_all_tasks_blocked()
+        assert 3 == send.statistics().tasks_waiting_send
+        # Each receive admits the longest-waiting sender, then takes the best item:
+        # b (admitted second) comes out before c, though c's level is higher.
+        assert ["filler", "b", "c", "a"] == [receive.receive_nowait() for _ in range(4)]
+    assert 0 == send.statistics().tasks_waiting_send
+
+
+async def test_receive_nowait_loop_drains_items_held_by_blocked_senders() -> None:
+    """Items of blocked senders move into the channel as receive_nowait makes room."""
+    send, receive = create_priority_channel[int](2)
+    send.send_nowait(0)
+    send.send_nowait(1)
+    async with anyio.create_task_group() as tg:
+        for i in range(2, 6):
+            tg.start_soon(send.send, i)
+            await anyio.wait_all_tasks_blocked()
+        stats = send.statistics()
+        assert (2, 4) == (stats.current_size, stats.tasks_waiting_send)
+        assert [0, 1, 2, 3, 4, 5] == drain(receive)
+
+
+async def test_waiting_receiver_is_handed_the_item_without_using_buffer_space() -> None:
+    """With max_size=1 and a receiver waiting, two send_nowait calls succeed."""
+    send, receive = create_priority_channel[str](1)
+    got = []
+
+    async def receiver() -> None:
+        got.append(await receive.receive())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(receiver)
+        await anyio.wait_all_tasks_blocked()
+        send.send_nowait("handed")
+        send.send_nowait("buffered")
+        assert 1 == send.statistics().current_size
+    assert ["handed"] == got
+    assert ["buffered"] == drain(receive)
+
+
+async def test_channel_never_holds_more_than_max_size() -> None:
+    """current_size stays within max_size while senders pile up and drain."""
+    send, receive = create_priority_channel[int](3)
+    sizes = []
+    async with anyio.create_task_group() as tg:
+        for i in range(10):
+            tg.start_soon(send.send, i, i % 4)
+        await anyio.wait_all_tasks_blocked()
+        for _ in range(10):
+            sizes.append(send.statistics().current_size)
+            receive.receive_nowait()
+            await anyio.wait_all_tasks_blocked()
+    assert max(sizes) <= 3
+    assert 3 == send.statistics().peak_size
+
+
+@pytest.mark.parametrize("unbounded", [None, math.inf])
+async def test_unbounded_channel_accepts_everything(unbounded: float | None) -> None:
+    """None and math.inf both mean no limit."""
+    send, receive = create_priority_channel[int](unbounded)
+    for i in range(10_000):
+        send.send_nowait(i, i % 5)
+    stats = receive.statistics()
+    assert (10_000, math.inf) == (stats.current_size, stats.max_size)
+    assert 10_000 == len(drain(receive))
+
+
+# -- closing and cloning ------------------------------------------------------------
+
+
+async def test_end_of_stream_after_queued_items_are_delivered() -> None:
+    """Closing the last sender ends the stream only once the queue is empty."""
+    send, receive = create_priority_channel[str](5)
+    send.send_nowait("low", Priority.LOW)
+    send.send_nowait("high", Priority.HIGH)
+    send.close()
+    assert ["high", "low"] == [receive.receive_nowait(), receive.receive_nowait()]
+    with pytest.raises(anyio.EndOfStream):
+        receive.receive_nowait()
+    with pytest.raises(anyio.EndOfStream):
+        await receive.receive()
+
+
+async def test_blocked_receive_gets_end_of_stream_when_last_sender_closes() -> None:
+    """A receiver waiting on an empty channel ends when every sender is gone."""
+    send, receive = create_priority_channel[str](5)
+    clone = send.clone()
+    outcome = []
+
+    async def waiter() -> None:
+        try:
+            await receive.receive()
+        except anyio.EndOfStream:
+            outcome.append("end")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter)
+        await anyio.wait_all_tasks_blocked()
+        send.close()
+        await anyio.wait_all_tasks_blocked()
+        assert [] == outcome  # the clone is still open
+        await clone.aclose()
+    assert ["end"] == outcome
+
+
+async def test_async_for_ends_when_the_last_sender_closes() -> None:
+    """async for yields everything in priority order, then stops."""
+    send, receive = create_priority_channel[int](10)
+    async with send:
+        for i in (3, 1, 2):
+            await send.send(i, i)
+    assert [1, 2, 3] == [item async for item in receive]
+
+
+async def test_send_after_receivers_close_is_broken() -> None:
+    """With every receiver closed, send and send_nowait raise BrokenResourceError."""
+    send, receive = create_priority_channel[int](5)
+    send.send_nowait(1)
+    clone = receive.clone()
+    receive.close()
+    send.send_nowait(2)  # a clone still receives
+    await clone.aclose()
+    with pytest.raises(anyio.BrokenResourceError):
+        send.send_nowait(3)
+    with pytest.raises(anyio.BrokenResourceError):
+        await send.send(3)
+    assert 0 == send.statistics().current_size  # unreachable items are dropped
+
+
+async def test_blocked_send_gets_broken_when_last_receiver_closes() -> None:
+    """A sender blocked on a full channel fails when the receiving side goes away."""
+    send, receive = create_priority_channel[int](1)
+    send.send_nowait(1)
+    outcome = []
+
+    async def blocked() -> None:
+        try:
+            await send.send(2)
+        except anyio.BrokenResourceError:
+            outcome.append("broken")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(blocked)
+        await anyio.wait_all_tasks_blocked()
+        receive.close()
+    assert ["broken"] == outcome
+    assert 0 == send.statistics().tasks_waiting_send
+
+
+async def test_closed_endpoints_raise_closed_resource_error() -> None:
+    """Every operation on an endpoint you closed raises ClosedResourceError."""
+    send, receive = create_priority_channel[int](5)
+    await send.aclose()
+    await receive.aclose()
+    send.close()  # idempotent
+    receive.close()
+    for call in (
+        lambda: send.send_nowait(1),
+        receive.receive_nowait,
+        send.clone,
+        receive.clone,
+    ):
+        with pytest.raises(anyio.ClosedResourceError):
+            call()
+    with pytest.raises(anyio.ClosedResourceError):
+        await send.send(1)
+    with pytest.raises(anyio.ClosedResourceError):
+        await receive.receive()
+
+
+async def test_closing_an_endpoint_wakes_its_own_blocked_tasks() -> None:
+    """Tasks blocked on an endpoint that gets closed raise ClosedResourceError."""
+    send, receive = create_priority_channel[int](1)
+    keep_open = send.clone()  # so receivers block rather than see the end
+    other_receive = receive.clone()
+    outcomes = []
+
+    async def blocked_send() -> None:
+        send.send_nowait(1)
+        try:
+            await send.send(2)
+        except anyio.ClosedResourceError:
+            outcomes.append("send closed")
+
+    async def blocked_receive() -> None:
+        try:
+            await other_receive.receive()
+        except anyio.ClosedResourceError:
+            outcomes.append("receive closed")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(blocked_send)
+        await anyio.wait_all_tasks_blocked()
+        send.close()
+        await anyio.wait_all_tasks_blocked()
+        assert [1] == drain(receive)
+        tg.start_soon(blocked_receive)
+        await anyio.wait_all_tasks_blocked()
+        other_receive.close()
+    keep_open.close()
+    assert ["send closed", "receive closed"] == outcomes
+
+
+async def test_context_managers_close_the_endpoints() -> None:
+    """with and async with close what they opened."""
+    send, receive = create_priority_channel[int]()
+    with send:
+        send.send_nowait(1)
+    async with receive:
+        assert 1 == receive.receive_nowait()
+    stats = receive.statistics()
+    assert (0, 0) == (stats.open_send_channels, stats.open_receive_channels)
+
+
+async def test_endpoints_are_anyio_object_streams() -> None:
+    """The endpoints drop in where anyio object streams are expected."""
+    send, receive = create_priority_channel[int](4)
+    assert isinstance(send, ObjectSendStream)
+    assert isinstance(receive, ObjectReceiveStream)
+    stapled = StapledObjectStream(send, receive)
+    await stapled.send(7)
+    assert 7 == await stapled.receive()
+    await stapled.aclose()
+
+
+async def test_endpoints_have_no_public_constructor() -> None:
+    """Only create_priority_channel builds endpoints."""
+    send, _receive = create_priority_channel[int]()
+    with pytest.raises(TypeError, match="no public constructor"):
+        PrioritySendChannel(send._state)
+    with pytest.raises(TypeError, match="no public constructor"):
+        PriorityReceiveChannel(send._state)
+
+
+# -- statistics ---------------------------------------------------------------------
+
+
+async def test_statistics_report_every_field() -> None:
+    """statistics() is a frozen snapshot of sizes, levels, endpoints and waiters."""
+    send, receive = create_priority_channel[str](3)
+    clone = send.clone()
+    send.send_nowait("a", Priority.LOW)
+    send.send_nowait("b", 0)
+    send.send_nowait("c", Priority.LOW)
+    receive.receive_nowait()
+    stats = send.statistics()
+    assert isinstance(stats, ChannelStatistics)
+    assert (
+        ChannelStatistics(
+            current_size=2,
+            max_size=3,
+            peak_size=3,
+            size_by_priority={4: 2},
+            open_send_channels=2,
+            open_receive_channels=1,
+            tasks_waiting_send=0,
+            tasks_waiting_receive=0,
+        )
+        == stats
+    )
+    assert stats == receive.statistics() == clone.statistics()
+    with pytest.raises(AttributeError):
+        stats.current_size = 5  # type: ignore[misc]
+
+
+async def test_waiter_counts_return_to_zero_after_cancellation() -> None:
+    """Cancelled blocked senders and receivers leave no waiter behind."""
+    send, receive = create_priority_channel[int](1)
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(receive.receive)
+        await anyio.wait_all_tasks_blocked()
+        assert 3 == send.statistics().tasks_waiting_receive
+        tg.cancel_scope.cancel()
+    assert 0 == send.statistics().tasks_waiting_receive
+    send.send_nowait(0)
+    async with anyio.create_task_group() as tg:
+        for i in range(3):
+            tg.start_soon(send.send, i)
+        await anyio.wait_all_tasks_blocked()
+        assert 3 == send.statistics().tasks_waiting_send
+        tg.cancel_scope.cancel()
+    stats = send.statistics()
+    assert (0, 0, 1) == (
+        stats.tasks_waiting_send,
+        stats.tasks_waiting_receive,
+        stats.current_size,
+    )
+    assert [0] == drain(receive)  # the cancelled sends enqueued nothing
+
+
+# -- bad input ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("max_size", "error", "shown"),
+    [
+        (0, ValueError, "0"),
+        (-1, ValueError, "-1"),
+        (1.5, TypeError, "1.5"),
+        (True, TypeError, "True"),
+        ("3", TypeError, "'3'"),
+        (math.nan, TypeError, "nan"),
+        (-math.inf, TypeError, "-inf"),
+    ],
+)
+async def test_bad_max_size_is_rejected_naming_the_value(
+    max_size: object, error: type[Exception], shown: str
+) -> None:
+    """max_size must be None, math.inf or an int >= 1; the error names the value."""
+    pattern = rf"^max_size must be None, math.inf or an int >= 1, not {shown}( |$)"
+    with pytest.raises(error, match=pattern):
+        create_priority_channel(max_size)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("priority", "shown"),
+    [(None, "None"), (1.0, "1.0"), ("HIGH", "'HIGH'"), (True, "True")],
+)
+async def test_bad_priority_is_rejected_and_the_channel_keeps_working(
+    priority: object, shown: str
+) -> None:
+    """Non-int priorities raise TypeError naming the value; nothing is lost."""
+    send, receive = create_priority_channel[str](2)
+    send.send_nowait("kept")
+    pattern = rf"^priority must be an int or a queuekeeper.Priority, not {shown} "
+    with pytest.raises(TypeError, match=pattern):
+        send.send_nowait("bad", priority)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=pattern):
+        await send.send("bad", priority)  # type: ignore[arg-type]
+    assert 1 == send.statistics().current_size
+    await send.send("after", Priority.HIGH)
+    assert ["after", "kept"] == drain(receive)
+
+
+async def test_bad_priority_in_a_full_channel_raises_type_error_not_would_block() -> (
+    None
+):
+    """Validation comes first: bad input is reported even when the channel is full."""
+    send, _receive = create_priority_channel[str](1)
+    send.send_nowait("x")
+    with pytest.raises(TypeError):
+        send.send_nowait("y", "LOW")  # type: ignore[arg-type]
