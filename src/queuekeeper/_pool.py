@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import heapq
 import inspect
 import math
+import sys
 from collections import deque
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
@@ -146,6 +148,7 @@ class _Worker:
         "errors",
         "last_error",
         "processed",
+        "scope",
         "worker_id",
     )
 
@@ -157,9 +160,21 @@ class _Worker:
         self.current: Ticket[Any] | None = None
         self.busy_since: float | None = None
         self.last_error: str | None = None
+        self.scope: CancelScope | None = None
 
 
 _UNSET: Final[Any] = object()
+
+
+def _backend_clock() -> Callable[[], float]:
+    """The running backend's clock function, which anyio's current_time() calls."""
+    trio = sys.modules.get("trio")
+    if trio is not None and trio.lowlevel.in_trio_run():
+        return cast("Callable[[], float]", trio.current_time)
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:  # pragma: no cover (another anyio backend)
+        return current_time
 
 
 @final
@@ -232,6 +247,9 @@ class WorkerPool(Generic[Req, Res]):
         self._queue: _ChannelState[Ticket[Res]] = self._send._state
         self._workers = tuple(_Worker(i) for i in range(workers))
         self._observer = metrics
+        # The backend's clock: anyio's current_time() until run() finds the
+        # backend's own function (the same clock, without the dispatch).
+        self._clock: Callable[[], float] = current_time
 
         # Lifecycle.
         self._started = False
@@ -300,6 +318,7 @@ class WorkerPool(Generic[Req, Res]):
             msg = f"WorkerPool {self._name!r} was already started; a pool runs once"
             raise RuntimeError(msg)
         self._started = True
+        self._clock = _backend_clock()
         try:
             async with create_task_group() as task_group:
                 self._task_group = task_group
@@ -479,7 +498,7 @@ class WorkerPool(Generic[Req, Res]):
         )
         if not self._accepting:
             raise self._closed_error()
-        now = current_time()
+        now = self._clock()
         ticket: Ticket[Res] = Ticket._create(
             self, request, level, now, now + deadline, now + queue_deadline
         )
@@ -520,20 +539,22 @@ class WorkerPool(Generic[Req, Res]):
         ticket = self._make_ticket(request, priority, timeout, queue_timeout)
         if self._backpressure is _BLOCK:
             # Waiting for room is waiting in the queue: the timeouts bound it.
-            with CancelScope(
-                deadline=min(ticket._deadline, ticket._queue_deadline)
-            ) as scope:
-                try:
+            wake_at = min(ticket._deadline, ticket._queue_deadline)
+            try:
+                if wake_at == math.inf:
                     await self._send.send(ticket, ticket._level)
-                except ClosedResourceError:
-                    msg = (
-                        f"WorkerPool {self._name!r} shut down while the request waited"
-                    )
-                    raise PoolClosed(msg) from None
+                    timed_out = False
+                else:
+                    with CancelScope(deadline=wake_at) as scope:
+                        await self._send.send(ticket, ticket._level)
+                    timed_out = scope.cancelled_caught
+            except ClosedResourceError:
+                msg = f"WorkerPool {self._name!r} shut down while the request waited"
+                raise PoolClosed(msg) from None
             self._queued(ticket)
-            if scope.cancelled_caught:
+            if timed_out:
                 # Never entered the queue: it timed out waiting for room.
-                self._expire(ticket, current_time())
+                self._expire(ticket, self._clock())
         else:
             await checkpoint()
             if not self._accepting:  # shut down while we were at the checkpoint
@@ -673,27 +694,73 @@ class WorkerPool(Generic[Req, Res]):
     # -- running ------------------------------------------------------------------
 
     async def _work(self, worker: _Worker) -> None:
-        receive = self._receive
+        # A worker runs its requests inside one cancel scope of its own, which
+        # carries each request's deadline and is cancelled to cut a request
+        # short; only then is it replaced. One scope per request would cost more
+        # than the rest of the request's way through the pool.
+        pending: Ticket[Res] | None = None
         try:
             while True:
-                try:
-                    ticket = await receive.receive()
-                except EndOfStream:
-                    return
-                if ticket._state is not _QUEUED:
-                    continue  # cancelled or expired while handed over
-                now = current_time()
-                if now >= ticket._queue_deadline or now >= ticket._deadline:
-                    # Expired before its timer fired: it must not start.
-                    self._expire(ticket, now)
-                    continue
-                await self._run_one(worker, ticket, now)
+                with CancelScope() as scope:
+                    worker.scope = scope
+                    pending = await self._serve(worker, scope, pending)
+                    if pending is None:
+                        return  # the queue is closed and empty
+                ticket = worker.current
+                if ticket is not None:
+                    # The scope cut this request short: cancelled or timed out.
+                    if ticket._cancelled_at != math.inf:
+                        state = _CANCELLED
+                        error: Exception = RequestCancelled(
+                            f"request {ticket.id} was cancelled"
+                        )
+                    else:
+                        state = _TIMED_OUT
+                        error = RequestTimeout(
+                            f"request {ticket.id} timed out while running"
+                        )
+                    self._finish_run(worker, ticket, state, error)
         finally:
+            ticket = worker.current
+            if ticket is not None:  # cancelled from outside: the pool is aborting
+                self._finish_run(
+                    worker, ticket, _CANCELLED, RequestCancelled("pool shut down")
+                )
+            worker.scope = None
             self._live_workers -= 1
             if not self._live_workers:
                 self._workers_done.set()
 
-    async def _run_one(self, worker: _Worker, ticket: Ticket[Res], now: float) -> None:
+    async def _serve(
+        self, worker: _Worker, scope: CancelScope, ticket: Ticket[Res] | None
+    ) -> Ticket[Res] | None:
+        """Run requests in *scope* until it is cancelled; ``None`` at the end.
+
+        Returns the request received but not started when *scope* turned out to be
+        spent (cancelled for an earlier request): it runs in the next scope.
+        """
+        receive = self._receive
+        while True:
+            if ticket is None:
+                try:
+                    ticket = await receive.receive()
+                except EndOfStream:
+                    return None
+            if ticket._state is _QUEUED:
+                if scope.cancel_called:
+                    return ticket
+                now = self._clock()
+                if now >= ticket._queue_deadline or now >= ticket._deadline:
+                    # Expired before its timer fired: it must not start.
+                    self._expire(ticket, now)
+                else:
+                    await self._run_one(worker, ticket, now, scope)
+            # else: cancelled or expired while handed over
+            ticket = None
+
+    async def _run_one(
+        self, worker: _Worker, ticket: Ticket[Res], now: float, scope: CancelScope
+    ) -> None:
         ticket._state = _RUNNING
         ticket.started_at = now
         wait = now - ticket.submitted_at
@@ -704,40 +771,31 @@ class WorkerPool(Generic[Req, Res]):
         observer = self._observer
         if observer is not None:
             observer.started(self._name, ticket._level, wait)
-        state = _SUCCEEDED
-        result: Res | None = None
-        error: BaseException | None = None
+        ticket._scope = scope
+        deadline = ticket._deadline
+        if deadline != math.inf:
+            scope.deadline = deadline
         try:
-            with CancelScope(deadline=ticket._deadline) as scope:
-                ticket._scope = scope
-                awaitable: object = self._handler(ticket.request)  # type: ignore[arg-type]
-                if awaitable.__class__ is not CoroutineType and not inspect.isawaitable(
-                    awaitable
-                ):
-                    msg = f"handler returned {awaitable!r}, which is not awaitable"
-                    raise TypeError(msg)  # noqa: TRY301
-                result = await cast("Awaitable[Res]", awaitable)
+            awaitable: object = self._handler(ticket.request)  # type: ignore[arg-type]
+            if awaitable.__class__ is not CoroutineType and not inspect.isawaitable(
+                awaitable
+            ):
+                msg = f"handler returned {awaitable!r}, which is not awaitable"
+                raise TypeError(msg)  # noqa: TRY301
+            result = await cast("Awaitable[Res]", awaitable)
         except Exception as exc:  # noqa: BLE001 (the handler's error is the outcome)
-            state = _FAILED
-            error = exc
+            self._finish_run(worker, ticket, _FAILED, exc)
         except BaseException as exc:
-            # Cancelled from outside (the pool's task group), or KeyboardInterrupt
-            # and the like from the handler: resolve the ticket, then let it go on.
-            if isinstance(exc, get_cancelled_exc_class()):
-                self._finish_run(
-                    worker, ticket, _CANCELLED, RequestCancelled("pool shut down")
-                )
-            else:
+            # A cancellation leaves the ticket to _work, which tells whether this
+            # worker's scope cut the request or the pool is aborting. Anything
+            # else (KeyboardInterrupt and the like) fails the request, then goes on.
+            if not isinstance(exc, get_cancelled_exc_class()):
                 self._finish_run(worker, ticket, _FAILED, exc)
             raise
-        if scope.cancelled_caught:
-            if ticket._cancelled_at != math.inf:
-                state = _CANCELLED
-                error = RequestCancelled(f"request {ticket.id} was cancelled")
-            else:
-                state = _TIMED_OUT
-                error = RequestTimeout(f"request {ticket.id} timed out while running")
-        self._finish_run(worker, ticket, state, error, result)
+        else:
+            self._finish_run(worker, ticket, _SUCCEEDED, None, result)
+        if deadline != math.inf:
+            scope.deadline = math.inf
 
     def _finish_run(
         self,
@@ -747,7 +805,7 @@ class WorkerPool(Generic[Req, Res]):
         error: BaseException | None,
         result: Res | None = None,
     ) -> None:
-        now = current_time()
+        now = self._clock()
         self._active -= 1
         worker.current = None
         worker.busy_since = None
