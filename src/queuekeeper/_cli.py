@@ -276,6 +276,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.json is not None and not args.json.parent.is_dir():
         msg = f"queuekeeper run: error: --json: no directory {str(args.json.parent)!r}"
         raise _UsageError(msg)
+    if args.json is not None and args.json.is_dir():
+        msg = f"queuekeeper run: error: --json: {str(args.json)!r} is a directory"
+        raise _UsageError(msg)
     # Piped output gets room for the summary table instead of a default 80 columns.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 132)
     report = RunReport({})
@@ -289,7 +292,12 @@ def _run(args: argparse.Namespace) -> int:
     summary = _summary(workload, report, args.backend)
     _print_summary(console, summary, report)
     if args.json is not None:
-        args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        try:
+            args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            where = str(args.json)
+            msg = f"queuekeeper run: error: --json: {where!r}: {exc.strerror or exc}"
+            raise _UsageError(msg) from None
         console.print(f"summary written to {args.json}")
     return INTERRUPTED if report.interrupted else 0
 

@@ -116,36 +116,52 @@ class _Instruments:
             f"{ns}_queue_requests",
             "Requests accepted into the queue.",
             ("pool", "priority"),
-            registry=registry,
+            registry=None,
         )
         self.rejected = Counter(
             f"{ns}_queue_requests_rejected",
             "Requests refused with QueueFull.",
             ("pool", "priority"),
-            registry=registry,
+            registry=None,
         )
         self.wait = Histogram(
             f"{ns}_queue_wait_time_seconds",
             "Time requests waited in the queue before a worker took them.",
             ("pool", "priority"),
             buckets=DURATION_BUCKETS,
-            registry=registry,
+            registry=None,
         )
         self.duration = Histogram(
             f"{ns}_request_duration_seconds",
             "Time the handler ran, for requests that started.",
             ("pool", "priority"),
             buckets=DURATION_BUCKETS,
-            registry=registry,
+            registry=None,
         )
         self.completed = Counter(
             f"{ns}_requests_completed",
             "Requests that reached a final state, by outcome.",
             ("pool", "priority", "outcome"),
-            registry=registry,
+            registry=None,
         )
         self.gauges = _GaugeCollector(ns)
-        registry.register(self.gauges)
+        # All or nothing: a name clash must not leave some of them registered.
+        registered: list[Collector] = []
+        try:
+            for collector in (
+                self.requests,
+                self.rejected,
+                self.wait,
+                self.duration,
+                self.completed,
+                self.gauges,
+            ):
+                registry.register(collector)
+                registered.append(collector)
+        except ValueError:
+            for done in registered:
+                registry.unregister(done)
+            raise
 
 
 # One set of instruments per (registry, namespace): a second PrometheusMetrics on

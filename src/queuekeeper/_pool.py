@@ -164,6 +164,8 @@ class _Worker:
 
 
 _UNSET: Final[Any] = object()
+#: Requests a worker may take from a non-empty queue between checkpoints.
+_STREAK: Final = 32
 
 
 def _backend_clock() -> Callable[[], float]:
@@ -740,10 +742,23 @@ class WorkerPool(Generic[Req, Res]):
         spent (cancelled for an earlier request): it runs in the next scope.
         """
         receive = self._receive
+        streak = 0
         while True:
             if ticket is None:
                 try:
-                    ticket = await receive.receive()
+                    if streak < _STREAK:
+                        # A queued request is taken without another trip through
+                        # the event loop (the handler's awaits are this worker's
+                        # checkpoints); a checkpoint at least every _STREAK requests
+                        # keeps a handler that never awaits from hogging the loop.
+                        try:
+                            ticket = receive.receive_nowait()
+                            streak += 1
+                        except WouldBlock:
+                            streak = _STREAK
+                    if ticket is None:
+                        streak = 0
+                        ticket = await receive.receive()
                 except EndOfStream:
                     return None
             if ticket._state is _QUEUED:
