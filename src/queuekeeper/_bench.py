@@ -296,20 +296,27 @@ def _single_anyio_stream(backend: str) -> Callable[[BenchConfig, list[Item]], An
         del config
 
         async def sample() -> dict[str, Any]:
+            opened: list[Any] = []
+
             def make() -> tuple[Callable[[Item, int], object], Callable[[], Any]]:
                 send, receive = anyio.create_memory_object_stream[
                     tuple[int, int, Item]
                 ](math.inf)
+                opened.extend((send, receive))
                 return (
                     lambda item, seq: send.send_nowait((item[0], seq, item)),
                     receive.receive_nowait,
                 )
 
-            return _single_sample(
-                lambda xs: _bulk_pass(*make(), xs),
-                lambda xs: _timed_pass(*make(), xs),
-                items,
-            )
+            try:
+                return _single_sample(
+                    lambda xs: _bulk_pass(*make(), xs),
+                    lambda xs: _timed_pass(*make(), xs),
+                    items,
+                )
+            finally:
+                for stream in opened:
+                    stream.close()
 
         return anyio.run(sample, backend=backend)
 
@@ -996,6 +1003,7 @@ def _targets(by_name: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 "subject": subject,
                 "reference": reference,
                 "measure": "throughput ratio" if mode == "speed" else "cost ratio",
+                "mode": mode,
                 "ratio": ratio,
                 "bound": bound,
                 "passed": passed,
@@ -1085,6 +1093,8 @@ def _report_correctness(
     for result in results:
         median = result["median"]
         errors = median.get("errors", 0)
+        if result["section"] == "pool":
+            continue  # a pool's order depends on its workers; its tests check it
         if "violations" not in median:
             say(f"ERROR    {result['name']:<36} {errors} failed runs")
             continue
@@ -1109,7 +1119,7 @@ def _report_targets(targets: list[dict[str, Any]], say: Callable[..., None]) -> 
     say("TARGETS (ratios of heapq-normalised medians)")
     say(_RULE)
     for target in targets:
-        sign = ">=" if target["measure"] == "throughput ratio" else "<="
+        sign = {"speed": ">=", "cost": "<=", "cost<": "<"}[target["mode"]]
         verdict = "MET" if target["passed"] else "MISSED"
         say(
             f"{verdict:<7} {target['target']:<58} {target['ratio']:5.2f}"

@@ -1,0 +1,300 @@
+"""``queuekeeper bench``: it runs, its JSON holds every figure, its checks hold."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from queuekeeper._bench import (
+    BenchConfig,
+    correctness_verdict,
+    implementation_names,
+    latency_verdict,
+    run_bench,
+    throughput_verdict,
+)
+from queuekeeper._cli import main
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+SECTIONS = {"single", "concurrent", "pool"}
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    """One full bench run with --tasks 500 --repeat 1, through the command line."""
+    path = tmp_path_factory.mktemp("bench") / "bench.json"
+    completed = subprocess.run(  # noqa: S603 (our own command)
+        [
+            sys.executable,
+            "-m",
+            "queuekeeper",
+            "bench",
+            "--tasks",
+            "500",
+            "--repeat",
+            "1",
+            "--json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert 0 == completed.returncode, completed.stderr
+    return json.loads(path.read_text(encoding="utf-8")), completed.stdout
+
+
+def test_every_implementation_runs_and_is_reported(
+    small_run: tuple[dict[str, Any], str],
+) -> None:
+    """Every registered implementation has a result, and none failed."""
+    results, _ = small_run
+    names = [r["name"] for r in results["results"]]
+    assert list(implementation_names()) == names
+    for result in results["results"]:
+        assert result["section"] in SECTIONS
+        assert result["kind"] in {"priority", "fifo"}
+        assert 1 == len(result["samples"])
+        assert 0 == result["median"]["errors"], result
+
+
+def test_json_schema(small_run: tuple[dict[str, Any], str]) -> None:
+    """The JSON holds machine info, the configuration, raw samples and targets."""
+    results, _ = small_run
+    assert {"machine", "config", "results", "targets"} == set(results)
+    machine = results["machine"]
+    assert {"python", "platform", "cpus", "anyio", "trio", "queuekeeper"} <= set(
+        machine
+    )
+    assert 500 == results["config"]["tasks"]
+    assert 2500 == results["config"]["requests"]
+    assert 1 == results["config"]["repeat"]
+    common = {"ns_per_op", "heapq_ns_per_op", "ratio_to_heapq", "errors"}
+    per_section = {
+        "single": {
+            "ops_per_s",
+            "enqueue_us_avg",
+            "enqueue_us_p99",
+            "dequeue_us_avg",
+            "dequeue_us_p99",
+            "memory_bytes",
+            "violations",
+        },
+        "concurrent": {
+            "ops_per_s",
+            "latency_us_p50",
+            "latency_us_p99",
+            "violations",
+            "violations_per_level",
+        },
+        "pool": {"requests_per_s", "overhead_us"},
+    }
+    for result in results["results"]:
+        for sample in [*result["samples"], result["median"]]:
+            assert common | per_section[result["section"]] == set(sample), result
+            assert sample["ns_per_op"] > 0
+            assert sample["heapq_ns_per_op"] > 0
+        for sample in result["samples"]:
+            ratio = sample["ns_per_op"] / sample["heapq_ns_per_op"]
+            assert math.isclose(sample["ratio_to_heapq"], ratio)
+    for target in results["targets"]:
+        assert {
+            "target",
+            "subject",
+            "reference",
+            "measure",
+            "mode",
+            "ratio",
+            "bound",
+            "passed",
+        } == set(target)
+        assert isinstance(target["passed"], bool)
+    assert 10 == len(results["targets"])
+
+
+def test_priority_implementations_show_no_violations(
+    small_run: tuple[dict[str, Any], str],
+) -> None:
+    """Every priority queue dequeues in (priority, FIFO) order: 0 violations."""
+    results, output = small_run
+    checked = [
+        r
+        for r in results["results"]
+        if r["kind"] == "priority" and r["section"] != "pool"
+    ]
+    assert 12 == len(checked)  # 6 single-task, 2 + 4 concurrent
+    for result in checked:
+        assert 0 == result["median"]["violations"], result["name"]
+    for result in results["results"]:
+        if result["section"] == "concurrent":
+            assert {"CRITICAL", "HIGH", "NORMAL", "LOW"} == set(
+                result["median"]["violations_per_level"]
+            )
+    assert "FAIL " not in output
+    assert "CAUTION" not in output
+
+
+def test_fifo_reference_is_out_of_priority_order(
+    small_run: tuple[dict[str, Any], str],
+) -> None:
+    """The check is live: the FIFO stream, read as a priority queue, fails it."""
+    results, _ = small_run
+    stream = next(r for r in results["results"] if r["name"] == "anyio-stream@trio")
+    assert stream["median"]["violations"] > 0
+
+
+def test_output_follows_the_comparison_layout(
+    small_run: tuple[dict[str, Any], str],
+) -> None:
+    """Sections in the order readers of the comparison document expect."""
+    _, output = small_run
+    headings = [
+        "Dependency Check:",
+        "Configuration:",
+        "RUNNING BENCHMARKS",
+        "Test 1: Single-task Performance (Baseline)",
+        "Test 2: Concurrent, 5 producers + 5 consumers",
+        "Test 3: End to end",
+        "COMPARISON: Priority Queue Implementations",
+        "Throughput Ranking",
+        "Latency Comparison",
+        "Priority Order Correctness:",
+        "TARGETS",
+    ]
+    positions = [output.index(heading) for heading in headings]
+    assert sorted(positions) == positions
+    assert "CRITICAL=1, HIGH=2, NORMAL=3, LOW=4" in output
+    assert "the heapq loop run beside it" in output
+
+
+def test_only_runs_the_named_implementations_and_the_reference() -> None:
+    """--only keeps heapq: every figure is a ratio to it."""
+    lines: list[str] = []
+
+    class Out:
+        def write(self, text: str) -> int:
+            lines.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    config = BenchConfig(tasks=200, repeat=2, only=("queuekeeper@asyncio",))
+    results = run_bench(config, Out())  # type: ignore[arg-type]
+    assert ["heapq", "queuekeeper@asyncio"] == [r["name"] for r in results["results"]]
+    assert all(2 == len(r["samples"]) for r in results["results"])
+    assert [] == results["targets"]  # no pair of a target ran
+    assert "queuekeeper@trio" not in "".join(lines)
+
+
+def test_a_target_pair_is_compared() -> None:
+    """When both sides of a target ran, its ratio is reported."""
+    config = BenchConfig(
+        tasks=200, repeat=1, only=("queuekeeper@trio", "anyio-stream@trio")
+    )
+
+    class Sink:
+        def write(self, text: str) -> int:
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    results = run_bench(config, Sink())  # type: ignore[arg-type]
+    (target,) = results["targets"]
+    assert "queuekeeper@trio" == target["subject"]
+    assert "anyio-stream@trio" == target["reference"]
+    by_name = {r["name"]: r["median"] for r in results["results"]}
+    expected = (
+        by_name["queuekeeper@trio"]["ratio_to_heapq"]
+        / by_name["anyio-stream@trio"]["ratio_to_heapq"]
+    )
+    assert math.isclose(expected, target["ratio"])
+    assert target["passed"] is (target["ratio"] <= 1.25)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--only", "nope"], "--only: unknown name 'nope'"),
+        (["--tasks", "0"], "--tasks"),
+        (["--repeat", "x"], "--repeat"),
+        (["--json", "/no/such/dir/out.json"], "--json: no directory '/no/such/dir'"),
+    ],
+)
+def test_bad_flags_are_one_line_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bad input: exit status 2, one line naming the value, no traceback."""
+    assert 2 == main(["bench", *argv])
+    err = capsys.readouterr().err
+    assert 1 == len(err.strip().splitlines())
+    assert message in err
+
+
+def test_plot_needs_matplotlib_or_draws(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--plot draws a file, or says in one line that matplotlib is missing."""
+    path = tmp_path / "bench.png"
+    status = main(
+        [
+            "bench",
+            "--tasks",
+            "100",
+            "--repeat",
+            "1",
+            "--only",
+            "heapq",
+            "--plot",
+            str(path),
+        ]
+    )
+    try:
+        import matplotlib as mpl  # noqa: F401, PLC0415
+    except ImportError:
+        assert 2 == status
+        assert "matplotlib is not installed" in capsys.readouterr().err
+    else:  # pragma: no cover (matplotlib is an optional extra)
+        assert 0 == status
+        assert path.stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("figure", "verdict"),
+    [
+        (250_000, "Excellent"),
+        (150_000, "Good"),
+        (60_000, "Acceptable"),
+        (10, "Moderate"),
+    ],
+)
+def test_throughput_bands(figure: float, verdict: str) -> None:
+    """The comparison document's throughput bands."""
+    assert verdict == throughput_verdict(figure)
+
+
+@pytest.mark.parametrize(
+    ("figure", "verdict"),
+    [(1.0, "Excellent"), (7.0, "Good"), (30.0, "Acceptable"), (60.0, "Moderate")],
+)
+def test_latency_bands(figure: float, verdict: str) -> None:
+    """The comparison document's latency bands."""
+    assert verdict == latency_verdict(figure)
+
+
+@pytest.mark.parametrize(
+    ("violations", "verdict"),
+    [(0, "PASS"), (1, "CAUTION"), (10, "CAUTION"), (11, "FAIL")],
+)
+def test_correctness_bands(violations: int, verdict: str) -> None:
+    """The comparison document's correctness bands."""
+    assert verdict == correctness_verdict(violations)
