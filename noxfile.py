@@ -49,7 +49,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def examples(session: nox.Session) -> None:
     """Run every example on each backend it supports; any failure fails the session."""
-    session.install(".")
+    session.install(".", "-r", "examples/requirements.txt")
     for example in EXAMPLES:
         text = example.read_text(encoding="utf-8")
         if "--backend" in text:
