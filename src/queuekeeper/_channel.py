@@ -466,11 +466,11 @@ class PriorityReceiveChannel(
                 waiting.
         """
         await checkpoint()
-        try:
-            return self.receive_nowait()
-        except WouldBlock:
-            pass
         state = self._state
+        if self._closed or state.head is not None or state.waiting_senders:
+            return self.receive_nowait()
+        if not state.open_send:
+            raise EndOfStream
         waiter: _ReceiveWaiter[T_co] = _ReceiveWaiter(self, get_current_task())
         state.waiting_receivers[waiter] = None
         try:

@@ -742,25 +742,25 @@ class WorkerPool(Generic[Req, Res]):
         spent (cancelled for an earlier request): it runs in the next scope.
         """
         receive = self._receive
+        queue = self._queue
         streak = 0
         while True:
             if ticket is None:
-                try:
-                    if streak < _STREAK:
-                        # A queued request is taken without another trip through
-                        # the event loop (the handler's awaits are this worker's
-                        # checkpoints); a checkpoint at least every _STREAK requests
-                        # keeps a handler that never awaits from hogging the loop.
-                        try:
-                            ticket = receive.receive_nowait()
-                            streak += 1
-                        except WouldBlock:
-                            streak = _STREAK
-                    if ticket is None:
-                        streak = 0
+                if streak < _STREAK and (
+                    queue.head is not None or queue.waiting_senders
+                ):
+                    # A queued request is taken without another trip through the
+                    # event loop (the handler's awaits are this worker's
+                    # checkpoints); a checkpoint at least every _STREAK requests
+                    # keeps a handler that never awaits from hogging the loop.
+                    ticket = receive.receive_nowait()
+                    streak += 1
+                else:
+                    streak = 0
+                    try:
                         ticket = await receive.receive()
-                except EndOfStream:
-                    return None
+                    except EndOfStream:
+                        return None
             if ticket._state is _QUEUED:
                 if scope.cancel_called:
                     return ticket
