@@ -1,0 +1,566 @@
+"""The queuekeeper command: run, its summary and JSON, metrics, Ctrl-C, bad flags."""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+import queuekeeper
+from queuekeeper._cli import INTERRUPTED, USAGE_ERROR, main
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+#: Upper bound on any one subprocess or wait: a hang fails instead of blocking.
+TIMEOUT = 60.0
+
+#: A short run whose counts are exact: 40 arrivals, no limit on the queue, no failures.
+QUICK = (
+    *("--requests", "40", "--rate", "400", "--duration", "30"),
+    *("--max-queue-size", "0", "--latency", "const:1", "--fail-rate", "0"),
+)
+
+#: A run that goes on until it is interrupted.
+LONG = ("--duration", "60", "--rate", "50")
+
+LEVELS = {"critical": 1, "high": 2, "normal": 3, "low": 4}
+COUNTS = ("offered", "submitted", "rejected", "completed", "failed")
+COUNTS += ("cancelled", "timed_out", "shed")
+TIMES = ("wait_ms_p50", "wait_ms_p95", "wait_ms_p99", "run_ms_p50", "run_ms_p99")
+OUTCOMES = ("completed", "failed", "cancelled", "timed_out", "shed")
+HEADER = ["priority", "offered", "submitted", "done", "failed", "rejected", "shed"]
+HEADER += ["timeout", "cancel", "wait p50", "p95", "p99", "run p50", "p99"]
+
+STATUS_LINE = re.compile(r"^t=\s*[0-9.]+s (\w+)\s+submitted=(\d+) ")
+METRICS_LINE = re.compile(r"^metrics: http://127\.0\.0\.1:(\d+)/metrics$")
+
+needs_signals = pytest.mark.skipif(
+    sys.platform == "win32", reason="sends SIGINT to a child process"
+)
+
+
+@pytest.fixture(autouse=True)
+def plain_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Output goes to a pipe: no forced terminal or colours, UTF-8 in children."""
+    for name in ("FORCE_COLOR", "FORCE_TERMINAL", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PYTHONIOENCODING", "utf-8")
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def table_rows(out: str) -> dict[str, list[str]]:
+    """The summary table's cells by priority, with the header under "priority"."""
+    rows = {}
+    for line in out.splitlines():
+        if line.startswith(("│", "┃")):
+            cells = [cell.strip() for cell in line.strip("│┃").split(line[0])]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def check_summary_table(out: str, backend: str) -> dict[str, dict[str, str]]:
+    """Check the printed table has its title, columns and rows; return the rows."""
+    assert re.search(rf"per-priority summary \({backend}, [0-9.]+ s\)", out)
+    assert "wait and run times in milliseconds" in out
+    rows = table_rows(out)
+    assert HEADER[1:] == rows.pop("priority")
+    assert [*LEVELS, "all"] == list(rows)
+    return {
+        label: dict(zip(HEADER[1:], cells, strict=True))
+        for label, cells in rows.items()
+    }
+
+
+def check_summary_json(summary: dict[str, Any], backend: str) -> dict[str, Any]:
+    """Check the JSON summary's schema and that its counts add up; return totals."""
+    assert {
+        "backend",
+        "elapsed_s",
+        "interrupted",
+        "config",
+        "priorities",
+        "totals",
+        "pool",
+    } == set(summary)
+    assert backend == summary["backend"]
+    assert isinstance(summary["elapsed_s"], float)
+    assert summary["elapsed_s"] > 0
+    assert summary["interrupted"] in {None, "drained", "cancelled"}
+
+    config = summary["config"]
+    assert {
+        "workers",
+        "max_queue_size",
+        "backpressure",
+        "rate",
+        "duration",
+        "requests",
+        "mix",
+        "latency",
+        "fail_rate",
+        "timeout",
+        "queue_timeout",
+        "seed",
+    } == set(config)
+    assert list(LEVELS) == list(config["mix"])
+    assert 1 == pytest.approx(sum(config["mix"].values()))
+
+    rows = summary["priorities"]
+    assert list(LEVELS) == list(rows)
+    for label, row in rows.items():
+        assert {"priority", *COUNTS, *TIMES} == set(row)
+        assert LEVELS[label] == row["priority"]
+        for key in COUNTS:
+            assert type(row[key]) is int
+            assert row[key] >= 0
+        for key in TIMES:
+            assert row[key] is None or isinstance(row[key], float)
+        for times in (TIMES[:3], TIMES[3:]):  # percentiles rise, or none at all
+            figures = [row[key] for key in times]
+            assert [None] * len(times) == figures or sorted(figures) == figures
+        assert row["offered"] == row["submitted"] + row["rejected"]
+        assert row["submitted"] == sum(row[key] for key in OUTCOMES)
+
+    totals = summary["totals"]
+    assert {*COUNTS, *TIMES} == set(totals)
+    for key in COUNTS:
+        assert sum(row[key] for row in rows.values()) == totals[key]
+
+    pool = summary["pool"]
+    assert {
+        "submitted",
+        "completed",
+        "failed",
+        "rejected",
+        "timed_out",
+        "cancelled",
+        "shed",
+        "state",
+    } == set(pool)
+    assert "closed" == pool["state"]
+    assert {key: totals[key] for key in set(pool) - {"state"}} == {
+        key: value for key, value in pool.items() if key != "state"
+    }
+    return totals
+
+
+def check_one_line_error(err: str, fragment: str) -> None:
+    """A usage error: exactly one line on stderr, naming the problem, no traceback."""
+    assert err.endswith("\n")
+    assert 1 == err.count("\n"), err
+    assert err.startswith("queuekeeper")
+    assert ": error: " in err
+    assert fragment in err
+    assert "Traceback" not in err
+
+
+def command(*args: str) -> list[str]:
+    """The command line of ``python -m queuekeeper ARGS``."""
+    return [sys.executable, "-m", "queuekeeper", *args]
+
+
+class Child:
+    """A queuekeeper subprocess whose stdout lines can be awaited one by one."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+            command(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read_stdout(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.out.append(line)
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        self.err.extend(self.process.stderr)
+
+    def wait_for_line(self, pattern: re.Pattern[str]) -> re.Match[str]:
+        """Return the match of the next stdout line matching *pattern*."""
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no line matching {pattern.pattern!r} in {TIMEOUT} s")
+            if line is None:
+                pytest.fail(
+                    f"exited before printing {pattern.pattern!r}: "
+                    f"{''.join(self.out)}{''.join(self.err)}"
+                )
+            match = pattern.search(line.rstrip("\n"))
+            if match is not None:
+                return match
+
+    def interrupt(self) -> None:
+        """Send SIGINT, as Ctrl-C does."""
+        self.process.send_signal(signal.SIGINT)
+
+    def finish(self) -> tuple[int, str, str]:
+        """Wait for the exit; return the status and all of stdout and stderr."""
+        status = self.process.wait(timeout=TIMEOUT)
+        for reader in self._readers:
+            reader.join(timeout=TIMEOUT)
+        return status, "".join(self.out), "".join(self.err)
+
+    def close(self) -> None:
+        """Kill the process if it still runs and release its pipes."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=TIMEOUT)
+        for reader in self._readers:
+            reader.join(timeout=TIMEOUT)
+        for pipe in (self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+@pytest.fixture
+def child() -> Iterator[type[Child]]:
+    """Start queuekeeper subprocesses; none outlives the test."""
+    started: list[Child] = []
+
+    class Tracked(Child):
+        def __init__(self, *args: str) -> None:
+            super().__init__(*args)
+            started.append(self)
+
+    yield Tracked
+    for process in started:
+        process.close()
+
+
+# -- run, in process ----------------------------------------------------------------
+
+
+def test_run_prints_the_per_priority_summary(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """run drives the workload, prints a table per priority plus "all", exits 0."""
+    assert 0 == main(["run", *QUICK])
+    out, err = capsys.readouterr()
+    assert "" == err
+    rows = check_summary_table(out, "asyncio")
+    assert ("40", "40", "40") == (
+        rows["all"]["offered"],
+        rows["all"]["submitted"],
+        rows["all"]["done"],
+    )
+    assert 40 == sum(int(rows[label]["offered"]) for label in LEVELS)
+    assert "interrupted" not in out
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_run_writes_a_json_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str
+) -> None:
+    """--json PATH writes the summary: config, rows per priority, totals, pool."""
+    path = tmp_path / "summary.json"
+    argv = ["run", *QUICK, "--fail-rate", "0.25", "--seed", "7", "--workers", "3"]
+    assert 0 == main([*argv, "--backend", backend, "--json", str(path)])
+    out, err = capsys.readouterr()
+    assert "" == err
+    assert f"summary written to {path}" in out
+    rows = check_summary_table(out, backend)
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    totals = check_summary_json(summary, backend)
+    assert None is summary["interrupted"]
+    assert {
+        "workers": 3,
+        "max_queue_size": None,
+        "backpressure": "shed",
+        "rate": 400.0,
+        "duration": 30.0,
+        "requests": 40,
+        "latency": "const:1ms",
+        "fail_rate": 0.25,
+        "timeout": None,
+        "queue_timeout": None,
+        "seed": 7,
+    } == {key: value for key, value in summary["config"].items() if key != "mix"}
+    assert (40, 40, 0) == (totals["offered"], totals["submitted"], totals["rejected"])
+    assert 40 == totals["completed"] + totals["failed"]
+    assert totals["failed"] > 0  # a quarter of 40, seeded
+    assert str(totals["failed"]) == rows["all"]["failed"]
+    for label in LEVELS:
+        assert str(summary["priorities"][label]["offered"]) == rows[label]["offered"]
+
+
+@pytest.mark.parametrize("backpressure", ["reject", "shed", "block"])
+def test_run_with_a_small_queue_accounts_for_every_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], backpressure: str
+) -> None:
+    """A queue far too small: each backpressure mode's counts still add up."""
+    path = tmp_path / "summary.json"
+    argv = ["run", "--workers", "1", "--max-queue-size", "2", "--rate", "5000"]
+    argv += ["--requests", "20", "--latency", "const:20", "--fail-rate", "0"]
+    assert 0 == main([*argv, "--backpressure", backpressure, "--json", str(path)])
+    capsys.readouterr()
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    totals = check_summary_json(summary, "asyncio")
+    assert (20, 2) == (totals["offered"], summary["config"]["max_queue_size"])
+    if backpressure == "block":
+        assert (20, 0, 0) == (totals["completed"], totals["rejected"], totals["shed"])
+    elif backpressure == "reject":
+        assert 0 == totals["shed"]
+        assert totals["rejected"] > 0
+    else:
+        assert totals["shed"] + totals["rejected"] > 0
+
+
+def test_metrics_port_zero_serves_on_a_free_port_for_the_run_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--metrics-port 0 prints the URL it picked; the server ends with the run."""
+    assert 0 == main(["run", *QUICK, "--metrics-port", "0"])
+    out, err = capsys.readouterr()
+    assert "" == err
+    match = METRICS_LINE.match(out.splitlines()[0])
+    assert match is not None, out
+    check_summary_table(out, "asyncio")
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(match.group(0).removeprefix("metrics: "), timeout=10)  # noqa: S310 (a local http URL)
+
+
+def test_metrics_port_in_use_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A port that is taken: one line, exit 2, and no run."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert USAGE_ERROR == main(["run", *QUICK, "--metrics-port", str(port)])
+    out, err = capsys.readouterr()
+    assert "" == out
+    check_one_line_error(err, f"--metrics-port {port}: ")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_json_write_failure_is_one_line_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A --json file that cannot be written: the summary, then a one-line error."""
+    assert USAGE_ERROR == main(["run", *QUICK, "--json", "/dev/full"])
+    out, err = capsys.readouterr()
+    check_summary_table(out, "asyncio")
+    check_one_line_error(err, "--json: '/dev/full': ")
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """--version prints the package version."""
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+    assert 0 == caught.value.code
+    assert f"{queuekeeper.__version__}\n" == capsys.readouterr().out
+
+
+# -- bad flags ----------------------------------------------------------------------
+
+BAD_FLAGS = [
+    pytest.param(["run", "--bogus"], "unrecognized arguments: --bogus", id="unknown"),
+    pytest.param([], "required: command", id="no-command"),
+    pytest.param(["nope"], "invalid choice: 'nope'", id="bad-command"),
+    pytest.param(["run", "--workers", "0"], "--workers: '0' must be >= 1", id="w0"),
+    pytest.param(["run", "--workers", "abc"], "'abc' is not an integer", id="wabc"),
+    pytest.param(
+        ["run", "--mix", "garbage"], "--mix: bad mix entry 'garbage'", id="mix"
+    ),
+    pytest.param(["run", "--mix", "normal=0"], "weights add up to 0", id="mix0"),
+    pytest.param(
+        ["run", "--latency", "garbage"], "--latency: bad latency 'garbage'", id="lat"
+    ),
+    pytest.param(
+        ["run", "--latency", "uniform:5:1"], "minimum is above the maximum", id="lat2"
+    ),
+    pytest.param(
+        ["run", "--fail-rate", "2"], "'2' must be between 0 and 1", id="fail-rate"
+    ),
+    pytest.param(
+        ["run", "--backend", "nope"], "--backend: invalid choice: 'nope'", id="backend"
+    ),
+    pytest.param(
+        ["run", "--backpressure", "drop"], "invalid choice: 'drop'", id="backpressure"
+    ),
+    pytest.param(["run", "--rate", "0"], "--rate: '0' must be a finite", id="rate"),
+    pytest.param(["run", "--duration", "inf"], "'inf' must be a finite", id="inf"),
+    pytest.param(["run", "--timeout", "nan"], "'nan' must be a finite", id="nan"),
+    pytest.param(["run", "--max-queue-size", "-1"], "'-1' must be >= 0", id="mqs"),
+    pytest.param(
+        ["run", "--metrics-port", "65536"], "'65536' is not a TCP port", id="port"
+    ),
+    pytest.param(["run", "--seed", "x"], "invalid int value: 'x'", id="seed"),
+    pytest.param(
+        ["run", "--json", "{tmp}/missing/out.json"], "--json: no directory", id="json"
+    ),
+    pytest.param(["run", "--json", "{tmp}"], "is a directory", id="json-dir"),
+]
+
+
+@pytest.mark.parametrize(("argv", "fragment"), BAD_FLAGS)
+def test_bad_flags_are_one_line_and_exit_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    fragment: str,
+) -> None:
+    """A bad flag or value: exit status 2, one line on stderr, nothing run."""
+    argv = [arg.replace("{tmp}", str(tmp_path)) for arg in argv]
+    assert USAGE_ERROR == main(argv)
+    out, err = capsys.readouterr()
+    assert "" == out
+    check_one_line_error(err, fragment)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        param
+        for param in BAD_FLAGS
+        if param.id
+        in {"unknown", "w0", "wabc", "mix", "lat", "fail-rate", "backend", "json"}
+    ],
+)
+def test_bad_flags_in_a_subprocess(
+    tmp_path: Path, argv: list[str], fragment: str
+) -> None:
+    """The installed command: exit status 2, exactly one stderr line, no traceback."""
+    argv = [arg.replace("{tmp}", str(tmp_path)) for arg in argv]
+    done = subprocess.run(  # noqa: S603 (our own interpreter and module)
+        command(*argv),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert USAGE_ERROR == done.returncode
+    assert "" == done.stdout
+    check_one_line_error(done.stderr, fragment)
+
+
+# -- run, as a subprocess -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_run_subprocess_exits_0_with_summary_and_json(
+    tmp_path: Path, backend: str
+) -> None:
+    """python -m queuekeeper run: exit 0, the table on stdout, the JSON file."""
+    path = tmp_path / "summary.json"
+    done = subprocess.run(  # noqa: S603 (our own interpreter and module)
+        command("run", *QUICK, "--backend", backend, "--json", str(path)),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert (0, "") == (done.returncode, done.stderr)
+    rows = check_summary_table(done.stdout, backend)
+    assert "40" == rows["all"]["done"]
+    totals = check_summary_json(json.loads(path.read_text(encoding="utf-8")), backend)
+    assert 40 == totals["completed"]
+
+
+@needs_signals
+def test_metrics_are_scraped_during_a_run(child: type[Child]) -> None:
+    """--metrics-port 0: the printed URL serves queuekeeper metrics while it runs."""
+    run = child("run", *LONG, "--metrics-port", "0")
+    url = run.wait_for_line(METRICS_LINE).group(0).removeprefix("metrics: ")
+    status = run.wait_for_line(STATUS_LINE)  # requests have been submitted
+    assert int(status.group(2)) > 0
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (a local http URL)
+        assert 200 == response.status
+        text = response.read().decode()
+    assert "# TYPE queuekeeper_queue_requests_total counter" in text
+    assert re.search(
+        r'^queuekeeper_queue_requests_total\{pool="run",priority="\w+"\} [1-9]',
+        text,
+        re.MULTILINE,
+    )
+    assert re.search(
+        r'^queuekeeper_queue_size\{pool="run",priority="all"\} ', text, re.MULTILINE
+    )
+    assert 'queuekeeper_queue_active_workers{pool="run"}' in text
+    run.interrupt()
+    status_code, out, err = run.finish()
+    assert (INTERRUPTED, "") == (status_code, err)
+    check_summary_table(out, "asyncio")
+
+
+@needs_signals
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_one_sigint_drains_prints_the_summary_and_exits_130(
+    child: type[Child], tmp_path: Path, backend: str
+) -> None:
+    """First Ctrl-C: arrivals stop, queued work finishes, summary, exit 130."""
+    path = tmp_path / "summary.json"
+    run = child("run", *LONG, "--backend", backend, "--json", str(path))
+    assert "running" == run.wait_for_line(STATUS_LINE).group(1)
+    run.interrupt()
+    status, out, err = run.finish()
+    assert (INTERRUPTED, "") == (status, err)
+    check_summary_table(out, backend)
+    assert "interrupted: drained" in out
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    totals = check_summary_json(summary, backend)
+    assert "drained" == summary["interrupted"]
+    assert totals["submitted"] > 0
+    assert 0 == totals["cancelled"]  # drained: everything queued was served
+
+
+@needs_signals
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_second_sigint_cancels_and_still_prints_the_summary(
+    child: type[Child], tmp_path: Path, backend: str
+) -> None:
+    """Second Ctrl-C while draining: the work is cancelled, summary, exit 130."""
+    path = tmp_path / "summary.json"
+    slow = ("--latency", "const:60000", "--workers", "2")
+    run = child("run", *LONG, *slow, "--backend", backend, "--json", str(path))
+    assert "running" == run.wait_for_line(STATUS_LINE).group(1)
+    run.interrupt()
+    while "draining" != run.wait_for_line(STATUS_LINE).group(1):
+        pass
+    run.interrupt()
+    status, out, err = run.finish()
+    assert (INTERRUPTED, "") == (status, err)
+    check_summary_table(out, backend)
+    assert "interrupted: cancelled" in out
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    totals = check_summary_json(summary, backend)
+    assert "cancelled" == summary["interrupted"]
+    assert 0 == totals["completed"]
+    assert totals["submitted"] == totals["cancelled"] > 0
