@@ -564,3 +564,26 @@ def test_second_sigint_cancels_and_still_prints_the_summary(
     assert "cancelled" == summary["interrupted"]
     assert 0 == totals["completed"]
     assert totals["submitted"] == totals["cancelled"] > 0
+
+
+def test_a_reader_that_goes_away_ends_nothing_badly() -> None:
+    """``queuekeeper run | head -1``: the run finishes quietly, no traceback."""
+    process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+        command("run", *QUICK, "--requests", "400", "--rate", "200"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    try:
+        assert STATUS_LINE.match(process.stdout.readline())
+        process.stdout.close()  # the reader is gone; later writes hit a broken pipe
+        err = process.stderr.read()
+        status = process.wait(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=TIMEOUT)
+        process.stderr.close()
+    assert (0, "") == (status, err)

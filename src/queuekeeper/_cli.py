@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -45,6 +46,19 @@ INTERRUPTED: Final = 130
 
 _REFRESH_TTY: Final = 0.25
 _REFRESH_PLAIN: Final = 1.0
+
+
+class _Console(Console):
+    """A rich Console that goes quiet when its reader goes away (``| head``)."""
+
+    def on_broken_pipe(self) -> None:
+        # Rich's default raises SystemExit from whichever task printed. The run
+        # carries on to its normal end instead, its output discarded, as Python's
+        # documentation advises for a closed pipe.
+        self.quiet = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 class _UsageError(Exception):
@@ -280,7 +294,7 @@ def _run(args: argparse.Namespace) -> int:
         msg = f"queuekeeper run: error: --json: {str(args.json)!r} is a directory"
         raise _UsageError(msg)
     # Piped output gets room for the summary table instead of a default 80 columns.
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 132)
+    console = _Console(highlight=False, width=None if sys.stdout.isatty() else 132)
     report = RunReport({})
     metrics, server = _serve_metrics(args.metrics_port, console)
     try:
