@@ -501,3 +501,13 @@ def test_empty_namespace_is_a_value_error() -> None:
         ValueError, match=r"^namespace must be a non-empty str, not ''$"
     ):
         PrometheusMetrics(CollectorRegistry(), namespace="")
+
+
+@pytest.mark.parametrize("namespace", ["bad-name", "has space", "9lives", "ünï"])
+def test_namespace_that_is_no_metric_name_is_a_value_error(namespace: str) -> None:
+    """Whatever prometheus_client accepts, a namespace must be a plain metric name."""
+    registry = CollectorRegistry()
+    with pytest.raises(ValueError, match=f"not {re.escape(repr(namespace))}$"):
+        PrometheusMetrics(registry, namespace=namespace)
+    assert [] == list(registry.collect())  # nothing half-registered
+    PrometheusMetrics(registry, namespace="fine_name:sub")

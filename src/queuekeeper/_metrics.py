@@ -5,6 +5,8 @@ The only module that imports prometheus_client.
 
 from __future__ import annotations
 
+import re
+
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
@@ -20,6 +22,9 @@ if TYPE_CHECKING:
 
     from ._pool import WorkerPool
     from ._ticket import TicketState
+
+#: What a metric name (and so a namespace) may be, on every prometheus_client.
+_METRIC_NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 __all__ = ["DURATION_BUCKETS", "PrometheusMetrics"]
 
@@ -230,6 +235,12 @@ class PrometheusMetrics:
             raise TypeError(msg)
         if not namespace:
             msg = "namespace must be a non-empty str, not ''"
+            raise ValueError(msg)
+        if not _METRIC_NAME.fullmatch(namespace):
+            msg = (
+                "namespace must be a Prometheus metric name prefix "
+                f"([a-zA-Z_:][a-zA-Z0-9_:]*), not {namespace!r}"
+            )
             raise ValueError(msg)
         self.registry = registry
         self.namespace = namespace
