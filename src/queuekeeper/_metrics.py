@@ -6,7 +6,6 @@ The only module that imports prometheus_client.
 from __future__ import annotations
 
 import re
-
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
