@@ -17,7 +17,7 @@ extensions = [
     "sphinx.ext.napoleon",
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_bench_results.md"]
 myst_heading_anchors = 3
 
 autodoc_member_order = "bysource"

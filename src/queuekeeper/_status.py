@@ -46,8 +46,9 @@ class WorkerHealth:
     Attributes:
         worker_id: The worker's index in the pool, from 0.
         is_healthy: ``False`` when the worker has been busy on one request for
-            longer than the pool's ``hung_after``, or its last ``unhealthy_after``
-            requests in a row failed, timed out or ignored cancellation.
+            longer than the pool's ``hung_after``, when its handler has ignored a
+            cancellation for longer than the pool's ``cancel_grace``, or when its
+            last ``unhealthy_after`` requests in a row failed or timed out.
         total_processed: Requests the worker finished, whatever their outcome.
         total_errors: Requests whose handler raised or timed out.
         current_request: The id of the ticket it is running, or ``None``.
