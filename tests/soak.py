@@ -179,6 +179,10 @@ async def _segment(size: int, seed: int, totals: Totals) -> None:
         sent = 0
         while sent < count:
             burst = local.randrange(1, 150)  # bursts above capacity
+            # Half the bursts arrive at once (submit_nowait, no checkpoint between
+            # them): they overflow the queue. The other half interleave with the
+            # workers, one checkpoint per submit.
+            at_once = local.random() < 0.5
             for _ in range(min(burst, count - sent)):
                 sent += 1
                 offered += 1
@@ -192,7 +196,7 @@ async def _segment(size: int, seed: int, totals: Totals) -> None:
                     if roll < 0.02:
                         task_group.start_soon(cancel_caller, request, level)
                         continue
-                    if roll < 0.5:
+                    if at_once:
                         ticket = pool.submit_nowait(
                             request,
                             priority=level,

@@ -128,16 +128,16 @@ class _ChannelState(Generic[T]):
     )
 
     def __init__(self, max_size: float) -> None:
-        self.max_size = max_size
+        self.max_size: float = max_size
         self.buckets: dict[int, deque[T]] = {}
         self.levels: list[int] = []
         # The deque of the first level in ``levels`` (``None`` when empty), so a
         # receive pops without looking its level up.
         self.head: deque[T] | None = None
-        self.size = 0
-        self.peak_size = 0
-        self.open_send = 0
-        self.open_receive = 0
+        self.size: int = 0
+        self.peak_size: int = 0
+        self.open_send: int = 0
+        self.open_receive: int = 0
         self.waiting_senders: OrderedDict[_SendWaiter[T], None] = OrderedDict()
         self.waiting_receivers: OrderedDict[_ReceiveWaiter[T], None] = OrderedDict()
 

@@ -241,8 +241,8 @@ class PrometheusMetrics:
                 f"([a-zA-Z_:][a-zA-Z0-9_:]*), not {namespace!r}"
             )
             raise ValueError(msg)
-        self.registry = registry
-        self.namespace = namespace
+        self.registry: CollectorRegistry = registry
+        self.namespace: str = namespace
         self._instruments = _instruments(registry, namespace)
         # Label lookups are the expensive part of an update: cache the children.
         self._children: dict[tuple[object, ...], Any] = {}

@@ -88,10 +88,10 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
         self._pool = pool
         self._seq = next(_ids)
         #: The request, as passed to ``submit``.
-        self.request = request
+        self.request: object = request
         self._level = level
         #: When the request entered the queue, on the backend's clock (seconds).
-        self.submitted_at = submitted_at
+        self.submitted_at: float = submitted_at
         #: When a worker took it (``None`` until then, and if it never ran).
         self.started_at: float | None = None
         #: When it reached a final state (``None`` until then).
