@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import queue
 import re
@@ -425,6 +426,22 @@ BAD_FLAGS = [
         ["run", "--json", "{tmp}/missing/out.json"], "--json: no directory", id="json"
     ),
     pytest.param(["run", "--json", "{tmp}"], "is a directory", id="json-dir"),
+    pytest.param(["run", "--max-queue-size", "x"], "'x' is not an integer", id="mqsx"),
+    pytest.param(["run", "--rate", "fast"], "'fast' is not a number", id="ratex"),
+    pytest.param(["run", "--fail-rate", "x"], "'x' is not a number", id="failx"),
+    pytest.param(["run", "--mix", "=1"], "bad mix entry '=1'", id="mix-noname"),
+    pytest.param(["run", "--mix", "urgent=1"], "bad mix level 'urgent'", id="mixlvl"),
+    pytest.param(
+        ["run", "--mix", "high=x"], "bad mix weight 'x' for 'high'", id="mixw"
+    ),
+    pytest.param(
+        ["run", "--mix", "high=-1"], "'-1' for 'high': must be >= 0", id="mixn"
+    ),
+    pytest.param(["run", "--latency", "exp:abc"], "'abc' is not a number", id="latx"),
+    pytest.param(["run", "--latency", "const:-5"], "'-5' must be a finite", id="latn"),
+    pytest.param(
+        ["run", "--latency", "lognormal:20:x"], "sigma 'x' must be", id="sigma"
+    ),
 ]
 
 
@@ -587,3 +604,35 @@ def test_a_reader_that_goes_away_ends_nothing_badly() -> None:
             process.wait(timeout=TIMEOUT)
         process.stderr.close()
     assert (0, "") == (status, err)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (("--requests", "30"), "30"),  # progress counts requests
+        (("--duration", "0.3", "--mix", "high=1,7=1"), "high"),  # progress is time
+    ],
+)
+def test_live_view_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, extra: tuple[str, ...], expected: str
+) -> None:
+    """On a terminal: a live view (header, depth by priority, counts), a summary."""
+    from rich.console import Console  # noqa: PLC0415 (rich is the CLI's own)
+
+    import queuekeeper._cli as cli  # noqa: PLC0415
+
+    screen = io.StringIO()
+
+    def terminal(**kwargs: object) -> Console:
+        del kwargs
+        return Console(file=screen, force_terminal=True, width=120, color_system=None)
+
+    monkeypatch.setattr(cli, "_Console", terminal)
+    argv = ["run", *QUICK, "--rate", "200", "--latency", "const:5", *extra]
+    assert 0 == main(argv)
+    out = screen.getvalue()
+    assert "queuekeeper run" in out
+    assert "workers" in out
+    assert "submitted" in out
+    assert expected in out
+    assert "per-priority summary" in out
