@@ -10,6 +10,7 @@ clone of both endpoints.
 from __future__ import annotations
 
 import math
+import sys
 from bisect import insort
 from collections import OrderedDict, deque
 from types import MappingProxyType
@@ -118,6 +119,7 @@ class _ChannelState(Generic[T]):
         "buckets",
         "head",
         "levels",
+        "limit",
         "max_size",
         "open_receive",
         "open_send",
@@ -129,6 +131,9 @@ class _ChannelState(Generic[T]):
 
     def __init__(self, max_size: float) -> None:
         self.max_size: float = max_size
+        # max_size as an int, for the comparison on every send (an int compares
+        # with an int faster than with math.inf).
+        self.limit: int = sys.maxsize if max_size == math.inf else int(max_size)
         self.buckets: dict[int, deque[T]] = {}
         self.levels: list[int] = []
         # The deque of the first level in ``levels`` (``None`` when empty), so a
@@ -283,11 +288,12 @@ class PrioritySendChannel(
                     receiver.item = item
                     receiver.event.set()
                     return
-        if state.size >= state.max_size:
+        if state.size >= state.limit:
             raise WouldBlock
         # Inlined _ChannelState.push: this is the hot path.
-        bucket = state.buckets.get(priority)
-        if bucket is None:
+        try:
+            bucket = state.buckets[priority]
+        except KeyError:
             bucket = state.buckets[priority] = deque()
         if not bucket:
             state.add_level(priority, bucket)
