@@ -117,6 +117,7 @@ class _ChannelState(Generic[T]):
 
     __slots__ = (
         "buckets",
+        "capacity",
         "head",
         "levels",
         "limit",
@@ -131,9 +132,12 @@ class _ChannelState(Generic[T]):
 
     def __init__(self, max_size: float) -> None:
         self.max_size: float = max_size
-        # max_size as an int, for the comparison on every send (an int compares
-        # with an int faster than with math.inf).
-        self.limit: int = sys.maxsize if max_size == math.inf else int(max_size)
+        # max_size as an int (an int compares with an int faster than with inf).
+        self.capacity: int = sys.maxsize if max_size == math.inf else int(max_size)
+        # The gate of send_nowait's fast path: ``capacity`` while receivers are
+        # open and none waits, else -1, so one comparison on every send covers
+        # "full", "receivers waiting" and "no receivers left". gate() keeps it.
+        self.limit: int = -1
         self.buckets: dict[int, deque[T]] = {}
         self.levels: list[int] = []
         # The deque of the first level in ``levels`` (``None`` when empty), so a
@@ -154,6 +158,12 @@ class _ChannelState(Generic[T]):
             self.add_level(priority, bucket)
         bucket.append(item)
         self.size += 1
+
+    def gate(self) -> None:
+        """Recompute ``limit`` after receivers opened, closed, began or ended waits."""
+        self.limit = (
+            self.capacity if self.open_receive and not self.waiting_receivers else -1
+        )
 
     def add_level(self, level: int, bucket: deque[T]) -> None:
         """Note that *level*, whose deque is *bucket*, is about to hold items."""
@@ -276,20 +286,25 @@ class PrioritySendChannel(
         if self._closed:
             raise ClosedResourceError
         state = self._state
-        if not state.open_receive:
-            raise BrokenResourceError
-        if state.waiting_receivers:
-            receivers = state.waiting_receivers
-            while receivers:
-                receiver, _ = receivers.popitem(last=False)
-                # Never hand an item to a receiver whose wait is being cancelled:
-                # it would take the item with it.
-                if not receiver.task.has_pending_cancellation():
-                    receiver.item = item
-                    receiver.event.set()
-                    return
         if state.size >= state.limit:
-            raise WouldBlock
+            # Not the fast path: no receivers left, receivers waiting, or full.
+            if not state.open_receive:
+                raise BrokenResourceError
+            if state.waiting_receivers:
+                receivers = state.waiting_receivers
+                try:
+                    while receivers:
+                        receiver, _ = receivers.popitem(last=False)
+                        # Never hand an item to a receiver whose wait is being
+                        # cancelled: it would take the item with it.
+                        if not receiver.task.has_pending_cancellation():
+                            receiver.item = item
+                            receiver.event.set()
+                            return
+                finally:
+                    state.gate()
+            if state.size >= state.capacity:
+                raise WouldBlock
         # Inlined _ChannelState.push: this is the hot path.
         try:
             bucket = state.buckets[priority]
@@ -383,6 +398,7 @@ class PrioritySendChannel(
         if not state.open_send:
             receivers = list(state.waiting_receivers)
             state.waiting_receivers.clear()
+            state.gate()
             for receiver in receivers:
                 receiver.event.set()
 
@@ -422,6 +438,7 @@ class PriorityReceiveChannel(
         self._state = state
         self._closed = False
         state.open_receive += 1
+        state.gate()
 
     def receive_nowait(self) -> T_co:
         """Take the next item if that needs no waiting.
@@ -479,11 +496,13 @@ class PriorityReceiveChannel(
             raise EndOfStream
         waiter: _ReceiveWaiter[T_co] = _ReceiveWaiter(self, get_current_task())
         state.waiting_receivers[waiter] = None
+        state.limit = -1  # gate(), knowing a receiver now waits
         try:
             await waiter.event.wait()
         except BaseException:
             if waiter.item is _NOTHING:
                 state.waiting_receivers.pop(waiter, None)
+                state.gate()
                 raise
             # Handed an item before the cancellation took effect: keep it, and let
             # the cancellation be delivered at the next checkpoint.
@@ -527,6 +546,7 @@ class PriorityReceiveChannel(
             for waiter in mine:
                 del state.waiting_receivers[waiter]
                 waiter.event.set()
+        state.gate()
         if not state.open_receive:
             state.buckets.clear()
             state.levels.clear()
