@@ -117,7 +117,7 @@ def test_json_schema(small_run: tuple[dict[str, Any], str]) -> None:
             "passed",
         } == set(target)
         assert isinstance(target["passed"], bool)
-    assert 10 == len(results["targets"])
+    assert 12 == len(results["targets"])
 
 
 def test_priority_implementations_show_no_violations(
@@ -130,7 +130,7 @@ def test_priority_implementations_show_no_violations(
         for r in results["results"]
         if r["kind"] == "priority" and r["section"] != "pool"
     ]
-    assert 12 == len(checked)  # 6 single-task, 2 + 4 concurrent
+    assert 14 == len(checked)  # 6 single-task, 2 + 6 concurrent
     for result in checked:
         assert 0 == result["median"]["violations"], result["name"]
     for result in results["results"]:
