@@ -511,3 +511,25 @@ def test_namespace_that_is_no_metric_name_is_a_value_error(namespace: str) -> No
         PrometheusMetrics(registry, namespace=namespace)
     assert [] == list(registry.collect())  # nothing half-registered
     PrometheusMetrics(registry, namespace="fine_name:sub")
+
+
+def test_only_the_metrics_module_imports_prometheus_client() -> None:
+    """prometheus_client stays behind one module: nothing else imports it."""
+    import ast  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    import queuekeeper  # noqa: PLC0415
+
+    importers = set()
+    for path in Path(queuekeeper.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(name.split(".")[0] == "prometheus_client" for name in names):
+                importers.add(path.name)
+    assert {"_metrics.py"} == importers

@@ -321,13 +321,10 @@ def _serve_metrics(
 ) -> tuple[PrometheusMetrics | None, Any]:
     if port is None:
         return None, None
-    from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415
+    from ._metrics import serve_metrics  # noqa: PLC0415 (only with --metrics-port)
 
-    from ._metrics import PrometheusMetrics  # noqa: PLC0415
-
-    registry = CollectorRegistry()
     try:
-        server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+        metrics, server = serve_metrics(port)
     except OSError as exc:
         msg = f"queuekeeper run: error: --metrics-port {port}: {exc.strerror or exc}"
         raise _UsageError(msg) from None
@@ -335,7 +332,7 @@ def _serve_metrics(
         f"metrics: http://127.0.0.1:{server.server_port}/metrics", soft_wrap=True
     )
     console.file.flush()
-    return PrometheusMetrics(registry), server
+    return metrics, server
 
 
 async def _drive(

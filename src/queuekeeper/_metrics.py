@@ -10,7 +10,13 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -25,7 +31,7 @@ if TYPE_CHECKING:
 #: What a metric name (and so a namespace) may be, on every prometheus_client.
 _METRIC_NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
-__all__ = ["DURATION_BUCKETS", "PrometheusMetrics"]
+__all__ = ["DURATION_BUCKETS", "PrometheusMetrics", "serve_metrics"]
 
 #: Histogram buckets (seconds) for queue waits and run times: sub-millisecond to a
 #: minute, roughly 1-2.5-5 per decade.
@@ -287,3 +293,18 @@ class PrometheusMetrics:
 
     def __repr__(self) -> str:
         return f"<queuekeeper.PrometheusMetrics namespace={self.namespace!r}>"
+
+
+def serve_metrics(port: int) -> tuple[PrometheusMetrics, Any]:
+    """Serve a fresh registry's metrics on 127.0.0.1:*port* (0: a free port).
+
+    Returns the :class:`PrometheusMetrics` to pass to a pool and the HTTP server
+    (``server_port``, ``shutdown()``, ``server_close()``), which serves from a
+    thread of prometheus_client's until shut down.
+
+    Raises:
+        OSError: The port cannot be bound.
+    """
+    registry = CollectorRegistry()
+    server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    return PrometheusMetrics(registry), server
