@@ -151,6 +151,7 @@ class _ChannelState(Generic[T]):
         self.waiting_receivers: OrderedDict[_ReceiveWaiter[T], None] = OrderedDict()
 
     def push(self, item: T, priority: int) -> None:
+        """Buffer *item* behind the items of its level (room is the caller's care)."""
         bucket = self.buckets.get(priority)
         if bucket is None:
             bucket = self.buckets[priority] = deque()
@@ -234,6 +235,7 @@ class _ChannelState(Generic[T]):
         return self.buckets[level][-1], level
 
     def statistics(self) -> ChannelStatistics:
+        """Return a snapshot of the channel's sizes, endpoints and waiting tasks."""
         buckets = self.buckets
         return ChannelStatistics(
             current_size=self.size,
@@ -581,8 +583,6 @@ class PriorityReceiveChannel(
 class create_priority_channel(  # noqa: N801 (a factory, spelled like a function)
     tuple[PrioritySendChannel[T], PriorityReceiveChannel[T]]
 ):
-    __slots__ = ()
-
     """Create a priority channel; return ``(send_channel, receive_channel)``.
 
     Items are received lowest priority value first (:attr:`Priority.CRITICAL`
@@ -603,6 +603,8 @@ class create_priority_channel(  # noqa: N801 (a factory, spelled like a function
             (``bool`` and other floats included).
         ValueError: *max_size* is an ``int`` below 1.
     """
+
+    __slots__ = ()
 
     def __new__(  # type: ignore[misc]
         cls, max_size: float | None = None
