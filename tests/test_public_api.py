@@ -74,3 +74,12 @@ def test_error_hierarchy() -> None:
 def test_package_ships_type_information() -> None:
     """py.typed marks the package as typed."""
     assert files("queuekeeper").joinpath("py.typed").is_file()
+
+
+@pytest.mark.parametrize("name", queuekeeper.__all__)
+def test_every_public_name_has_its_own_docstring(name: str) -> None:
+    """Each public name documents itself (not a docstring inherited from a base)."""
+    obj = getattr(queuekeeper, name)
+    doc = obj.__dict__.get("__doc__") if isinstance(obj, type) else obj.__doc__
+    assert doc, name
+    assert doc.strip(), name
