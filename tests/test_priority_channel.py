@@ -464,3 +464,15 @@ async def test_bad_priority_in_a_full_channel_raises_type_error_not_would_block(
     send.send_nowait("x")
     with pytest.raises(TypeError):
         send.send_nowait("y", "LOW")  # type: ignore[arg-type]
+
+
+def test_statistics_tolerate_a_level_that_empties_meanwhile() -> None:
+    """A scrape from another thread may see a level listed but already dropped."""
+    send, receive = create_priority_channel[str](10)
+    with send, receive:
+        send.send_nowait("a", Priority.HIGH)
+        send.send_nowait("b", Priority.LOW)
+        state = send._state
+        del state.buckets[Priority.LOW]  # as if dropped between two reads
+        stats = send.statistics()
+        assert {Priority.HIGH: 1} == dict(stats.size_by_priority)

@@ -235,15 +235,22 @@ class _ChannelState(Generic[T]):
         return self.buckets[level][-1], level
 
     def statistics(self) -> ChannelStatistics:
-        """Return a snapshot of the channel's sizes, endpoints and waiting tasks."""
+        """Return a snapshot of the channel's sizes, endpoints and waiting tasks.
+
+        Safe to call from another thread (a metrics scrape): it copies the level
+        list in one step and tolerates a level that empties meanwhile.
+        """
         buckets = self.buckets
+        sizes = {}
+        for level in tuple(self.levels):
+            bucket = buckets.get(level)
+            if bucket:
+                sizes[level] = len(bucket)
         return ChannelStatistics(
             current_size=self.size,
             max_size=self.max_size,
             peak_size=self.peak_size,
-            size_by_priority=MappingProxyType(
-                {level: len(buckets[level]) for level in self.levels}
-            ),
+            size_by_priority=MappingProxyType(sizes),
             open_send_channels=self.open_send,
             open_receive_channels=self.open_receive,
             tasks_waiting_send=len(self.waiting_senders),
