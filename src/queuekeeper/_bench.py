@@ -174,18 +174,27 @@ def _percentile(ordered: Sequence[float], fraction: float) -> float:
 
 
 def _single_sample(
-    bulk: Callable[[list[Item], bool], tuple[int, list[tuple[int, int]], int | None]],
-    timed: Callable[[list[Item]], tuple[list[int], list[int]]],
+    open_queue: Callable[[], tuple[Callable[..., object], Callable[[], Any]]],
     items: list[Item],
+    *,
+    with_priority: bool = False,
 ) -> dict[str, Any]:
     """Turn the best of a few bulk passes and a per-operation pass into one sample.
+
+    *open_queue* opens a fresh queue under test for each pass and returns its bare
+    enqueue and dequeue.
 
     Memory is read in a pass of its own: reading it between the enqueues and the
     dequeues would leave the caches cold for the timed dequeues.
     """
-    _, order, memory = bulk(items, True)  # noqa: FBT003 (a private helper)
-    elapsed = min(bulk(items, False)[0] for _ in range(_BEST_OF))  # noqa: FBT003
-    enqueue, dequeue = timed(items)
+    _, order, memory = _bulk_pass(
+        *open_queue(), items, memory=True, with_priority=with_priority
+    )
+    elapsed = min(
+        _bulk_pass(*open_queue(), items, with_priority=with_priority)[0]
+        for _ in range(_BEST_OF)
+    )
+    enqueue, dequeue = _timed_pass(*open_queue(), items, with_priority=with_priority)
     enqueue.sort()
     dequeue.sort()
     return {
@@ -201,6 +210,11 @@ def _single_sample(
     }
 
 
+def _entries(items: list[Item]) -> list[tuple[int, int, Item]]:
+    """What the queues store: (priority, seq, item), so order can be checked."""
+    return [(item[0], seq, item) for seq, item in enumerate(items)]
+
+
 def _bulk_pass(
     put: Callable[..., object],
     get: Callable[[], Any],
@@ -214,7 +228,7 @@ def _bulk_pass(
     The entries are built before the clock starts, and *put* is called bare: a
     priority channel's ``put`` takes ``(entry, priority)``, the others ``(entry)``.
     """
-    entries = [(item[0], seq, item) for seq, item in enumerate(items)]
+    entries = _entries(items)
     count = len(entries)
     rss = _rss if memory else _no_rss
     with _Quiet():
@@ -236,86 +250,58 @@ def _bulk_pass(
 
 
 def _timed_pass(
-    put: Callable[[Item, int], object], get: Callable[[], Any], items: list[Item]
+    put: Callable[..., object],
+    get: Callable[[], Any],
+    items: list[Item],
+    *,
+    with_priority: bool = False,
 ) -> tuple[list[int], list[int]]:
-    """Enqueue all, dequeue all, timing every operation (ns)."""
+    """Enqueue all, dequeue all, timing every operation (ns); calls as _bulk_pass."""
     clock = time.perf_counter_ns
     enqueue, dequeue = [], []
+    entries = _entries(items)
     with _Quiet():
-        for seq, item in enumerate(items):
+        for entry in entries:
             start = clock()
-            put(item, seq)
+            if with_priority:
+                put(entry, entry[0])
+            else:
+                put(entry)
             enqueue.append(clock() - start)
-        for _ in range(len(items)):
+        for _ in entries:
             start = clock()
             get()
             dequeue.append(clock() - start)
     return enqueue, dequeue
 
 
-# Each single-task implementation stores (priority, seq, item) so that dequeues
-# can be checked against (priority, FIFO) order.
-
-
 def _single_heapq(config: BenchConfig, items: list[Item]) -> dict[str, Any]:
     del config
 
-    def make() -> tuple[Callable[[Item, int], object], Callable[[], Any]]:
+    def open_queue() -> tuple[Callable[..., object], Callable[[], Any]]:
         heap: list[tuple[int, int, Item]] = []
         return (
-            lambda item, seq: heapq.heappush(heap, (item[0], seq, item)),
-            lambda: heapq.heappop(heap),
+            functools.partial(heapq.heappush, heap),
+            functools.partial(heapq.heappop, heap),
         )
 
-    def bare() -> tuple[Callable[..., object], Callable[[], Any]]:
-        heap: list[tuple[int, int, Item]] = []
-        return functools.partial(heapq.heappush, heap), functools.partial(
-            heapq.heappop, heap
-        )
-
-    return _single_sample(
-        lambda xs, m: _bulk_pass(*bare(), xs, memory=m),
-        lambda xs: _timed_pass(*make(), xs),
-        items,
-    )
+    return _single_sample(open_queue, items)
 
 
 def _single_queue_pq(config: BenchConfig, items: list[Item]) -> dict[str, Any]:
     del config
 
-    def make() -> tuple[Callable[[Item, int], object], Callable[[], Any]]:
-        pq: queue.PriorityQueue[tuple[int, int, Item]] = queue.PriorityQueue()
-        return (lambda item, seq: pq.put_nowait((item[0], seq, item)), pq.get_nowait)
-
-    def bare() -> tuple[Callable[..., object], Callable[[], Any]]:
+    def open_queue() -> tuple[Callable[..., object], Callable[[], Any]]:
         pq: queue.PriorityQueue[tuple[int, int, Item]] = queue.PriorityQueue()
         return pq.put_nowait, pq.get_nowait
 
-    return _single_sample(
-        lambda xs, m: _bulk_pass(*bare(), xs, memory=m),
-        lambda xs: _timed_pass(*make(), xs),
-        items,
-    )
+    return _single_sample(open_queue, items)
 
 
 def _single_locked_heapq(config: BenchConfig, items: list[Item]) -> dict[str, Any]:
     del config
 
-    def make() -> tuple[Callable[[Item, int], object], Callable[[], Any]]:
-        heap: list[tuple[int, int, Item]] = []
-        lock = threading.Lock()
-
-        def put(item: Item, seq: int) -> None:
-            with lock:
-                heapq.heappush(heap, (item[0], seq, item))
-
-        def get() -> tuple[int, int, Item]:
-            with lock:
-                return heapq.heappop(heap)
-
-        return put, get
-
-    def bare() -> tuple[Callable[..., object], Callable[[], Any]]:
+    def open_queue() -> tuple[Callable[..., object], Callable[[], Any]]:
         heap: list[tuple[int, int, Item]] = []
         lock = threading.Lock()
 
@@ -329,33 +315,18 @@ def _single_locked_heapq(config: BenchConfig, items: list[Item]) -> dict[str, An
 
         return put, get
 
-    return _single_sample(
-        lambda xs, m: _bulk_pass(*bare(), xs, memory=m),
-        lambda xs: _timed_pass(*make(), xs),
-        items,
-    )
+    return _single_sample(open_queue, items)
 
 
 def _single_asyncio_pq(config: BenchConfig, items: list[Item]) -> dict[str, Any]:
     del config
 
     async def sample() -> dict[str, Any]:
-        def make() -> tuple[Callable[[Item, int], object], Callable[[], Any]]:
-            pq: asyncio.PriorityQueue[tuple[int, int, Item]] = asyncio.PriorityQueue()
-            return (
-                lambda item, seq: pq.put_nowait((item[0], seq, item)),
-                pq.get_nowait,
-            )
-
-        def bare() -> tuple[Callable[..., object], Callable[[], Any]]:
+        def open_queue() -> tuple[Callable[..., object], Callable[[], Any]]:
             pq: asyncio.PriorityQueue[tuple[int, int, Item]] = asyncio.PriorityQueue()
             return pq.put_nowait, pq.get_nowait
 
-        return _single_sample(
-            lambda xs, m: _bulk_pass(*bare(), xs, memory=m),
-            lambda xs: _timed_pass(*make(), xs),
-            items,
-        )
+        return _single_sample(open_queue, items)
 
     return anyio.run(sample, backend="asyncio")
 
@@ -367,17 +338,7 @@ def _single_anyio_stream(backend: str) -> Callable[[BenchConfig, list[Item]], An
         async def sample() -> dict[str, Any]:
             opened: list[Any] = []
 
-            def make() -> tuple[Callable[[Item, int], object], Callable[[], Any]]:
-                send, receive = anyio.create_memory_object_stream[
-                    tuple[int, int, Item]
-                ](math.inf)
-                opened.extend((send, receive))
-                return (
-                    lambda item, seq: send.send_nowait((item[0], seq, item)),
-                    receive.receive_nowait,
-                )
-
-            def bare() -> tuple[Callable[..., object], Callable[[], Any]]:
+            def open_queue() -> tuple[Callable[..., object], Callable[[], Any]]:
                 send, receive = anyio.create_memory_object_stream[
                     tuple[int, int, Item]
                 ](math.inf)
@@ -385,11 +346,7 @@ def _single_anyio_stream(backend: str) -> Callable[[BenchConfig, list[Item]], An
                 return send.send_nowait, receive.receive_nowait
 
             try:
-                return _single_sample(
-                    lambda xs, m: _bulk_pass(*bare(), xs, memory=m),
-                    lambda xs: _timed_pass(*make(), xs),
-                    items,
-                )
+                return _single_sample(open_queue, items)
             finally:
                 for stream in opened:
                     stream.close()
@@ -404,22 +361,11 @@ def _single_channel(backend: str) -> Callable[[BenchConfig, list[Item]], Any]:
         del config
 
         async def sample() -> dict[str, Any]:
-            def make() -> tuple[Callable[[Item, int], object], Callable[[], Any]]:
-                send, receive = create_priority_channel[tuple[int, int, Item]]()
-                return (
-                    lambda item, seq: send.send_nowait((item[0], seq, item), item[0]),
-                    receive.receive_nowait,
-                )
-
-            def bare() -> tuple[Callable[..., object], Callable[[], Any]]:
+            def open_queue() -> tuple[Callable[..., object], Callable[[], Any]]:
                 send, receive = create_priority_channel[tuple[int, int, Item]]()
                 return send.send_nowait, receive.receive_nowait
 
-            return _single_sample(
-                lambda xs, m: _bulk_pass(*bare(), xs, memory=m, with_priority=True),
-                lambda xs: _timed_pass(*make(), xs),
-                items,
-            )
+            return _single_sample(open_queue, items, with_priority=True)
 
         return anyio.run(sample, backend=backend)
 

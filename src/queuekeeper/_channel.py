@@ -505,7 +505,7 @@ class PriorityReceiveChannel(
             raise EndOfStream
         waiter: _ReceiveWaiter[T_co] = _ReceiveWaiter(self, get_current_task())
         state.waiting_receivers[waiter] = None
-        state.limit = -1  # gate(), knowing a receiver now waits
+        state.gate()
         try:
             await waiter.event.wait()
         except BaseException:

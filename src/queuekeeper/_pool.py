@@ -148,7 +148,6 @@ class _Worker:
         "errors",
         "last_error",
         "processed",
-        "scope",
         "worker_id",
     )
 
@@ -160,7 +159,6 @@ class _Worker:
         self.current: Ticket[Any] | None = None
         self.busy_since: float | None = None
         self.last_error: str | None = None
-        self.scope: CancelScope | None = None
 
 
 _UNSET: Final[Any] = object()
@@ -168,6 +166,12 @@ _new_object: Final = object.__new__
 _init_ticket: Final = Ticket.__init__
 #: Requests a worker may take from a non-empty queue between checkpoints.
 _STREAK: Final = 32
+
+
+def _wake_at(ticket: Ticket[Any]) -> float:
+    """When a queued *ticket* expires: the earlier of its two deadlines."""
+    deadline, queue_deadline = ticket._deadline, ticket._queue_deadline
+    return deadline if deadline < queue_deadline else queue_deadline  # noqa: FURB136 (min() costs a call)
 
 
 def _backend_clock() -> Callable[[], float]:
@@ -545,8 +549,7 @@ class WorkerPool(Generic[Req, Res]):
         ticket = self._make_ticket(request, priority, timeout, queue_timeout)
         if self._backpressure is _BLOCK:
             # Waiting for room is waiting in the queue: the timeouts bound it.
-            deadline, queue_deadline = ticket._deadline, ticket._queue_deadline
-            wake_at = deadline if deadline < queue_deadline else queue_deadline  # noqa: FURB136 (min() costs a call)
+            wake_at = _wake_at(ticket)
             try:
                 if wake_at == math.inf:
                     await self._send.send(ticket, ticket._level)
@@ -558,7 +561,7 @@ class WorkerPool(Generic[Req, Res]):
             except ClosedResourceError:
                 msg = f"WorkerPool {self._name!r} shut down while the request waited"
                 raise PoolClosed(msg) from None
-            self._queued(ticket)
+            self._queued(ticket, wake_at)
             if timed_out:
                 # Never entered the queue: it timed out waiting for room.
                 self._expire(ticket, self._clock())
@@ -634,7 +637,7 @@ class WorkerPool(Generic[Req, Res]):
                     self._observer.rejected(self._name, level)
                 raise QueueFull(self._max_queue_size or 0, ticket.priority) from None
             self._send.send_nowait(ticket, level)
-        self._queued(ticket)
+        self._queued(ticket, _wake_at(ticket))
 
     def _shed_for(self, level: int) -> bool:
         """Evict the newest request of the lowest level if it is below *level*."""
@@ -653,12 +656,11 @@ class WorkerPool(Generic[Req, Res]):
         )
         return True
 
-    def _queued(self, ticket: Ticket[Res]) -> None:
+    def _queued(self, ticket: Ticket[Res], wake_at: float) -> None:
+        """Count *ticket* in; *wake_at* is its ``_wake_at``, when it expires."""
         self._submitted += 1
         if self._observer is not None:
             self._observer.submitted(self._name, ticket._level)
-        deadline, queue_deadline = ticket._deadline, ticket._queue_deadline
-        wake_at = deadline if deadline < queue_deadline else queue_deadline  # noqa: FURB136 (min() costs a call)
         if wake_at != math.inf:
             self._add_deadline(wake_at, ticket)
 
@@ -710,7 +712,6 @@ class WorkerPool(Generic[Req, Res]):
         try:
             while True:
                 with CancelScope() as scope:
-                    worker.scope = scope
                     pending = await self._serve(worker, scope, pending)
                     if pending is None:
                         return  # the queue is closed and empty
@@ -734,7 +735,6 @@ class WorkerPool(Generic[Req, Res]):
                 self._finish_run(
                     worker, ticket, _CANCELLED, RequestCancelled("pool shut down")
                 )
-            worker.scope = None
             self._live_workers -= 1
             if not self._live_workers:
                 self._workers_done.set()
