@@ -8,6 +8,8 @@ import anyio
 import pytest
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.streams.stapled import StapledObjectStream
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from queuekeeper import (
     ChannelStatistics,
@@ -476,3 +478,58 @@ def test_statistics_tolerate_a_level_that_empties_meanwhile() -> None:
         del state.buckets[Priority.LOW]  # as if dropped between two reads
         stats = send.statistics()
         assert {Priority.HIGH: 1} == dict(stats.size_by_priority)
+
+
+# Levels enough to overflow the table of idle levels kept for reuse.
+_MODEL_LEVELS = st.sampled_from([-7, 0, 1, 2, 3, 4, 10, 11, 12, 50, 99])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    max_size=st.integers(min_value=1, max_value=6),
+    ops=st.lists(st.one_of(st.none(), _MODEL_LEVELS), max_size=80),
+)
+def test_nowait_calls_agree_with_a_sorted_model(
+    max_size: int, ops: list[int | None]
+) -> None:
+    """Any mix of sends (a level) and receives (None) matches a (level, seq) model.
+
+    Covers the lazily dropped level: a receive that empties the first level leaves
+    it listed until the next receive or a send at any level.
+    """
+    send, receive = create_priority_channel[tuple[int, int]](max_size)
+    model: list[tuple[int, int]] = []
+    peak = 0
+    with send, receive:
+        for seq, op in enumerate(ops):
+            if op is None:
+                if not model:
+                    with pytest.raises(anyio.WouldBlock):
+                        receive.receive_nowait()
+                else:
+                    assert receive.receive_nowait() == model.pop(0)
+            elif len(model) == max_size:
+                with pytest.raises(anyio.WouldBlock):
+                    send.send_nowait((op, seq), op)
+            else:
+                send.send_nowait((op, seq), op)
+                model.append((op, seq))
+                model.sort()
+                peak = max(peak, len(model))
+            stats = receive.statistics()
+            expected: dict[int, int] = {}
+            for level, _ in model:
+                expected[level] = expected.get(level, 0) + 1
+            assert dict(stats.size_by_priority) == expected
+            assert stats.current_size == len(model)
+            assert stats.peak_size == peak
+            state = receive._state
+            # Every listed level holds items, but the first may be the one a
+            # receive just emptied.
+            assert state.levels == sorted(set(state.levels))
+            listed = set(state.levels)
+            assert set(expected) <= listed <= {*expected, *state.levels[:1]}
+            head = state.buckets[state.levels[0]] if state.levels else None
+            assert state.head is head
+            assert state.ready is state.head
+        assert [receive.receive_nowait() for _ in model] == model

@@ -110,9 +110,11 @@ class _ChannelState(Generic[T]):
     """The state all endpoints of one channel share.
 
     Invariants: ``size`` is the number of buffered items and never exceeds
-    ``max_size`` between two operations; ``levels`` lists, ascending, exactly the
-    priorities whose deque is non-empty; receivers wait only while the buffer is
-    empty, and senders only while it is full.
+    ``max_size`` between two operations; ``levels`` lists, ascending, the
+    priorities whose deque is non-empty, and may also start with the level a
+    receive just emptied (``head``, dropped by the next receive or level added, so
+    a receive's fast path pops without checking what it left behind); receivers
+    wait only while the buffer is empty, and senders only while it is full.
     """
 
     __slots__ = (
@@ -125,6 +127,7 @@ class _ChannelState(Generic[T]):
         "open_receive",
         "open_send",
         "peak_size",
+        "ready",
         "size",
         "waiting_receivers",
         "waiting_senders",
@@ -140,9 +143,13 @@ class _ChannelState(Generic[T]):
         self.limit: int = -1
         self.buckets: dict[int, deque[T]] = {}
         self.levels: list[int] = []
-        # The deque of the first level in ``levels`` (``None`` when empty), so a
-        # receive pops without looking its level up.
+        # The deque of the first level in ``levels`` (``None`` when there is
+        # none), so a receive pops without looking its level up.
         self.head: deque[T] | None = None
+        # The gate of receive_nowait's fast path: ``head`` while no sender waits,
+        # else ``None`` (a waiting sender's item moves in first). ready_up()
+        # keeps it.
+        self.ready: deque[T] | None = None
         self.size: int = 0
         self.peak_size: int = 0
         self.open_send: int = 0
@@ -166,26 +173,45 @@ class _ChannelState(Generic[T]):
             self.capacity if self.open_receive and not self.waiting_receivers else -1
         )
 
+    def ready_up(self) -> None:
+        """Recompute ``ready`` after ``head`` or the waiting senders changed."""
+        self.ready = None if self.waiting_senders else self.head
+
     def add_level(self, level: int, bucket: deque[T]) -> None:
         """Note that *level*, whose deque is *bucket*, is about to hold items."""
+        head = self.head
+        if head is not None and not head:
+            # The level the last receive emptied is still listed first.
+            if head is bucket:
+                return
+            self.drop_level(self.levels[0])
         levels = self.levels
         insort(levels, level)
         if levels[0] == level:
             self.head = bucket
+            self.ready_up()
 
     def drop_level(self, level: int) -> None:
-        """Forget *level*, whose deque has just become empty."""
+        """Forget *level*, whose deque is empty."""
         levels = self.levels
         levels.remove(level)
         buckets = self.buckets
         self.head = buckets[levels[0]] if levels else None
+        self.ready_up()
         if len(buckets) > _KEEP_IDLE_LEVELS:
             del buckets[level]
+
+    def drop_emptied_head(self) -> None:
+        """Drop the level the last receive emptied, if it is still listed."""
+        head = self.head
+        if head is not None and not head:
+            self.drop_level(self.levels[0])
 
     def admit_sender(self) -> None:
         """Move the longest-waiting blocked sender's item into the buffer."""
         waiter, _ = self.waiting_senders.popitem(last=False)
         self.push(waiter.item, waiter.priority)
+        self.ready_up()
         waiter.outcome = _SENT
         waiter.event.set()
 
@@ -232,7 +258,9 @@ class _ChannelState(Generic[T]):
         if not self.levels:
             return None
         level = self.levels[-1]
-        return self.buckets[level][-1], level
+        bucket = self.buckets[level]
+        # Empty only if it is the level the last receive emptied, so the only one.
+        return (bucket[-1], level) if bucket else None
 
     def statistics(self) -> ChannelStatistics:
         """Return a snapshot of the channel's sizes, endpoints and waiting tasks.
@@ -357,11 +385,13 @@ class PrioritySendChannel(
         state = self._state
         waiter = _SendWaiter(self, item, priority)
         state.waiting_senders[waiter] = None
+        state.ready = None
         try:
             await waiter.event.wait()
         except BaseException:
             if waiter.outcome != _SENT:
                 state.waiting_senders.pop(waiter, None)
+                state.ready_up()
                 raise
             # The item moved in before the cancellation took effect: the send
             # happened, and the cancellation is delivered at the next checkpoint.
@@ -404,6 +434,7 @@ class PrioritySendChannel(
                 del state.waiting_senders[waiter]
                 waiter.outcome = _CLOSED
                 waiter.event.set()
+            state.ready_up()
         if not state.open_send:
             receivers = list(state.waiting_receivers)
             state.waiting_receivers.clear()
@@ -466,15 +497,18 @@ class PriorityReceiveChannel(
         if self._closed:
             raise ClosedResourceError
         state = self._state
+        head = state.ready
+        if head:
+            # The fast path: no sender waits and the first level holds items.
+            state.size -= 1
+            return head.popleft()
+        state.drop_emptied_head()
         if state.waiting_senders:
             state.admit_sender()
         head = state.head
         if head is not None:
-            item = head.popleft()
-            if not head:
-                state.drop_level(state.levels[0])
             state.size -= 1
-            return item
+            return head.popleft()
         if not state.open_send:
             raise EndOfStream
         raise WouldBlock
@@ -499,7 +533,7 @@ class PriorityReceiveChannel(
         """
         await checkpoint()
         state = self._state
-        if self._closed or state.head is not None or state.waiting_senders:
+        if self._closed or state.size or state.waiting_senders:
             return self.receive_nowait()
         if not state.open_send:
             raise EndOfStream
@@ -559,7 +593,7 @@ class PriorityReceiveChannel(
         if not state.open_receive:
             state.buckets.clear()
             state.levels.clear()
-            state.head = None
+            state.head = state.ready = None
             state.size = 0
             senders = list(state.waiting_senders)
             state.waiting_senders.clear()

@@ -752,9 +752,7 @@ class WorkerPool(Generic[Req, Res]):
         streak = 0
         while True:
             if ticket is None:
-                if streak < _STREAK and (
-                    queue.head is not None or queue.waiting_senders
-                ):
+                if streak < _STREAK and (queue.size or queue.waiting_senders):
                     # A queued request is taken without another trip through the
                     # event loop (the handler's awaits are this worker's
                     # checkpoints); a checkpoint at least every _STREAK requests
