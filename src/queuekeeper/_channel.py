@@ -162,7 +162,7 @@ class _ChannelState(Generic[T]):
         bucket = self.buckets.get(priority)
         if bucket is None:
             bucket = self.buckets[priority] = deque()
-        if not bucket:
+        if not bucket and bucket is not self.head:
             self.add_level(priority, bucket)
         bucket.append(item)
         self.size += 1
@@ -178,18 +178,30 @@ class _ChannelState(Generic[T]):
         self.ready = None if self.waiting_senders else self.head
 
     def add_level(self, level: int, bucket: deque[T]) -> None:
-        """Note that *level*, whose deque is *bucket*, is about to hold items."""
+        """Note that *level* is about to hold items.
+
+        Its deque, *bucket*, is empty and is not ``head`` (a head the last receive
+        emptied gets its items back without being listed again).
+        """
+        levels = self.levels
         head = self.head
         if head is not None and not head:
-            # The level the last receive emptied is still listed first.
-            if head is bucket:
+            # The level the last receive emptied is still listed first: drop it.
+            buckets = self.buckets
+            emptied = levels.pop(0)
+            if len(buckets) > _KEEP_IDLE_LEVELS:
+                del buckets[emptied]
+            if levels and levels[0] < level:
+                insort(levels, level)
+                head = self.head = buckets[levels[0]]
+                self.ready = None if self.waiting_senders else head
                 return
-            self.drop_level(self.levels[0])
-        levels = self.levels
-        insort(levels, level)
-        if levels[0] == level:
-            self.head = bucket
-            self.ready_up()
+        elif levels and levels[0] < level:
+            insort(levels, level)
+            return
+        levels.insert(0, level)
+        self.head = bucket
+        self.ready = None if self.waiting_senders else bucket
 
     def drop_level(self, level: int) -> None:
         """Forget *level*, whose deque is empty."""
@@ -205,7 +217,13 @@ class _ChannelState(Generic[T]):
         """Drop the level the last receive emptied, if it is still listed."""
         head = self.head
         if head is not None and not head:
-            self.drop_level(self.levels[0])
+            levels = self.levels
+            buckets = self.buckets
+            emptied = levels.pop(0)
+            head = self.head = buckets[levels[0]] if levels else None
+            self.ready = None if self.waiting_senders else head
+            if len(buckets) > _KEEP_IDLE_LEVELS:
+                del buckets[emptied]
 
     def admit_sender(self) -> None:
         """Move the longest-waiting blocked sender's item into the buffer."""
@@ -347,7 +365,7 @@ class PrioritySendChannel(
             bucket = state.buckets[priority]
         except KeyError:
             bucket = state.buckets[priority] = deque()
-        if not bucket:
+        if not bucket and bucket is not state.head:
             state.add_level(priority, bucket)
         bucket.append(item)
         size = state.size = state.size + 1
