@@ -59,6 +59,8 @@ _THIN: Final = "-" * 78
 
 # A work item: (priority, producer, sequence number within the producer).
 Item = tuple[int, int, int]
+# What the single-task queues store: (priority, seq, item), so order can be checked.
+Entry = tuple[int, int, Item]
 
 
 @attrs.frozen
@@ -97,7 +99,8 @@ class _Impl:
     section: str  # "single", "concurrent" or "pool"
     description: str
     kind: str  # "priority" or "fifo": FIFO references have no priority order
-    run: Callable[[BenchConfig, list[Item]], dict[str, Any]]
+    # Called with the config and, for "single", the prebuilt entries, else the items.
+    run: Callable[[BenchConfig, Any], dict[str, Any]]
 
 
 # -- measuring -----------------------------------------------------------------
@@ -175,7 +178,7 @@ def _percentile(ordered: Sequence[float], fraction: float) -> float:
 
 def _single_sample(
     open_queue: Callable[[], tuple[Callable[..., object], Callable[[], Any]]],
-    items: list[Item],
+    entries: list[Entry],
     *,
     with_priority: bool = False,
 ) -> dict[str, Any]:
@@ -188,18 +191,18 @@ def _single_sample(
     dequeues would leave the caches cold for the timed dequeues.
     """
     _, order, memory = _bulk_pass(
-        *open_queue(), items, memory=True, with_priority=with_priority
+        *open_queue(), entries, memory=True, with_priority=with_priority
     )
     elapsed = min(
-        _bulk_pass(*open_queue(), items, with_priority=with_priority)[0]
+        _bulk_pass(*open_queue(), entries, with_priority=with_priority)[0]
         for _ in range(_BEST_OF)
     )
-    enqueue, dequeue = _timed_pass(*open_queue(), items, with_priority=with_priority)
+    enqueue, dequeue = _timed_pass(*open_queue(), entries, with_priority=with_priority)
     enqueue.sort()
     dequeue.sort()
     return {
-        "ns_per_op": elapsed / (2 * len(items)),
-        "ops_per_s": 2 * len(items) / (elapsed / 1e9),
+        "ns_per_op": elapsed / (2 * len(entries)),
+        "ops_per_s": 2 * len(entries) / (elapsed / 1e9),
         "enqueue_us_avg": statistics.fmean(enqueue) / 1e3,
         "enqueue_us_p99": _percentile(enqueue, 0.99) / 1e3,
         "dequeue_us_avg": statistics.fmean(dequeue) / 1e3,
@@ -210,25 +213,30 @@ def _single_sample(
     }
 
 
-def _entries(items: list[Item]) -> list[tuple[int, int, Item]]:
-    """What the queues store: (priority, seq, item), so order can be checked."""
+def _entries(items: list[Item]) -> list[Entry]:
+    """What the single-task queues store, built once for a whole bench run.
+
+    Every pass of every implementation then moves the same objects, laid out in
+    memory the same way. Entries built afresh for each pass would sit wherever the
+    previous pass freed its own, in the order that pass dequeued them, and how
+    scattered they are shows in the next pass's time.
+    """
     return [(item[0], seq, item) for seq, item in enumerate(items)]
 
 
 def _bulk_pass(
     put: Callable[..., object],
     get: Callable[[], Any],
-    items: list[Item],
+    entries: list[Entry],
     *,
     memory: bool = False,
     with_priority: bool = False,
 ) -> tuple[int, list[tuple[int, int]], int | None]:
     """Enqueue all, dequeue all; the time of both, the order, memory held.
 
-    The entries are built before the clock starts, and *put* is called bare: a
-    priority channel's ``put`` takes ``(entry, priority)``, the others ``(entry)``.
+    *put* is called bare: a priority channel's ``put`` takes ``(entry, priority)``,
+    the others ``(entry)``.
     """
-    entries = _entries(items)
     count = len(entries)
     rss = _rss if memory else _no_rss
     with _Quiet():
@@ -252,14 +260,13 @@ def _bulk_pass(
 def _timed_pass(
     put: Callable[..., object],
     get: Callable[[], Any],
-    items: list[Item],
+    entries: list[Entry],
     *,
     with_priority: bool = False,
 ) -> tuple[list[int], list[int]]:
     """Enqueue all, dequeue all, timing every operation (ns); calls as _bulk_pass."""
     clock = time.perf_counter_ns
     enqueue, dequeue = [], []
-    entries = _entries(items)
     with _Quiet():
         for entry in entries:
             start = clock()
@@ -275,7 +282,7 @@ def _timed_pass(
     return enqueue, dequeue
 
 
-def _single_heapq(config: BenchConfig, items: list[Item]) -> dict[str, Any]:
+def _single_heapq(config: BenchConfig, entries: list[Entry]) -> dict[str, Any]:
     del config
 
     def open_queue() -> tuple[Callable[..., object], Callable[[], Any]]:
@@ -285,20 +292,20 @@ def _single_heapq(config: BenchConfig, items: list[Item]) -> dict[str, Any]:
             functools.partial(heapq.heappop, heap),
         )
 
-    return _single_sample(open_queue, items)
+    return _single_sample(open_queue, entries)
 
 
-def _single_queue_pq(config: BenchConfig, items: list[Item]) -> dict[str, Any]:
+def _single_queue_pq(config: BenchConfig, entries: list[Entry]) -> dict[str, Any]:
     del config
 
     def open_queue() -> tuple[Callable[..., object], Callable[[], Any]]:
         pq: queue.PriorityQueue[tuple[int, int, Item]] = queue.PriorityQueue()
         return pq.put_nowait, pq.get_nowait
 
-    return _single_sample(open_queue, items)
+    return _single_sample(open_queue, entries)
 
 
-def _single_locked_heapq(config: BenchConfig, items: list[Item]) -> dict[str, Any]:
+def _single_locked_heapq(config: BenchConfig, entries: list[Entry]) -> dict[str, Any]:
     del config
 
     def open_queue() -> tuple[Callable[..., object], Callable[[], Any]]:
@@ -315,10 +322,10 @@ def _single_locked_heapq(config: BenchConfig, items: list[Item]) -> dict[str, An
 
         return put, get
 
-    return _single_sample(open_queue, items)
+    return _single_sample(open_queue, entries)
 
 
-def _single_asyncio_pq(config: BenchConfig, items: list[Item]) -> dict[str, Any]:
+def _single_asyncio_pq(config: BenchConfig, entries: list[Entry]) -> dict[str, Any]:
     del config
 
     async def sample() -> dict[str, Any]:
@@ -326,13 +333,13 @@ def _single_asyncio_pq(config: BenchConfig, items: list[Item]) -> dict[str, Any]
             pq: asyncio.PriorityQueue[tuple[int, int, Item]] = asyncio.PriorityQueue()
             return pq.put_nowait, pq.get_nowait
 
-        return _single_sample(open_queue, items)
+        return _single_sample(open_queue, entries)
 
     return anyio.run(sample, backend="asyncio")
 
 
-def _single_anyio_stream(backend: str) -> Callable[[BenchConfig, list[Item]], Any]:
-    def run(config: BenchConfig, items: list[Item]) -> dict[str, Any]:
+def _single_anyio_stream(backend: str) -> Callable[[BenchConfig, list[Entry]], Any]:
+    def run(config: BenchConfig, entries: list[Entry]) -> dict[str, Any]:
         del config
 
         async def sample() -> dict[str, Any]:
@@ -346,7 +353,7 @@ def _single_anyio_stream(backend: str) -> Callable[[BenchConfig, list[Item]], An
                 return send.send_nowait, receive.receive_nowait
 
             try:
-                return _single_sample(open_queue, items)
+                return _single_sample(open_queue, entries)
             finally:
                 for stream in opened:
                     stream.close()
@@ -356,8 +363,8 @@ def _single_anyio_stream(backend: str) -> Callable[[BenchConfig, list[Item]], An
     return run
 
 
-def _single_channel(backend: str) -> Callable[[BenchConfig, list[Item]], Any]:
-    def run(config: BenchConfig, items: list[Item]) -> dict[str, Any]:
+def _single_channel(backend: str) -> Callable[[BenchConfig, list[Entry]], Any]:
+    def run(config: BenchConfig, entries: list[Entry]) -> dict[str, Any]:
         del config
 
         async def sample() -> dict[str, Any]:
@@ -365,7 +372,7 @@ def _single_channel(backend: str) -> Callable[[BenchConfig, list[Item]], Any]:
                 send, receive = create_priority_channel[tuple[int, int, Item]]()
                 return send.send_nowait, receive.receive_nowait
 
-            return _single_sample(open_queue, items, with_priority=True)
+            return _single_sample(open_queue, entries, with_priority=True)
 
         return anyio.run(sample, backend=backend)
 
@@ -543,6 +550,24 @@ def _concurrent_stream(
         return anyio.run(sample, backend=backend)
 
     return run
+
+
+#: Runs per concurrent sample; the sample is the median one by time, latencies
+#: included. The same 5 + 5 run now and then settles into a different
+#: interleaving of its tasks and takes half or twice the time: a median of runs
+#: keeps such a run from deciding a sample, where the fastest of them would pick it.
+_CONCURRENT_RUNS: Final = 3
+
+
+def _median_of_runs(
+    run: Callable[[BenchConfig, list[Item]], dict[str, Any]],
+) -> Callable[[BenchConfig, list[Item]], dict[str, Any]]:
+    def median(config: BenchConfig, items: list[Item]) -> dict[str, Any]:
+        runs = [run(config, items) for _ in range(_CONCURRENT_RUNS)]
+        runs.sort(key=lambda sample: float(sample["ns_per_op"]))
+        return runs[len(runs) // 2]
+
+    return median
 
 
 # -- end to end ----------------------------------------------------------------
@@ -730,14 +755,14 @@ _IMPLEMENTATIONS: Final = (
         "concurrent",
         "queue.PriorityQueue, 5 producer + 5 consumer threads",
         "priority",
-        _concurrent_threads,
+        _median_of_runs(_concurrent_threads),
     ),
     _Impl(
         "concurrent-asyncio",
         "concurrent",
         "asyncio.PriorityQueue (unbounded), 5 + 5 coroutines",
         "priority",
-        _concurrent_asyncio_pq,
+        _median_of_runs(_concurrent_asyncio_pq),
     ),
     *(
         _Impl(
@@ -745,7 +770,7 @@ _IMPLEMENTATIONS: Final = (
             "concurrent",
             f"anyio memory object stream (bounded), 5 + 5 tasks on {backend}",
             "fifo",
-            _concurrent_stream(backend, priority=False, bounded=True),
+            _median_of_runs(_concurrent_stream(backend, priority=False, bounded=True)),
         )
         for backend in ("asyncio", "trio")
     ),
@@ -755,8 +780,10 @@ _IMPLEMENTATIONS: Final = (
             "concurrent",
             f"queuekeeper channel ({what}), 5 + 5 tasks on {backend}",
             "priority",
-            _concurrent_stream(
-                backend, priority=True, bounded=bounded, one_level=one_level
+            _median_of_runs(
+                _concurrent_stream(
+                    backend, priority=True, bounded=bounded, one_level=one_level
+                )
             ),
         )
         for suffix, what, bounded, one_level in (
@@ -943,6 +970,16 @@ def _median(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return median
 
 
+def _inputs(config: BenchConfig) -> dict[str, list[Any]]:
+    """What each section's runs are given, built once for the whole bench run."""
+    items = _items(config, config.tasks)
+    return {
+        "single": _entries(items),
+        "concurrent": items,
+        "pool": _items(config, config.requests),
+    }
+
+
 def run_bench(config: BenchConfig, out: TextIO) -> dict[str, Any]:
     """Run the comparison, print it to *out*, return every figure.
 
@@ -988,25 +1025,22 @@ def run_bench(config: BenchConfig, out: TextIO) -> dict[str, Any]:
     say("RUNNING BENCHMARKS")
     say(_RULE)
 
-    single_items = _items(config, config.tasks)
-    pool_items = _items(config, config.requests)
+    inputs = _inputs(config)
+    single_items = inputs["concurrent"]
     samples: dict[str, list[dict[str, Any]]] = {impl.name: [] for impl in chosen}
     # A small unrecorded round first: the first run of each code path (imports,
     # caches, the interpreter's specialisation) is not what a queue costs.
     warm = attrs.evolve(config, tasks=max(100, config.tasks // 10))
+    warm_inputs = _inputs(warm)
     for impl in chosen:
         with contextlib.suppress(Exception):  # a failing one is reported below
-            impl.run(
-                warm,
-                _items(warm, warm.requests if impl.section == "pool" else warm.tasks),
-            )
+            impl.run(warm, warm_inputs[impl.section])
     say("  warm-up round done")
     for round_number in range(1, config.repeat + 1):
         for impl in chosen:
-            items = pool_items if impl.section == "pool" else single_items
             reference = _heapq_ns_per_op(single_items)
             try:
-                sample = impl.run(config, items)
+                sample = impl.run(config, inputs[impl.section])
             except Exception as exc:  # noqa: BLE001 (reported as an error figure)
                 sample = {"errors": 1, "error": repr(exc)}
             sample["heapq_ns_per_op"] = reference
