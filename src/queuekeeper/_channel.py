@@ -394,12 +394,28 @@ class PrioritySendChannel(
         if priority.__class__ is not int:
             priority = check_priority(priority)
         await checkpoint()
+        state = self._state
+        if state.size < state.limit and not self._closed:
+            bucket = state.buckets.get(priority)
+            if bucket:
+                # send_nowait's fast path, inlined: room, and the level is listed.
+                bucket.append(item)
+                size = state.size = state.size + 1
+                if size > state.peak_size:  # noqa: PLR1730 (cheaper than max())
+                    state.peak_size = size
+                return
         try:
             self.send_nowait(item, priority)
         except WouldBlock:
             pass
         else:
             return
+        # Outside the except block, so what the wait raises is not chained to
+        # WouldBlock.
+        await self._wait_to_send(item, priority)
+
+    async def _wait_to_send(self, item: T_contra, priority: int) -> None:
+        """:meth:`send` after its checkpoint, when the channel was full."""
         state = self._state
         waiter = _SendWaiter(self, item, priority)
         state.waiting_senders[waiter] = None
@@ -550,6 +566,29 @@ class PriorityReceiveChannel(
                 waiting.
         """
         await checkpoint()
+        state = self._state
+        head = state.ready
+        if head and not self._closed:
+            # receive_nowait's fast path, inlined.
+            state.size -= 1
+            return head.popleft()
+        return await self._wait_for_item()
+
+    async def __anext__(self) -> T_co:
+        """Receive the next item (see :meth:`receive`), for ``async for``."""
+        await checkpoint()
+        state = self._state
+        head = state.ready
+        if head and not self._closed:
+            state.size -= 1
+            return head.popleft()
+        try:
+            return await self._wait_for_item()
+        except EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def _wait_for_item(self) -> T_co:
+        """:meth:`receive` after its checkpoint, when the fast path failed."""
         state = self._state
         if self._closed or state.size or state.waiting_senders:
             return self.receive_nowait()
