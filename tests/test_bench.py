@@ -12,6 +12,7 @@ import pytest
 
 from queuekeeper._bench import (
     BenchConfig,
+    _targets,
     correctness_verdict,
     implementation_names,
     latency_verdict,
@@ -97,14 +98,24 @@ def test_json_schema(small_run: tuple[dict[str, Any], str]) -> None:
         },
         "pool": {"requests_per_s", "overhead_us"},
     }
+    turn_keys = {"ns_per_op", "latency_us_p50", "latency_us_p99"}
     for result in results["results"]:
-        for sample in [*result["samples"], result["median"]]:
-            assert common | per_section[result["section"]] == set(sample), result
-            assert sample["ns_per_op"] > 0
-            assert sample["heapq_ns_per_op"] > 0
+        concurrent = result["section"] == "concurrent"
+        expected = common | per_section[result["section"]]
+        assert expected == set(result["median"]), result
         for sample in result["samples"]:
+            # A concurrent sample is the median of its runs, each kept in turns.
+            assert expected | ({"turns"} if concurrent else set()) == set(sample)
             ratio = sample["ns_per_op"] / sample["heapq_ns_per_op"]
             assert math.isclose(sample["ratio_to_heapq"], ratio)
+            if concurrent:
+                assert 5 == len(sample["turns"])
+                assert all(turn_keys == set(turn) for turn in sample["turns"])
+                times = sorted(turn["ns_per_op"] for turn in sample["turns"])
+                assert times[0] <= sample["ns_per_op"] <= times[-1]
+        for sample in [*result["samples"], result["median"]]:
+            assert sample["ns_per_op"] > 0
+            assert sample["heapq_ns_per_op"] > 0
     for target in results["targets"]:
         assert {
             "target",
@@ -112,11 +123,15 @@ def test_json_schema(small_run: tuple[dict[str, Any], str]) -> None:
             "reference",
             "measure",
             "mode",
+            "paired_runs",
             "ratio",
             "bound",
             "passed",
         } == set(target)
         assert isinstance(target["passed"], bool)
+        # Concurrent targets compare the runs of each turn, 5 per round.
+        paired = target["subject"].startswith("concurrent-")
+        assert (5 if paired else 0) == target["paired_runs"]
     assert 12 == len(results["targets"])
 
 
@@ -298,3 +313,40 @@ def test_latency_bands(figure: float, verdict: str) -> None:
 def test_correctness_bands(violations: int, verdict: str) -> None:
     """The comparison document's correctness bands."""
     assert verdict == correctness_verdict(violations)
+
+
+def _turned(times: list[float], p99s: list[float]) -> dict[str, Any]:
+    """A concurrent result of one sample whose runs took these times and p99s."""
+    turns = [
+        {"ns_per_op": t, "latency_us_p50": p / 2, "latency_us_p99": p}
+        for t, p in zip(times, p99s, strict=True)
+    ]
+    middle = sorted(times)[len(times) // 2]
+    median = {"ns_per_op": middle, "ratio_to_heapq": middle, "latency_us_p99": 0.0}
+    return {"median": median, "samples": [{**median, "turns": turns}]}
+
+
+def test_concurrent_targets_compare_the_runs_of_each_turn() -> None:
+    """Each turn's pair is compared: the machine's slow spells cancel in them.
+
+    Here each channel run is 0.9x the time and 0.8x the p99 of the stream run
+    beside it, however slow the machine was in that turn.
+    """
+    stream_times, stream_p99s = [100.0, 300.0, 110.0, 320.0, 105.0], [9.0] * 5
+    by_name = {
+        "concurrent-anyio-stream@trio": _turned(stream_times, stream_p99s),
+        "concurrent-queuekeeper@trio": _turned(
+            [0.9 * t for t in stream_times], [0.8 * p for p in stream_p99s]
+        ),
+        "concurrent-queuekeeper-one-level@trio": _turned(
+            [3 * t for t in stream_times], [0.8 * p for p in stream_p99s]
+        ),
+    }
+    found = {t["target"]: t for t in _targets(by_name)}
+    speed = found["channel 5+5 bounded throughput vs anyio stream 5+5, trio"]
+    p99 = found["channel 5+5 queue-latency p99 vs anyio stream 5+5 (one level), trio"]
+    assert math.isclose(speed["ratio"], 1 / 0.9)
+    assert math.isclose(p99["ratio"], 0.8)
+    assert speed["passed"]
+    assert p99["passed"]
+    assert 5 == speed["paired_runs"] == p99["paired_runs"]
