@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import runpy
 import subprocess
 import sys
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,9 +22,6 @@ from queuekeeper._bench import (
     throughput_verdict,
 )
 from queuekeeper._cli import main
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 SECTIONS = {"single", "concurrent", "pool"}
 
@@ -350,3 +349,20 @@ def test_concurrent_targets_compare_the_runs_of_each_turn() -> None:
     assert speed["passed"]
     assert p99["passed"]
     assert 5 == speed["paired_runs"] == p99["paired_runs"]
+
+
+def test_docs_render_script_tabulates_a_run(
+    small_run: tuple[dict[str, Any], str],
+) -> None:
+    """docs/render_bench.py turns the JSON into the tables benchmarks.md includes."""
+    script = Path(__file__).parent.parent / "docs" / "render_bench.py"
+    render = runpy.run_path(str(script))["render"]
+    results, _ = small_run
+    markdown = render(results)
+    for result in results["results"]:
+        assert 1 == markdown.count(f"| `{result['name']}` |"), result["name"]
+    for target in results["targets"]:
+        verdict = "met" if target["passed"] else "missed"
+        assert f"| {target['target']} | {target['ratio']:.2f} |" in markdown
+        assert markdown.count(f"| {verdict} |") >= 1
+    assert "tasks 500, repeat 1" in markdown

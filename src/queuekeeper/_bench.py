@@ -955,7 +955,7 @@ def _median(samples: list[dict[str, Any]]) -> dict[str, Any]:
 #: Runs of each concurrent implementation per round; the sample is the median run,
 #: latencies included. One 5 + 5 run lasts a few tens of milliseconds, and this
 #: machine's speed shifts over such spans: the runs of all concurrent
-#: implementations take turns, so each meets the same shifts, and a median of three
+#: implementations take turns, so each meets the same shifts, and a median of five
 #: keeps one slow or fast spell from deciding a sample.
 _CONCURRENT_RUNS: Final = 5
 
