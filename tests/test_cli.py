@@ -18,9 +18,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from rich.console import Console
 
 import queuekeeper
-from queuekeeper._cli import INTERRUPTED, USAGE_ERROR, main
+from queuekeeper._cli import (
+    _PIPED_WIDTH,
+    INTERRUPTED,
+    USAGE_ERROR,
+    _print_summary,
+    main,
+)
+from queuekeeper._workload import RunReport
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -636,3 +644,21 @@ def test_live_view_on_a_terminal(
     assert "submitted" in out
     assert expected in out
     assert "per-priority summary" in out
+
+
+def test_piped_summary_keeps_every_header_whole_with_wide_figures() -> None:
+    """Seven-digit counts and times still leave the headers unwrapped and uncut."""
+    wide = dict.fromkeys(COUNTS, 9999999) | dict.fromkeys(TIMES, 9_999_999.9)
+    summary = {
+        "backend": "asyncio",
+        "priorities": dict.fromkeys(LEVELS, wide),
+        "totals": wide,
+    }
+    out = io.StringIO()
+    console = Console(file=out, width=_PIPED_WIDTH, highlight=False)
+    _print_summary(console, summary, RunReport({}, elapsed=1.0))
+    text = out.getvalue()
+    assert "…" not in text
+    rows = table_rows(text)
+    assert HEADER[1:] == rows.pop("priority")
+    assert {"9999999", "9999999.9"} <= set(rows["all"])

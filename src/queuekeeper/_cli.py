@@ -293,8 +293,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.json is not None and args.json.is_dir():
         msg = f"queuekeeper run: error: --json: {str(args.json)!r} is a directory"
         raise _UsageError(msg)
-    # Piped output gets room for the summary table instead of a default 80 columns.
-    console = _Console(highlight=False, width=None if sys.stdout.isatty() else 132)
+    console = _Console(
+        highlight=False, width=None if sys.stdout.isatty() else _PIPED_WIDTH
+    )
     report = RunReport({})
     metrics, server = _serve_metrics(args.metrics_port, console)
     try:
@@ -465,6 +466,10 @@ def _live_view(workload: Workload, status: PoolStatus, elapsed: float) -> Group:
         counts,
     )
 
+
+#: Columns of piped output (80 by default): room for the summary table with
+#: seven-digit counts and times, its headers neither wrapped nor cut.
+_PIPED_WIDTH: Final = 160
 
 _COLUMNS: Final = (
     ("offered", "offered"),
