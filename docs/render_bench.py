@@ -90,8 +90,8 @@ def render(bench: dict[str, Any]) -> str:
     lines += [
         "",
         (
-            "**Targets** (single task and end to end: ratios of the heapq-normalised"
-            " medians; concurrent: the median ratio of the runs paired in turns)"
+            "**Targets** (medians of the ratios of runs paired in time: the samples"
+            " of a round; for the concurrent runs, the runs of a turn)"
         ),
         "",
         "| target | ratio | bound | |",

@@ -122,15 +122,15 @@ def test_json_schema(small_run: tuple[dict[str, Any], str]) -> None:
             "reference",
             "measure",
             "mode",
-            "paired_runs",
+            "pairs",
             "ratio",
             "bound",
             "passed",
         } == set(target)
         assert isinstance(target["passed"], bool)
-        # Concurrent targets compare the runs of each turn, 5 per round.
-        paired = target["subject"].startswith("concurrent-")
-        assert (5 if paired else 0) == target["paired_runs"]
+        # Samples of a round pair up; concurrent runs, 5 turns a round, by turn.
+        concurrent = target["subject"].startswith("concurrent-")
+        assert (5 if concurrent else 1) == target["pairs"]
     assert 12 == len(results["targets"])
 
 
@@ -226,11 +226,11 @@ def test_a_target_pair_is_compared() -> None:
     (target,) = results["targets"]
     assert "queuekeeper@trio" == target["subject"]
     assert "anyio-stream@trio" == target["reference"]
-    by_name = {r["name"]: r["median"] for r in results["results"]}
-    expected = (
-        by_name["queuekeeper@trio"]["ratio_to_heapq"]
-        / by_name["anyio-stream@trio"]["ratio_to_heapq"]
-    )
+    by_name = {r["name"]: r["samples"] for r in results["results"]}
+    # One round: the ratio of its two samples' times.
+    (channel,) = by_name["queuekeeper@trio"]
+    (stream,) = by_name["anyio-stream@trio"]
+    expected = channel["ns_per_op"] / stream["ns_per_op"]
     assert math.isclose(expected, target["ratio"])
     assert target["passed"] is (target["ratio"] <= 1.25)
 
@@ -348,7 +348,7 @@ def test_concurrent_targets_compare_the_runs_of_each_turn() -> None:
     assert math.isclose(p99["ratio"], 0.8)
     assert speed["passed"]
     assert p99["passed"]
-    assert 5 == speed["paired_runs"] == p99["paired_runs"]
+    assert 5 == speed["pairs"] == p99["pairs"]
 
 
 def test_docs_render_script_tabulates_a_run(
@@ -366,3 +366,27 @@ def test_docs_render_script_tabulates_a_run(
         assert f"| {target['target']} | {target['ratio']:.2f} |" in markdown
         assert markdown.count(f"| {verdict} |") >= 1
     assert "tasks 500, repeat 1" in markdown
+
+
+def test_targets_pair_the_samples_of_each_round() -> None:
+    """Single-task samples pair up by round, whatever their heapq references did."""
+
+    def result(times: list[float], references: list[float]) -> dict[str, Any]:
+        samples = [
+            {"ns_per_op": t, "heapq_ns_per_op": r, "ratio_to_heapq": t / r}
+            for t, r in zip(times, references, strict=True)
+        ]
+        return {"median": samples[0], "samples": samples}
+
+    # The stream's references ran slow in two rounds: their ratios to heapq
+    # would put the channel at 1.5x; round by round it costs 1.1x the stream.
+    stream = [200.0, 210.0, 190.0, 205.0, 195.0]
+    by_name = {
+        "anyio-stream@asyncio": result(stream, [800, 800, 400, 400, 400]),
+        "queuekeeper@asyncio": result([1.1 * t for t in stream], [400] * 5),
+    }
+    (target,) = _targets(by_name)
+    assert "channel single-task cost vs anyio stream, asyncio" == target["target"]
+    assert math.isclose(target["ratio"], 1.1)
+    assert target["passed"]
+    assert 5 == target["pairs"]
