@@ -712,25 +712,28 @@ _IMPLEMENTATIONS: Final = (
         "priority",
         _single_locked_heapq,
     ),
+    # Each channel right after its reference: the target compares the two
+    # samples of a round, and the closer in time, the less the machine's
+    # changes of pace weigh in their ratio.
     *(
-        _Impl(
-            f"anyio-stream@{backend}",
-            "single",
-            f"anyio memory object stream on {backend} (FIFO reference)",
-            "fifo",
-            _single_anyio_stream(backend),
-        )
+        impl
         for backend in ("asyncio", "trio")
-    ),
-    *(
-        _Impl(
-            f"queuekeeper@{backend}",
-            "single",
-            f"queuekeeper priority channel on {backend}",
-            "priority",
-            _single_channel(backend),
+        for impl in (
+            _Impl(
+                f"anyio-stream@{backend}",
+                "single",
+                f"anyio memory object stream on {backend} (FIFO reference)",
+                "fifo",
+                _single_anyio_stream(backend),
+            ),
+            _Impl(
+                f"queuekeeper@{backend}",
+                "single",
+                f"queuekeeper priority channel on {backend}",
+                "priority",
+                _single_channel(backend),
+            ),
         )
-        for backend in ("asyncio", "trio")
     ),
     _Impl(
         "concurrent-threads",
