@@ -595,6 +595,20 @@ class ChannelMachine(RuleBasedStateMachine):
         assert self.peak == stats.peak_size
         assert stats.current_size <= 3
 
+    @invariant()
+    def fast_path_gates_are_current(self) -> None:
+        """The gates the fast paths read agree with the state they stand for."""
+        state = self.send._state
+        # receive: the first level's deque, unless a sender waits (it goes first).
+        # Every listed level holds items, but the first may be one a receive
+        # just emptied.
+        assert all(state.buckets[level] for level in state.levels[1:])
+        assert state.head is (state.buckets[state.levels[0]] if state.levels else None)
+        assert state.ready is (None if state.waiting_senders else state.head)
+        # send: the capacity, unless a receiver waits or none is left open.
+        open_and_idle = state.open_receive and not state.waiting_receivers
+        assert state.limit == (state.capacity if open_and_idle else -1)
+
 
 class TrioChannelMachine(ChannelMachine):
     """The channel machine on Trio."""
