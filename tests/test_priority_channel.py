@@ -18,6 +18,7 @@ from queuekeeper import (
     PrioritySendChannel,
     create_priority_channel,
 )
+from queuekeeper._channel import _KEEP_IDLE_LEVELS
 
 pytestmark = pytest.mark.anyio
 
@@ -533,3 +534,33 @@ def test_nowait_calls_agree_with_a_sorted_model(
             assert state.head is head
             assert state.ready is state.head
         assert [receive.receive_nowait() for _ in model] == model
+
+
+@pytest.mark.parametrize(
+    "levels",
+    [range(1000), range(1000, 0, -1)],
+    ids=["ascending", "descending"],
+)
+def test_ever_new_custom_levels_do_not_grow_the_level_table(levels: range) -> None:
+    """Emptied levels are forgotten beyond a few idle ones, however they empty.
+
+    Each round empties a level by remove(), one by a receive that the next
+    receive drops, and one by a receive that the next level added drops.
+    """
+    send, receive = create_priority_channel[int](10)
+    state = receive._state
+    with send, receive:
+        send.send_nowait(-1, 10**9)  # a level that stays filled, served last
+        for level in levels:
+            send.send_nowait(level, level + 5000)
+            assert state.remove(level, level + 5000)  # empties a level behind
+            send.send_nowait(level, level)
+            send.send_nowait(level, level + 3000)
+            assert receive.receive_nowait() == level  # leaves its level empty
+            assert receive.receive_nowait() == level  # drops it; empties the next
+            send.send_nowait(level, level + 2000)  # drops that: a level added
+            assert receive.receive_nowait() == level  # leaves this one empty
+            assert state.levels == sorted(state.buckets.keys() & {*state.levels})
+            assert len(state.buckets) <= _KEEP_IDLE_LEVELS + 1
+        assert drain(receive) == [-1]
+        assert len(state.buckets) <= _KEEP_IDLE_LEVELS + 1
