@@ -26,83 +26,123 @@ def _violations(result: dict[str, Any]) -> str:
     return str(result["median"]["violations"])
 
 
+def _table(
+    title: str, headers: list[str], rows: list[list[str]], *, text_last: bool = False
+) -> list[str]:
+    """Return a titled Markdown table's lines.
+
+    Figures are right-aligned; the first column, and the last if *text_last*, left.
+    """
+    aligns = ["---", *("---:" for _ in headers[1:])]
+    if text_last:
+        aligns[-1] = "---"
+    return [
+        "",
+        title,
+        "",
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join(aligns) + "|",
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
+def _single(result: dict[str, Any]) -> list[str]:
+    m = result["median"]
+    return [
+        _name(result),
+        f"{m['ops_per_s']:,.0f}",
+        f"{m['ratio_to_heapq']:.2f}",
+        f"{m['enqueue_us_avg']:.2f} / {m['enqueue_us_p99']:.2f}",
+        f"{m['dequeue_us_avg']:.2f} / {m['dequeue_us_p99']:.2f}",
+        _violations(result),
+    ]
+
+
+def _concurrent(result: dict[str, Any]) -> list[str]:
+    m = result["median"]
+    return [
+        _name(result),
+        f"{m['ops_per_s']:,.0f}",
+        f"{m['ratio_to_heapq']:.2f}",
+        f"{m['latency_us_p50']:,.1f}",
+        f"{m['latency_us_p99']:,.1f}",
+        _violations(result),
+    ]
+
+
+def _pool(result: dict[str, Any]) -> list[str]:
+    m = result["median"]
+    return [
+        _name(result),
+        f"{m['requests_per_s']:,.0f}",
+        f"{m['ratio_to_heapq']:.2f}",
+        f"{m['overhead_us']:.2f}",
+    ]
+
+
+# Per section: its title, column headers and how a result becomes a row.
+_SECTIONS = {
+    "single": (
+        "**Single task**",
+        [
+            "implementation",
+            "ops/s",
+            "x heapq",
+            "enqueue µs avg / p99",
+            "dequeue µs avg / p99",
+            "violations",
+        ],
+        _single,
+    ),
+    "concurrent": (
+        "**Concurrent, 5 + 5**",
+        [
+            "implementation",
+            "ops/s",
+            "x heapq",
+            "queue latency p50 µs",
+            "p99 µs",
+            "FIFO violations",
+        ],
+        _concurrent,
+    ),
+    "pool": (
+        "**End to end, 5 workers**",
+        ["implementation", "requests/s", "x heapq", "overhead µs per request"],
+        _pool,
+    ),
+}
+
+
 def render(bench: dict[str, Any]) -> str:
     """Return the Markdown for one bench run."""
     machine, config = bench["machine"], bench["config"]
-    by_section: dict[str, list[dict[str, Any]]] = {}
-    for result in bench["results"]:
-        by_section.setdefault(result["section"], []).append(result)
-    lines = [
-        (
-            f"One run of `queuekeeper bench` (tasks {config['tasks']:,}, repeat"
-            f" {config['repeat']}) on a shared {machine['cpus']}-core machine, Python"
-            f" {machine['python']}, anyio {machine['anyio']}, trio {machine['trio']}."
-            " Absolute figures vary from machine to machine and run to run; the ratios"
-            " travel better."
-        ),
-        "",
-        "**Single task**",
-        "",
-        (
-            "| implementation | ops/s | x heapq | enqueue µs avg / p99"
-            " | dequeue µs avg / p99 | violations |"
-        ),
-        "|---|---:|---:|---:|---:|---:|",
+    intro = (
+        f"One run of `queuekeeper bench` (tasks {config['tasks']:,}, repeat"
+        f" {config['repeat']}) on a shared {machine['cpus']}-core machine, Python"
+        f" {machine['python']}, anyio {machine['anyio']}, trio {machine['trio']}."
+        " Absolute figures vary from machine to machine and run to run; the ratios"
+        " travel better."
+    )
+    lines = [intro]
+    for section, (title, headers, row) in _SECTIONS.items():
+        results = [r for r in bench["results"] if r["section"] == section]
+        lines += _table(title, headers, [row(r) for r in results])
+    targets = [
+        [
+            target["target"],
+            f"{target['ratio']:.2f}",
+            f"{_SIGNS[target['mode']]} {target['bound']:.2f}",
+            "met" if target["passed"] else "missed",
+        ]
+        for target in bench["targets"]
     ]
-    for result in by_section.get("single", []):
-        m = result["median"]
-        lines.append(
-            f"| {_name(result)} | {m['ops_per_s']:,.0f} | {m['ratio_to_heapq']:.2f}"
-            f" | {m['enqueue_us_avg']:.2f} / {m['enqueue_us_p99']:.2f}"
-            f" | {m['dequeue_us_avg']:.2f} / {m['dequeue_us_p99']:.2f}"
-            f" | {_violations(result)} |"
-        )
-    lines += [
-        "",
-        "**Concurrent, 5 + 5**",
-        "",
-        (
-            "| implementation | ops/s | x heapq | queue latency p50 µs | p99 µs"
-            " | FIFO violations |"
-        ),
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for result in by_section.get("concurrent", []):
-        m = result["median"]
-        lines.append(
-            f"| {_name(result)} | {m['ops_per_s']:,.0f} | {m['ratio_to_heapq']:.2f}"
-            f" | {m['latency_us_p50']:,.1f} | {m['latency_us_p99']:,.1f}"
-            f" | {_violations(result)} |"
-        )
-    lines += [
-        "",
-        "**End to end, 5 workers**",
-        "",
-        "| implementation | requests/s | x heapq | overhead µs per request |",
-        "|---|---:|---:|---:|",
-    ]
-    for result in by_section.get("pool", []):
-        m = result["median"]
-        lines.append(
-            f"| {_name(result)} | {m['requests_per_s']:,.0f}"
-            f" | {m['ratio_to_heapq']:.2f} | {m['overhead_us']:.2f} |"
-        )
-    lines += [
-        "",
-        (
-            "**Targets** (medians of the ratios of runs paired in time: the samples"
-            " of a round; for the concurrent runs, the runs of a turn)"
-        ),
-        "",
-        "| target | ratio | bound | |",
-        "|---|---:|---:|---|",
-    ]
-    for target in bench["targets"]:
-        verdict = "met" if target["passed"] else "missed"
-        lines.append(
-            f"| {target['target']} | {target['ratio']:.2f}"
-            f" | {_SIGNS[target['mode']]} {target['bound']:.2f} | {verdict} |"
-        )
+    title = (
+        "**Targets** (medians of the ratios of runs paired in time: the samples"
+        " of a round; for the concurrent runs, the runs of a turn)"
+    )
+    headers = ["target", "ratio", "bound", "verdict"]
+    lines += _table(title, headers, targets, text_last=True)
     return "\n".join(lines) + "\n"
 
 

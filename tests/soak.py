@@ -44,7 +44,7 @@ from queuekeeper import (
 )
 
 if TYPE_CHECKING:
-    from queuekeeper import Ticket
+    from queuekeeper import PoolStatus, Ticket
 
 FINAL = frozenset(TicketState) - {TicketState.QUEUED, TicketState.RUNNING}
 LEVELS = (Priority.CRITICAL, Priority.HIGH, Priority.NORMAL, Priority.LOW, 0, 10)
@@ -146,6 +146,17 @@ def _behaviour(rng: random.Random) -> str:
     return "stubborn"
 
 
+def settled(status: PoolStatus) -> int:
+    """Count the requests that reached a final state."""
+    return (
+        status.completed
+        + status.failed
+        + status.cancelled
+        + status.timed_out
+        + status.shed
+    )
+
+
 async def _segment(size: int, seed: int, totals: Totals) -> None:
     """One pool: bursts, chaos, and a shutdown while producers still submit."""
     rng = random.Random(seed)
@@ -234,16 +245,11 @@ async def _segment(size: int, seed: int, totals: Totals) -> None:
 
     status = pool.status()
     counts = observer.counts
-    settled = (
-        status.completed
-        + status.failed
-        + status.cancelled
-        + status.timed_out
-        + status.shed
-    )
     problems = totals.problems
-    if status.submitted != settled:
-        problems.append(f"segment {seed}: submitted {status.submitted} != {settled}")
+    if status.submitted != settled(status):
+        problems.append(
+            f"segment {seed}: submitted {status.submitted} != {settled(status)}"
+        )
     if counts.submitted != status.submitted:
         problems.append(f"segment {seed}: observer saw {counts.submitted} submits")
     if sum(counts.finished.values()) != counts.submitted:

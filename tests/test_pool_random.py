@@ -25,7 +25,6 @@ import pytest
 from queuekeeper import (
     Backpressure,
     PoolClosed,
-    PoolStatus,
     Priority,
     QueueFull,
     QueueKeeperError,
@@ -37,6 +36,7 @@ from queuekeeper import (
     TicketState,
     WorkerPool,
 )
+from soak import settled
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -61,17 +61,6 @@ class Request(NamedTuple):
     n: int
     behaviour: str  # "ok", "fail" or "hang"
     seconds: float
-
-
-def settled(status: PoolStatus) -> int:
-    """Count the requests that reached a final state."""
-    return (
-        status.completed
-        + status.failed
-        + status.cancelled
-        + status.timed_out
-        + status.shed
-    )
 
 
 def pool_task_names(pool: WorkerPool[Any, Any]) -> list[str]:

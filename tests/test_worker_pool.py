@@ -11,7 +11,6 @@ import pytest
 from queuekeeper import (
     Backpressure,
     PoolClosed,
-    PoolStatus,
     Priority,
     QueueFull,
     QueueTimeout,
@@ -23,6 +22,7 @@ from queuekeeper import (
     WorkerHealth,
     WorkerPool,
 )
+from soak import settled
 
 pytestmark = pytest.mark.anyio
 
@@ -54,17 +54,6 @@ async def hang(request: object) -> object:
     """Never return on its own."""
     await anyio.sleep_forever()
     return request  # pragma: no cover
-
-
-def settled(status: PoolStatus) -> int:
-    """Count the requests that reached a final state."""
-    return (
-        status.completed
-        + status.failed
-        + status.cancelled
-        + status.timed_out
-        + status.shed
-    )
 
 
 # -- lifecycle ----------------------------------------------------------------------
