@@ -41,7 +41,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on src/, and pyright's check that the public API is fully typed."""
-    session.install(".", "mypy>=1.10", "pyright[nodejs]>=1.1.380")
+    session.install(".", "exceptiongroup", "mypy>=1.10", "pyright[nodejs]>=1.1.380")
     session.run("mypy", "--strict", "src")
     session.run("pyright", "--verifytypes", "queuekeeper", "--ignoreexternal")
 

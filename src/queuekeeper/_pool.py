@@ -20,6 +20,7 @@ from anyio import (
     Event,
     WouldBlock,
     create_task_group,
+    current_effective_deadline,
     current_time,
     get_cancelled_exc_class,
     move_on_after,
@@ -39,6 +40,9 @@ from ._errors import (
 from ._priority import Priority, check_priority
 from ._status import PoolStatus, WorkerHealth
 from ._ticket import Ticket, TicketState
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -147,6 +151,7 @@ class _Worker:
         "current",
         "errors",
         "last_error",
+        "pending",
         "processed",
         "worker_id",
     )
@@ -157,6 +162,8 @@ class _Worker:
         self.errors = 0
         self.consecutive_errors = 0
         self.current: Ticket[Any] | None = None
+        # A request received while the worker's scope was spent: next to run.
+        self.pending: Ticket[Any] | None = None
         self.busy_since: float | None = None
         self.last_error: str | None = None
 
@@ -708,48 +715,42 @@ class WorkerPool(Generic[Req, Res]):
         # carries each request's deadline and is cancelled to cut a request
         # short; only then is it replaced. One scope per request would cost more
         # than the rest of the request's way through the pool.
-        pending: Ticket[Res] | None = None
         try:
             while True:
                 with CancelScope() as scope:
-                    pending = await self._serve(worker, scope, pending)
-                    if pending is None:
+                    if not await self._serve(worker, scope):
                         return  # the queue is closed and empty
-                ticket = worker.current
-                if ticket is not None:
-                    # The scope cut this request short: cancelled or timed out.
-                    if ticket._cancelled_at != math.inf:
-                        state = _CANCELLED
-                        error: Exception = RequestCancelled(
-                            f"request {ticket.id} was cancelled"
-                        )
-                    else:
-                        state = _TIMED_OUT
-                        error = RequestTimeout(
-                            f"request {ticket.id} timed out while running"
-                        )
-                    self._finish_run(worker, ticket, state, error)
         finally:
             ticket = worker.current
             if ticket is not None:  # cancelled from outside: the pool is aborting
                 self._finish_run(
                     worker, ticket, _CANCELLED, RequestCancelled("pool shut down")
                 )
+            ticket = worker.pending
+            if ticket is not None:
+                worker.pending = None
+                if ticket._state is _QUEUED:
+                    self._resolve(
+                        ticket,
+                        _CANCELLED,
+                        current_time(),
+                        error=RequestCancelled("pool shut down"),
+                    )
             self._live_workers -= 1
             if not self._live_workers:
                 self._workers_done.set()
 
-    async def _serve(
-        self, worker: _Worker, scope: CancelScope, ticket: Ticket[Res] | None
-    ) -> Ticket[Res] | None:
-        """Run requests in *scope* until it is cancelled; ``None`` at the end.
+    async def _serve(self, worker: _Worker, scope: CancelScope) -> bool:
+        """Run requests in *scope* until a request spends it; ``False`` at the end.
 
-        Returns the request received but not started when *scope* turned out to be
-        spent (cancelled for an earlier request): it runs in the next scope.
+        A request received while *scope* is already spent waits in
+        ``worker.pending`` and runs in the next scope.
         """
         receive = self._receive
         queue = self._queue
         streak = 0
+        ticket = worker.pending
+        worker.pending = None
         while True:
             if ticket is None:
                 if streak < _STREAK and (queue.size or queue.waiting_senders):
@@ -764,22 +765,24 @@ class WorkerPool(Generic[Req, Res]):
                     try:
                         ticket = await receive.receive()
                     except EndOfStream:
-                        return None
+                        return False
             if ticket._state is _QUEUED:
                 if scope.cancel_called:
-                    return ticket
+                    worker.pending = ticket
+                    return True
                 now = self._clock()
                 if now >= ticket._queue_deadline or now >= ticket._deadline:
                     # Expired before its timer fired: it must not start.
                     self._expire(ticket, now)
-                else:
-                    await self._run_one(worker, ticket, now, scope)
+                elif await self._run_one(worker, ticket, now, scope):
+                    return True  # it cut that request short: take a fresh one
             # else: cancelled or expired while handed over
             ticket = None
 
     async def _run_one(
         self, worker: _Worker, ticket: Ticket[Res], now: float, scope: CancelScope
-    ) -> None:
+    ) -> bool:
+        """Run *ticket*'s handler in *scope*; return whether the scope is now spent."""
         ticket._state = _RUNNING
         ticket.started_at = now
         wait = now - ticket.submitted_at
@@ -802,19 +805,65 @@ class WorkerPool(Generic[Req, Res]):
                 msg = f"handler returned {awaitable!r}, which is not awaitable"
                 raise TypeError(msg)  # noqa: TRY301
             result = await cast("Awaitable[Res]", awaitable)
-        except Exception as exc:  # noqa: BLE001 (the handler's error is the outcome)
-            self._finish_run(worker, ticket, _FAILED, exc)
-        except BaseException as exc:
-            # A cancellation leaves the ticket to _work, which tells whether this
-            # worker's scope cut the request or the pool is aborting. Anything
-            # else (KeyboardInterrupt and the like) fails the request, then goes on.
-            if not isinstance(exc, get_cancelled_exc_class()):
-                self._finish_run(worker, ticket, _FAILED, exc)
-            raise
+        except BaseException as exc:  # noqa: BLE001 (every outcome is settled)
+            if self._handler_raised(worker, ticket, exc):
+                # A scope around this worker is cancelled: let the cancellation
+                # surface here, fresh, for the scope that issued it to catch.
+                await checkpoint()
         else:
             self._finish_run(worker, ticket, _SUCCEEDED, None, result)
         if deadline != math.inf:
             scope.deadline = math.inf
+        return scope.cancel_called
+
+    def _handler_raised(
+        self, worker: _Worker, ticket: Ticket[Res], exc: BaseException
+    ) -> bool:
+        """Settle *ticket*, whose handler raised *exc*; tell whether to checkpoint.
+
+        The handler's own errors (anything but cancellations, bare or in a group)
+        fail the request; a ``BaseException`` that is not an ``Exception``
+        (``KeyboardInterrupt``, ``SystemExit``...) then propagates. A cancellation
+        counts only if a cancel scope around the worker is cancelled: the
+        request's deadline, ``ticket.cancel()``, shutdown, or a cancellation of
+        the pool from outside. Any other cancellation is the handler's own doing:
+        it fails the request, and the worker goes on.
+
+        Returns whether a scope around the worker is cancelled.
+        """
+        cancelled = get_cancelled_exc_class()
+        cancels: BaseException | None
+        errors: BaseException | None
+        if isinstance(exc, cancelled):
+            cancels, errors = exc, None
+        elif isinstance(exc, BaseExceptionGroup):
+            cancels, errors = exc.split(cancelled)
+        else:
+            cancels, errors = None, exc
+        now = self._clock()
+        in_effect = cancels is not None and current_effective_deadline() <= now
+        error: BaseException
+        if errors is not None:
+            self._finish_run(worker, ticket, _FAILED, errors)
+            if not isinstance(errors, Exception):
+                raise errors
+        elif not in_effect:
+            error = RequestCancelled(
+                f"request {ticket.id} failed: its handler raised a cancellation "
+                f"that the pool did not issue ({exc!r})"
+            )
+            error.__cause__ = exc
+            self._finish_run(worker, ticket, _FAILED, error)
+        elif ticket._cancelled_at != math.inf:
+            error = RequestCancelled(f"request {ticket.id} was cancelled")
+            self._finish_run(worker, ticket, _CANCELLED, error)
+        elif now >= ticket._deadline:
+            error = RequestTimeout(f"request {ticket.id} timed out while running")
+            self._finish_run(worker, ticket, _TIMED_OUT, error)
+        else:
+            error = RequestCancelled("pool shut down")
+            self._finish_run(worker, ticket, _CANCELLED, error)
+        return in_effect
 
     def _finish_run(
         self,

@@ -1,0 +1,227 @@
+"""The pool against hostile and careless use: stray cancellations, races, leaks.
+
+Each section is one defect that once took a pool down, lost a wake-up or told an
+untruth; its tests failed before the fix. They run on asyncio and on Trio unless a
+scenario only exists on one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any, NoReturn
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from queuekeeper import (
+    RequestCancelled,
+    RequestTimeout,
+    TicketState,
+    WorkerPool,
+)
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup, ExceptionGroup
+
+pytestmark = pytest.mark.anyio
+
+
+def pool_task_names(pool: WorkerPool[Any, Any]) -> list[str]:
+    """Names of the running tasks that belong to *pool* (workers, timekeeper)."""
+    prefix = f"{pool.name}-"
+    return sorted(
+        task.name for task in anyio.get_running_tasks() if task.name.startswith(prefix)
+    )
+
+
+def worker_names(pool: WorkerPool[Any, Any]) -> list[str]:
+    """Names of *pool*'s worker tasks that are still alive."""
+    return [name for name in pool_task_names(pool) if "-worker-" in name]
+
+
+async def echo(request: object) -> object:
+    """Return the request after a checkpoint."""
+    await anyio.lowlevel.checkpoint()
+    return request
+
+
+# -- 1. a cancellation the pool did not issue ------------------------------------------
+
+
+async def stray_from_a_finished_scope() -> NoReturn:
+    """Raise a cancellation caught inside an inner scope that has since exited.
+
+    On Trio that is a ``trio.Cancelled``; on asyncio an anyio-flavoured
+    ``CancelledError``. No scope around the caller is cancelled.
+    """
+    caught: BaseException | None = None
+    with anyio.CancelScope() as inner:
+        inner.cancel()
+        try:
+            await anyio.lowlevel.checkpoint()
+        except anyio.get_cancelled_exc_class() as exc:
+            caught = exc
+    assert caught is not None
+    raise caught
+
+
+async def stray_from_a_cancelled_future() -> NoReturn:
+    """Await a future someone else cancelled: a bare asyncio ``CancelledError``."""
+    future = asyncio.get_running_loop().create_future()
+    future.cancel()
+    await future
+    raise AssertionError  # pragma: no cover
+
+
+async def stray_in_a_group() -> NoReturn:
+    """Raise a stray cancellation wrapped in an exception group."""
+    try:
+        await stray_from_a_finished_scope()
+    except BaseException as exc:
+        raise BaseExceptionGroup("wrapped", [exc]) from None
+
+
+STRAYS = {
+    "finished-scope": stray_from_a_finished_scope,
+    "in-a-group": stray_in_a_group,
+}
+ASYNCIO_STRAYS = {"cancelled-future": stray_from_a_cancelled_future}
+
+
+@pytest.mark.parametrize(
+    ("anyio_backend", "how"),
+    [
+        *((backend, how) for backend in ("asyncio", "trio") for how in STRAYS),
+        *(("asyncio", how) for how in ASYNCIO_STRAYS),
+    ],
+)
+async def test_stray_cancellation_fails_its_request_and_the_pool_serves_on(
+    how: str,
+) -> None:
+    """A handler raising a cancellation of its own fails that request only."""
+    stray = {**STRAYS, **ASYNCIO_STRAYS}[how]
+
+    async def handler(request: str) -> str:
+        if request == "stray":
+            await stray()
+        await anyio.lowlevel.checkpoint()
+        return request
+
+    with anyio.fail_after(10):  # a hang guard, not a timing assertion
+        async with WorkerPool(handler, workers=2, name="stray") as pool:
+            ticket = await pool.submit("stray")
+            with pytest.raises(RequestCancelled, match="did not issue") as caught:
+                await ticket.result()
+            assert TicketState.FAILED is ticket.state
+            cause = caught.value.__cause__
+            cancelled = anyio.get_cancelled_exc_class()
+            assert isinstance(cause, (cancelled, BaseExceptionGroup))
+            assert "after" == await pool.execute("after")
+            status = pool.status()
+            assert ("running", 2, 1, 1) == (
+                status.state,
+                status.submitted,
+                status.failed,
+                status.completed,
+            )
+            assert 2 == len(worker_names(pool))
+            assert 1 == sum(worker.total_errors for worker in status.workers)
+    assert "closed" == pool.status().state
+
+
+async def test_stray_cancellation_in_a_pool_run_in_the_callers_task_group() -> None:
+    """The same holds in ``task_group.start(pool.run)``: the caller's group lives."""
+
+    async def handler(request: str) -> str:
+        if request == "stray":
+            await stray_from_a_finished_scope()
+        return request
+
+    pool = WorkerPool(handler, workers=1, name="stray-run")
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            await tg.start(pool.run)
+            for _ in range(3):  # one worker: each stray would have ended it
+                with pytest.raises(RequestCancelled):
+                    await pool.execute("stray")
+            assert "ok" == await pool.execute("ok")
+            assert ["stray-run-worker-0"] == worker_names(pool)
+            await pool.shutdown()
+    assert (3, 1) == (pool.status().failed, pool.status().completed)
+
+
+# -- 3. a handler whose task group fails while the pool cancels it ---------------------
+
+
+def group_handler(*, child_raises: bool) -> Any:
+    """A handler with a task group whose child raises when it is cancelled."""
+
+    async def handler(request: str) -> str:
+        if request != "group":
+            await anyio.lowlevel.checkpoint()
+            return request
+        async with anyio.create_task_group() as tg:
+
+            async def child() -> None:
+                try:
+                    await anyio.sleep_forever()
+                except anyio.get_cancelled_exc_class():
+                    if child_raises:
+                        raise ValueError("child failed while cancelled") from None
+                    raise
+
+            tg.start_soon(child)
+            await anyio.sleep_forever()
+        return request  # pragma: no cover
+
+    return handler
+
+
+def assert_no_cancellation_inside(error: BaseException) -> None:
+    """No cancellation exception, bare or in a group, may reach ``result()``."""
+    cancelled = anyio.get_cancelled_exc_class()
+    assert not isinstance(error, cancelled)
+    if isinstance(error, BaseExceptionGroup):
+        assert error.subgroup(cancelled) is None
+
+
+@pytest.mark.parametrize("trigger", ["timeout", "cancel", "shutdown"])
+@pytest.mark.parametrize("child_raises", [True, False], ids=["child-raises", "quiet"])
+async def test_handler_task_group_cut_by_the_pool_ends_the_same_on_both_backends(
+    trigger: str, child_raises: bool
+) -> None:
+    """FAILED with the handler's own errors, or TIMED_OUT/CANCELLED; never a crash."""
+    handler = group_handler(child_raises=child_raises)
+    with anyio.fail_after(10):
+        async with WorkerPool(handler, workers=1, name="group") as pool:
+            timeout = 0.01 if trigger == "timeout" else None
+            ticket = await pool.submit("group", timeout=timeout)
+            await anyio.wait_all_tasks_blocked()
+            if trigger == "cancel":
+                assert ticket.cancel()
+            elif trigger == "shutdown":
+                await pool.shutdown(drain=False)
+            try:
+                await ticket.result()
+            except BaseException as exc:
+                error: BaseException = exc
+            else:  # pragma: no cover - the handler never returns
+                pytest.fail("the handler returned")
+            assert_no_cancellation_inside(error)
+            if child_raises:
+                assert TicketState.FAILED is ticket.state
+                assert isinstance(error, ExceptionGroup)
+                leaves = error.exceptions
+                assert ["child failed while cancelled"] == [str(e) for e in leaves]
+            elif trigger == "timeout":
+                assert TicketState.TIMED_OUT is ticket.state
+                assert isinstance(error, RequestTimeout)
+            else:
+                assert TicketState.CANCELLED is ticket.state
+                assert isinstance(error, RequestCancelled)
+            if trigger != "shutdown":
+                assert "after" == await pool.execute("after")
+                assert ["group-worker-0"] == worker_names(pool)
+    assert "closed" == pool.status().state
