@@ -16,6 +16,7 @@ import anyio.lowlevel
 import pytest
 
 from queuekeeper import (
+    Backpressure,
     RequestCancelled,
     RequestTimeout,
     TicketState,
@@ -225,3 +226,97 @@ async def test_handler_task_group_cut_by_the_pool_ends_the_same_on_both_backends
                 assert "after" == await pool.execute("after")
                 assert ["group-worker-0"] == worker_names(pool)
     assert "closed" == pool.status().state
+
+
+# -- 2. a request handed straight to an idle worker ------------------------------------
+
+
+class Recorder:
+    """A handler that records which requests started and waits to be let through."""
+
+    def __init__(self) -> None:
+        self.started: list[object] = []
+        self.release = anyio.Event()
+
+    async def __call__(self, request: object) -> object:
+        self.started.append(request)
+        await self.release.wait()
+        return request
+
+
+@pytest.mark.parametrize(
+    ("backpressure", "nowait"),
+    [
+        (Backpressure.REJECT, True),
+        (Backpressure.REJECT, False),
+        (Backpressure.BLOCK, False),
+        (Backpressure.SHED, True),
+    ],
+)
+async def test_shutdown_without_drain_cancels_a_request_handed_to_an_idle_worker(
+    backpressure: Backpressure, nowait: bool
+) -> None:
+    """The request never starts, fails with RequestCancelled, and no grace is waited."""
+    handler = Recorder()
+    pool = WorkerPool(
+        handler,
+        workers=1,
+        max_queue_size=1,
+        backpressure=backpressure,
+        name="handover",
+        cancel_grace=3600,
+    )
+    with anyio.fail_after(10):  # the old code waited out cancel_grace here
+        async with anyio.create_task_group() as tg:
+            await tg.start(pool.run)
+            await anyio.wait_all_tasks_blocked()  # the worker waits in receive()
+            # Handed straight to it; submit() returns after its checkpoint, so the
+            # worker has not resumed in either case.
+            if nowait:
+                ticket = pool.submit_nowait("handed")
+            else:
+                ticket = await pool.submit("handed")
+            status = pool.status()
+            assert (1, 1, 0) == (
+                status.submitted,
+                status.queue_size,
+                status.active_workers,
+            )
+            await pool.shutdown(drain=False)
+            assert TicketState.CANCELLED is ticket.state
+            assert [] == handler.started
+            with pytest.raises(RequestCancelled):
+                await ticket.result()
+    assert [] == handler.started
+    status = pool.status()
+    assert (1, 1, 0) == (status.submitted, status.cancelled, status.queue_size)
+    assert all(worker.is_healthy for worker in status.workers)
+
+
+async def test_body_error_cancels_a_request_handed_to_an_idle_worker() -> None:
+    """Leaving ``async with`` by an exception never starts a handed-over request."""
+    handler = Recorder()
+    with anyio.fail_after(10), pytest.raises(KeyError):  # noqa: PT012
+        async with WorkerPool(handler, workers=2, name="handover-body") as pool:
+            await anyio.wait_all_tasks_blocked()
+            tickets = [pool.submit_nowait(n) for n in range(2)]
+            raise KeyError("body")
+    assert [] == handler.started
+    assert [TicketState.CANCELLED] * 2 == [ticket.state for ticket in tickets]
+
+
+async def test_a_handed_over_request_cancelled_or_expired_never_starts() -> None:
+    """ticket.cancel() and a deadline reach a request its worker has not started."""
+    handler = Recorder()
+    handler.release.set()
+    async with WorkerPool(handler, workers=1, name="handover-cancel") as pool:
+        await anyio.wait_all_tasks_blocked()
+        cancelled = pool.submit_nowait("cancelled")
+        assert 0 == cancelled.position
+        assert cancelled.cancel()
+        assert 0 == pool.status().queue_size
+        await anyio.wait_all_tasks_blocked()
+        assert "ran" == await pool.execute("ran")
+    assert ["ran"] == handler.started
+    status = pool.status()
+    assert (2, 1, 1) == (status.submitted, status.cancelled, status.completed)

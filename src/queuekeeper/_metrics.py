@@ -108,9 +108,9 @@ class _GaugeCollector(Collector):
         with self._lock:
             pools = list(self._pools.items())
         for name, pool in pools:
-            stats = pool._queue.statistics()
-            queue_size.add_metric((name, _ALL), stats.current_size)
-            for level, count in stats.size_by_priority.items():
+            total, by_level = pool._queue_sizes()
+            queue_size.add_metric((name, _ALL), total)
+            for level, count in by_level.items():
                 queue_size.add_metric((name, priority_label(level)), count)
             active.add_metric((name,), pool._active)
         return (queue_size, active)

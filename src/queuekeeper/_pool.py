@@ -9,7 +9,7 @@ import inspect
 import math
 import sys
 from collections import deque
-from types import CoroutineType
+from types import CoroutineType, MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
 
 from anyio import (
@@ -45,7 +45,7 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping
     from types import TracebackType
 
     from anyio.abc import TaskGroup, TaskStatus
@@ -276,6 +276,10 @@ class WorkerPool(Generic[Req, Res]):
         self._task_group: TaskGroup | None = None
         self._own_task_group: TaskGroup | None = None
 
+        # Requests handed straight to a worker waiting for work, which has not
+        # resumed to start them yet: still queued, but no longer in the channel.
+        self._handover: set[Ticket[Res]] = set()
+
         # Deadlines of queued requests: a heap the timekeeper task sleeps on.
         self._deadlines: list[tuple[float, int, Ticket[Res]]] = []
         self._timer_scope: CancelScope | None = None
@@ -478,6 +482,14 @@ class WorkerPool(Generic[Req, Res]):
                 ticket._scope.cancel()
 
     def _drop_queue(self, now: float) -> None:
+        """Cancel every queued request, handed-over ones included."""
+        handover = list(self._handover)
+        self._handover.clear()
+        for ticket in handover:
+            if ticket._state is _QUEUED:
+                self._resolve(
+                    ticket, _CANCELLED, now, error=RequestCancelled("pool shut down")
+                )
         receive = self._receive
         while True:
             try:
@@ -554,30 +566,38 @@ class WorkerPool(Generic[Req, Res]):
             PoolClosed: The pool is shutting down or shut down.
         """
         ticket = self._make_ticket(request, priority, timeout, queue_timeout)
-        if self._backpressure is _BLOCK:
-            # Waiting for room is waiting in the queue: the timeouts bound it.
-            wake_at = _wake_at(ticket)
-            try:
-                if wake_at == math.inf:
-                    await self._send.send(ticket, ticket._level)
-                    timed_out = False
-                else:
-                    with CancelScope(deadline=wake_at) as scope:
-                        await self._send.send(ticket, ticket._level)
-                    timed_out = scope.cancelled_caught
-            except ClosedResourceError:
-                msg = f"WorkerPool {self._name!r} shut down while the request waited"
-                raise PoolClosed(msg) from None
-            self._queued(ticket, wake_at)
-            if timed_out:
-                # Never entered the queue: it timed out waiting for room.
-                self._expire(ticket, self._clock())
-        else:
-            await checkpoint()
-            if not self._accepting:  # shut down while we were at the checkpoint
-                raise self._closed_error()
+        await checkpoint()
+        if not self._accepting:  # shut down while we were at the checkpoint
+            raise self._closed_error()
+        if self._backpressure is not _BLOCK:
             self._enqueue_nowait(ticket)
+            return ticket
+        try:
+            self._put_nowait(ticket)
+        except WouldBlock:
+            await self._wait_for_room(ticket)
         return ticket
+
+    async def _wait_for_room(self, ticket: Ticket[Res]) -> None:
+        """BLOCK: wait until *ticket* moves into the full queue, or times out."""
+        # Waiting for room is waiting in the queue: the timeouts bound it.
+        wake_at = _wake_at(ticket)
+        level = ticket._level
+        try:
+            if wake_at == math.inf:
+                await self._send._wait_to_send(ticket, level)
+                timed_out = False
+            else:
+                with CancelScope(deadline=wake_at) as scope:
+                    await self._send._wait_to_send(ticket, level)
+                timed_out = scope.cancelled_caught
+        except ClosedResourceError:
+            msg = f"WorkerPool {self._name!r} shut down while the request waited"
+            raise PoolClosed(msg) from None
+        self._queued(ticket, wake_at)
+        if timed_out:
+            # Never entered the queue: it timed out waiting for room.
+            self._expire(ticket, self._clock())
 
     def submit_nowait(
         self,
@@ -633,18 +653,35 @@ class WorkerPool(Generic[Req, Res]):
             f"WorkerPool {self._name!r} is shut down; it takes no more requests"
         )
 
+    def _put_nowait(self, ticket: Ticket[Res]) -> None:
+        """Put *ticket* in the queue, or an idle worker's hands, and count it in.
+
+        Raises:
+            anyio.WouldBlock: The queue is full.
+        """
+        queue = self._queue
+        if queue.waiting_receivers:
+            # An idle worker may take it straight from our hands.
+            size = queue.size
+            self._send.send_nowait(ticket, ticket._level)
+            if queue.size == size:
+                self._handover.add(ticket)
+        else:
+            self._send.send_nowait(ticket, ticket._level)
+        self._queued(ticket, _wake_at(ticket))
+
     def _enqueue_nowait(self, ticket: Ticket[Res]) -> None:
-        level = ticket._level
+        """:meth:`_put_nowait`, and when the queue is full, REJECT or SHED."""
         try:
-            self._send.send_nowait(ticket, level)
+            self._put_nowait(ticket)
         except WouldBlock:
+            level = ticket._level
             if self._backpressure is not _SHED_MODE or not self._shed_for(level):
                 self._rejected += 1
                 if self._observer is not None:
                     self._observer.rejected(self._name, level)
                 raise QueueFull(self._max_queue_size or 0, ticket.priority) from None
-            self._send.send_nowait(ticket, level)
-        self._queued(ticket, _wake_at(ticket))
+            self._put_nowait(ticket)
 
     def _shed_for(self, level: int) -> bool:
         """Evict the newest request of the lowest level if it is below *level*."""
@@ -700,7 +737,8 @@ class WorkerPool(Generic[Req, Res]):
 
     def _expire(self, ticket: Ticket[Res], now: float) -> None:
         """Fail the queued *ticket*: its ``timeout`` or ``queue_timeout`` expired."""
-        self._queue.remove(ticket, ticket._level)
+        if not self._queue.remove(ticket, ticket._level):
+            self._handover.discard(ticket)
         error: Exception
         if now >= ticket._deadline:
             error = RequestTimeout(f"request {ticket.id} timed out while queued")
@@ -766,6 +804,7 @@ class WorkerPool(Generic[Req, Res]):
                         ticket = await receive.receive()
                     except EndOfStream:
                         return False
+                    self._handover.discard(ticket)
             if ticket._state is _QUEUED:
                 if scope.cancel_called:
                     worker.pending = ticket
@@ -922,7 +961,8 @@ class WorkerPool(Generic[Req, Res]):
     def _cancel_ticket(self, ticket: Ticket[Res]) -> bool:
         state = ticket._state
         if state is _QUEUED:
-            self._queue.remove(ticket, ticket._level)
+            if not self._queue.remove(ticket, ticket._level):
+                self._handover.discard(ticket)
             self._resolve(
                 ticket,
                 _CANCELLED,
@@ -968,9 +1008,27 @@ class WorkerPool(Generic[Req, Res]):
             consecutive_errors=worker.consecutive_errors,
         )
 
+    def _queue_sizes(self) -> tuple[int, Mapping[int, int]]:
+        """Queued requests, in all and by level, those handed over included.
+
+        Safe to call from another thread (a metrics scrape).
+        """
+        stats = self._queue.statistics()
+        handover = tuple(self._handover)
+        if not handover:
+            return stats.current_size, stats.size_by_priority
+        by_level = dict(stats.size_by_priority)
+        for ticket in handover:
+            by_level[ticket._level] = by_level.get(ticket._level, 0) + 1
+        ordered = {level: by_level[level] for level in sorted(by_level)}
+        return stats.current_size + len(handover), MappingProxyType(ordered)
+
     def status(self) -> PoolStatus:
-        """Return a :class:`PoolStatus` snapshot: queue, counters, waits, workers."""
-        queue = self._queue.statistics()
+        """Return a :class:`PoolStatus` snapshot: queue, counters, waits, workers.
+
+        Requests handed to a worker that has not started them yet count as queued.
+        """
+        queue_size, by_level = self._queue_sizes()
         waits = sorted(self._waits)
         if waits:
             average = 1000 * sum(waits) / len(waits)
@@ -982,8 +1040,8 @@ class WorkerPool(Generic[Req, Res]):
             state=self._state,
             max_workers=len(self._workers),
             active_workers=self._active,
-            queue_size=queue.current_size,
-            queue_size_by_priority=queue.size_by_priority,
+            queue_size=queue_size,
+            queue_size_by_priority=by_level,
             max_queue_size=self._max_queue_size,
             submitted=self._submitted,
             completed=self._completed,
