@@ -14,9 +14,12 @@ from typing import Any, NoReturn
 import anyio
 import anyio.lowlevel
 import pytest
+from prometheus_client import CollectorRegistry
 
 from queuekeeper import (
     Backpressure,
+    PoolStatus,
+    PrometheusMetrics,
     RequestCancelled,
     RequestTimeout,
     TicketState,
@@ -320,3 +323,75 @@ async def test_a_handed_over_request_cancelled_or_expired_never_starts() -> None
     assert ["ran"] == handler.started
     status = pool.status()
     assert (2, 1, 1) == (status.submitted, status.cancelled, status.completed)
+
+
+# -- 10. counted at the moment it enters the queue -------------------------------------
+
+
+def settled(status: PoolStatus) -> int:
+    """Requests that reached a final state."""
+    return (
+        status.completed
+        + status.failed
+        + status.cancelled
+        + status.timed_out
+        + status.shed
+    )
+
+
+def metric_total(registry: CollectorRegistry, name: str) -> float:
+    """The sum of every sample of metric *name* in *registry*."""
+    return sum(
+        sample.value
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name == name
+    )
+
+
+async def test_block_counts_a_request_when_it_moves_into_the_queue() -> None:
+    """A blocked submitter's request may run before the submitter resumes: it counts."""
+    registry = CollectorRegistry()
+    seen: list[tuple[int, int, int, int, float, float]] = []
+    release = anyio.Event()
+
+    async def handler(request: str) -> str:
+        if request == "first":
+            await release.wait()
+        elif request == "blocked":
+            # Runs in the same loop turn that moved it in: its submitter still
+            # waits inside submit().
+            status = pool.status()
+            seen.append(
+                (
+                    status.submitted,
+                    settled(status),
+                    status.queue_size,
+                    status.active_workers,
+                    metric_total(registry, "queuekeeper_queue_requests_total"),
+                    metric_total(registry, "queuekeeper_requests_completed_total"),
+                )
+            )
+        return request  # no await: the worker takes the next request at once
+
+    pool = WorkerPool(
+        handler,
+        workers=1,
+        max_queue_size=1,
+        backpressure=Backpressure.BLOCK,
+        name="block-count",
+        metrics=PrometheusMetrics(registry),
+    )
+    async with pool, anyio.create_task_group() as tg:
+        await pool.submit("first")
+        await pool.submit("queued")
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(pool.execute, "blocked")
+        await anyio.wait_all_tasks_blocked()
+        assert 2 == pool.status().submitted  # still blocked: not in the queue
+        release.set()
+    # submitted == settled + queued + running, and the counter ran ahead of
+    # nothing: 3 submitted, 2 completed when "blocked" ran.
+    assert [(3, 2, 0, 1, 3.0, 2.0)] == seen
+    status = pool.status()
+    assert (3, 3) == (status.submitted, settled(status))

@@ -32,6 +32,8 @@ from ._status import ChannelStatistics
 from ._util import NoPublicConstructor
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from anyio import TaskInfo
     from typing_extensions import Self
 
@@ -124,6 +126,7 @@ class _ChannelState(Generic[T]):
         "levels",
         "limit",
         "max_size",
+        "on_admit",
         "open_receive",
         "open_send",
         "peak_size",
@@ -156,6 +159,9 @@ class _ChannelState(Generic[T]):
         self.open_receive: int = 0
         self.waiting_senders: OrderedDict[_SendWaiter[T], None] = OrderedDict()
         self.waiting_receivers: OrderedDict[_ReceiveWaiter[T], None] = OrderedDict()
+        # Called with a blocked sender's item at the moment it moves in (a pool
+        # counts its requests in then, not when their submitter resumes).
+        self.on_admit: Callable[[T], object] | None = None
 
     def push(self, item: T, priority: int) -> None:
         """Buffer *item* behind the items of its level (room is the caller's care)."""
@@ -234,6 +240,8 @@ class _ChannelState(Generic[T]):
         self.ready_up()
         waiter.outcome = _SENT
         waiter.event.set()
+        if self.on_admit is not None:
+            self.on_admit(waiter.item)
 
     # -- helpers for the pool (not part of the channel's public surface) ----------
 

@@ -260,6 +260,8 @@ class WorkerPool(Generic[Req, Res]):
         self._max_queue_size = None if capacity == math.inf else int(capacity)
         self._send, self._receive = create_priority_channel[Ticket[Res]](capacity)
         self._queue: _ChannelState[Ticket[Res]] = self._send._state
+        # A BLOCK submitter's request counts in when it moves into the queue.
+        self._queue.on_admit = self._admitted
         self._workers = tuple(_Worker(i) for i in range(workers))
         self._observer = metrics
         # The backend's clock: anyio's current_time() until run() finds the
@@ -586,18 +588,20 @@ class WorkerPool(Generic[Req, Res]):
         try:
             if wake_at == math.inf:
                 await self._send._wait_to_send(ticket, level)
-                timed_out = False
             else:
                 with CancelScope(deadline=wake_at) as scope:
                     await self._send._wait_to_send(ticket, level)
-                timed_out = scope.cancelled_caught
+                if scope.cancelled_caught:
+                    # Never entered the queue: it timed out waiting for room.
+                    self._queued(ticket, wake_at)
+                    self._expire(ticket, self._clock())
         except ClosedResourceError:
             msg = f"WorkerPool {self._name!r} shut down while the request waited"
             raise PoolClosed(msg) from None
-        self._queued(ticket, wake_at)
-        if timed_out:
-            # Never entered the queue: it timed out waiting for room.
-            self._expire(ticket, self._clock())
+
+    def _admitted(self, ticket: Ticket[Res]) -> None:
+        """A BLOCK submitter's *ticket* moved into the queue: count it in now."""
+        self._queued(ticket, _wake_at(ticket))
 
     def submit_nowait(
         self,
