@@ -22,6 +22,9 @@ from anyio import (
     EndOfStream,
     Event,
     WouldBlock,
+    current_effective_deadline,
+    current_time,
+    get_cancelled_exc_class,
     get_current_task,
 )
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
@@ -86,7 +89,7 @@ _NOTHING: Final = object()
 
 @final
 class _SendWaiter(Generic[T]):
-    __slots__ = ("endpoint", "event", "item", "outcome", "priority")
+    __slots__ = ("endpoint", "event", "front", "item", "outcome", "priority")
 
     def __init__(self, endpoint: object, item: T, priority: int) -> None:
         self.endpoint = endpoint
@@ -94,17 +97,34 @@ class _SendWaiter(Generic[T]):
         self.priority = priority
         self.event = Event()
         self.outcome = _WAITING
+        # An item a receiver gave back while the channel was full: no task waits
+        # for it, and it moves in at the front of its level (see give_back).
+        self.front = False
 
 
 @final
 class _ReceiveWaiter(Generic[T]):
-    __slots__ = ("endpoint", "event", "item", "task")
+    __slots__ = ("endpoint", "event", "item", "priority", "task")
 
     def __init__(self, endpoint: object, task: TaskInfo) -> None:
         self.endpoint = endpoint
         self.task = task
         self.event = Event()
         self.item: object = _NOTHING
+        self.priority = 0
+
+
+def _redelivered(exc: BaseException) -> bool:
+    """Whether *exc* is a cancellation that the next checkpoint raises again.
+
+    A cancel scope (anyio's on asyncio; every cancellation on Trio) keeps cancelling
+    its tasks until it exits. A native asyncio ``task.cancel()``, ``asyncio.timeout()``
+    or ``wait_for()`` cancels once, and ``KeyboardInterrupt`` is no cancellation.
+    """
+    return (
+        isinstance(exc, get_cancelled_exc_class())
+        and current_effective_deadline() <= current_time()
+    )
 
 
 @final
@@ -131,6 +151,7 @@ class _ChannelState(Generic[T]):
         "open_send",
         "peak_size",
         "ready",
+        "returned",
         "size",
         "waiting_receivers",
         "waiting_senders",
@@ -159,18 +180,26 @@ class _ChannelState(Generic[T]):
         self.open_receive: int = 0
         self.waiting_senders: OrderedDict[_SendWaiter[T], None] = OrderedDict()
         self.waiting_receivers: OrderedDict[_ReceiveWaiter[T], None] = OrderedDict()
+        # Entries of waiting_senders that hold an item given back, not a task.
+        self.returned: int = 0
         # Called with a blocked sender's item at the moment it moves in (a pool
         # counts its requests in then, not when their submitter resumes).
         self.on_admit: Callable[[T], object] | None = None
 
-    def push(self, item: T, priority: int) -> None:
-        """Buffer *item* behind the items of its level (room is the caller's care)."""
+    def push(self, item: T, priority: int, *, front: bool = False) -> None:
+        """Buffer *item* behind the items of its level, or ahead of them if *front*.
+
+        Room is the caller's care.
+        """
         bucket = self.buckets.get(priority)
         if bucket is None:
             bucket = self.buckets[priority] = deque()
         if not bucket and bucket is not self.head:
             self.add_level(priority, bucket)
-        bucket.append(item)
+        if front:
+            bucket.appendleft(item)
+        else:
+            bucket.append(item)
         self.size += 1
 
     def gate(self) -> None:
@@ -236,12 +265,79 @@ class _ChannelState(Generic[T]):
     def admit_sender(self) -> None:
         """Move the longest-waiting blocked sender's item into the buffer."""
         waiter, _ = self.waiting_senders.popitem(last=False)
+        if waiter.front:  # given back by a receiver: first in line, as it was
+            self.returned -= 1
+            self.push(waiter.item, waiter.priority, front=True)
+            self.ready_up()
+            return
         self.push(waiter.item, waiter.priority)
         self.ready_up()
         waiter.outcome = _SENT
         waiter.event.set()
         if self.on_admit is not None:
             self.on_admit(waiter.item)
+
+    def hand_over(self, item: T, priority: int) -> bool:
+        """Hand *item* to the longest-waiting receiver; ``False`` if none can take it.
+
+        Never to a receiver whose wait is being cancelled: it would take the item
+        with it.
+        """
+        receivers = self.waiting_receivers
+        try:
+            while receivers:
+                receiver, _ = receivers.popitem(last=False)
+                if not receiver.task.has_pending_cancellation():
+                    receiver.item = item
+                    receiver.priority = priority
+                    receiver.event.set()
+                    return True
+        finally:
+            self.gate()
+        return False
+
+    def give_back(self, item: T, priority: int) -> None:
+        """Take back *item*, which a receiver was handed but will not return.
+
+        It goes to the next waiting receiver, else to the front of its level, where
+        it was first in line. If the channel filled up meanwhile, it waits first
+        among the blocked senders instead, so ``max_size`` holds.
+        """
+        if not self.open_receive:
+            return  # every receiver is closed: queued items are discarded
+        if self.waiting_receivers and self.hand_over(item, priority):
+            return
+        if self.size < self.capacity:
+            self.push(item, priority, front=True)
+            self.peak_size = max(self.peak_size, self.size)
+            return
+        waiter = _SendWaiter(None, item, priority)
+        waiter.front = True
+        self.waiting_senders[waiter] = None
+        self.waiting_senders.move_to_end(waiter, last=False)
+        self.returned += 1
+        self.ready = None
+
+    def take_back(self, item: T, priority: int) -> bool:
+        """Take *item* (this very object) out of the buffer; ``False`` if gone.
+
+        Room that appears admits a blocked sender.
+        """
+        bucket = self.buckets.get(priority)
+        if not bucket:
+            return False
+        for index in range(len(bucket) - 1, -1, -1):  # most likely near the end
+            if bucket[index] is item:
+                del bucket[index]
+                break
+        else:
+            return False
+        self.size -= 1
+        if not bucket:
+            self.drop_level(priority)
+        if self.waiting_senders:
+            self.admit_sender()
+        return True
 
     # -- helpers for the pool (not part of the channel's public surface) ----------
 
@@ -309,7 +405,7 @@ class _ChannelState(Generic[T]):
             size_by_priority=MappingProxyType(sizes),
             open_send_channels=self.open_send,
             open_receive_channels=self.open_receive,
-            tasks_waiting_send=len(self.waiting_senders),
+            tasks_waiting_send=len(self.waiting_senders) - self.returned,
             tasks_waiting_receive=len(self.waiting_receivers),
         )
 
@@ -331,9 +427,7 @@ class PrioritySendChannel(
         self._closed = False
         state.open_send += 1
 
-    def send_nowait(  # noqa: C901 (the hot path, inlined on purpose)
-        self, item: T_contra, priority: int = Priority.NORMAL
-    ) -> None:
+    def send_nowait(self, item: T_contra, priority: int = Priority.NORMAL) -> None:
         """Put *item* in the channel at *priority* if that needs no waiting.
 
         A task blocked in :meth:`PriorityReceiveChannel.receive` is handed the item
@@ -355,19 +449,8 @@ class PrioritySendChannel(
             # Not the fast path: no receivers left, receivers waiting, or full.
             if not state.open_receive:
                 raise BrokenResourceError
-            if state.waiting_receivers:
-                receivers = state.waiting_receivers
-                try:
-                    while receivers:
-                        receiver, _ = receivers.popitem(last=False)
-                        # Never hand an item to a receiver whose wait is being
-                        # cancelled: it would take the item with it.
-                        if not receiver.task.has_pending_cancellation():
-                            receiver.item = item
-                            receiver.event.set()
-                            return
-                finally:
-                    state.gate()
+            if state.waiting_receivers and state.hand_over(item, priority):
+                return
             if state.size >= state.capacity:
                 raise WouldBlock
         # Inlined _ChannelState.push: this is the hot path.
@@ -432,10 +515,16 @@ class PrioritySendChannel(
         state.ready = None
         try:
             await waiter.event.wait()
-        except BaseException:
+        except BaseException as exc:
             if waiter.outcome != _SENT:
                 state.waiting_senders.pop(waiter, None)
                 state.ready_up()
+                raise
+            if not _redelivered(exc):
+                # Raised once, in the instant the item moved in (a native asyncio
+                # cancellation, KeyboardInterrupt): take the item back out, unless
+                # a receiver has it already, and raise.
+                state.take_back(item, priority)
                 raise
             # The item moved in before the cancellation took effect: the send
             # happened, and the cancellation is delivered at the next checkpoint.
@@ -611,10 +700,16 @@ class PriorityReceiveChannel(
         state.gate()
         try:
             await waiter.event.wait()
-        except BaseException:
+        except BaseException as exc:
             if waiter.item is _NOTHING:
                 state.waiting_receivers.pop(waiter, None)
                 state.gate()
+                raise
+            if not _redelivered(exc):
+                # Raised once, in the instant the item was handed over (a native
+                # asyncio cancellation, KeyboardInterrupt): give the item back to
+                # the channel, as if it had never been taken, and raise.
+                state.give_back(waiter.item, waiter.priority)  # type: ignore[arg-type]
                 raise
             # Handed an item before the cancellation took effect: keep it, and let
             # the cancellation be delivered at the next checkpoint.
@@ -666,6 +761,7 @@ class PriorityReceiveChannel(
             state.size = 0
             senders = list(state.waiting_senders)
             state.waiting_senders.clear()
+            state.returned = 0
             for sender in senders:
                 sender.outcome = _BROKEN
                 sender.event.set()

@@ -281,6 +281,8 @@ class WorkerPool(Generic[Req, Res]):
         # Requests handed straight to a worker waiting for work, which has not
         # resumed to start them yet: still queued, but no longer in the channel.
         self._handover: set[Ticket[Res]] = set()
+        # BLOCK requests that moved into the queue before their submitter resumed.
+        self._moved_in: set[Ticket[Res]] = set()
 
         # Deadlines of queued requests: a heap the timekeeper task sleeps on.
         self._deadlines: list[tuple[float, int, Ticket[Res]]] = []
@@ -598,9 +600,18 @@ class WorkerPool(Generic[Req, Res]):
         except ClosedResourceError:
             msg = f"WorkerPool {self._name!r} shut down while the request waited"
             raise PoolClosed(msg) from None
+        except BaseException:
+            if ticket in self._moved_in:
+                # Raised in the instant it moved in (a native asyncio cancellation):
+                # its submitter never gets the ticket, so the request is abandoned.
+                self._cancel_ticket(ticket)
+            raise
+        finally:
+            self._moved_in.discard(ticket)
 
     def _admitted(self, ticket: Ticket[Res]) -> None:
         """A BLOCK submitter's *ticket* moved into the queue: count it in now."""
+        self._moved_in.add(ticket)
         self._queued(ticket, _wake_at(ticket))
 
     def submit_nowait(
