@@ -8,7 +8,10 @@ scenario only exists on one of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import sys
+import weakref
 from typing import Any, NoReturn
 
 import anyio
@@ -395,3 +398,48 @@ async def test_block_counts_a_request_when_it_moves_into_the_queue() -> None:
     assert [(3, 2, 0, 1, 3.0, 2.0)] == seen
     status = pool.status()
     assert (3, 3) == (status.submitted, settled(status))
+
+
+# -- 5. a finished request is released when it finishes -------------------------------
+
+
+class Payload:
+    """An object that can be weakly referenced: a request, a result or an error."""
+
+
+class PayloadError(Exception):
+    """A handler's error that can be weakly referenced (every exception can)."""
+
+
+@pytest.mark.parametrize("timeout", [3600.0, None], ids=["with-deadlines", "plain"])
+async def test_finished_requests_results_and_errors_are_released(
+    timeout: float | None,
+) -> None:
+    """10,000 requests that finished and were dropped: none of them stays alive."""
+    refs: list[weakref.ref[object]] = []
+
+    async def handler(request: Payload) -> Payload:
+        await anyio.lowlevel.checkpoint()
+        if len(refs) % 3 == 0:
+            error = PayloadError()
+            refs.append(weakref.ref(error))
+            raise error
+        result = Payload()
+        refs.append(weakref.ref(result))
+        return result
+
+    async with WorkerPool(handler, workers=4, name="release") as pool:
+        tickets = []
+        for _ in range(10_000):
+            request = Payload()
+            refs.append(weakref.ref(request))
+            tickets.append(pool.submit_nowait(request, timeout=timeout))
+        for ticket in tickets:
+            with contextlib.suppress(PayloadError):
+                await ticket.result()
+        del ticket, tickets, request
+        await anyio.wait_all_tasks_blocked()
+        gc.collect()
+        alive = sum(ref() is not None for ref in refs)
+        assert (20_000, 0) == (len(refs), alive)
+        assert 10_000 == pool.status().submitted

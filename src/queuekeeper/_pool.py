@@ -173,6 +173,8 @@ _new_object: Final = object.__new__
 _init_ticket: Final = Ticket.__init__
 #: Requests a worker may take from a non-empty queue between checkpoints.
 _STREAK: Final = 32
+#: Cleared deadline entries the heap may hold before they can outnumber the rest.
+_MIN_PRUNE: Final = 32
 
 
 def _wake_at(ticket: Ticket[Any]) -> float:
@@ -285,7 +287,11 @@ class WorkerPool(Generic[Req, Res]):
         self._moved_in: set[Ticket[Res]] = set()
 
         # Deadlines of queued requests: a heap the timekeeper task sleeps on.
-        self._deadlines: list[tuple[float, int, Ticket[Res]]] = []
+        # Entries are [when, ticket sequence number, ticket]; a ticket that
+        # finishes before its entry comes up clears it (ticket set to None), so
+        # the heap keeps no finished request alive.
+        self._deadlines: list[list[Any]] = []
+        self._cleared_deadlines = 0
         self._timer_scope: CancelScope | None = None
 
         # Counters and the wait-time window.
@@ -726,16 +732,24 @@ class WorkerPool(Generic[Req, Res]):
     # -- deadlines of queued requests ----------------------------------------------
 
     def _add_deadline(self, when: float, ticket: Ticket[Res]) -> None:
-        heap = self._deadlines
-        if len(heap) > 2 * (self._queue.size + 32):
-            # Most entries belong to requests that already left the queue: drop
-            # them, so memory follows the queue's length, not the traffic.
-            heap[:] = [entry for entry in heap if entry[2]._state is _QUEUED]
-            heapq.heapify(heap)
-        heapq.heappush(heap, (when, ticket._seq, ticket))
+        entry = [when, ticket._seq, ticket]
+        ticket._deadline_entry = entry
+        heapq.heappush(self._deadlines, entry)
         scope = self._timer_scope
         if scope is not None and when < scope.deadline:
             scope.deadline = when
+
+    def _clear_deadline(self, entry: list[Any]) -> None:
+        """Forget the finished ticket of *entry*, still in the heap."""
+        entry[2] = None
+        cleared = self._cleared_deadlines = self._cleared_deadlines + 1
+        heap = self._deadlines
+        if cleared > _MIN_PRUNE and 2 * cleared > len(heap):
+            # Most entries are cleared: drop them, so memory follows the number
+            # of requests in the pool, not the traffic.
+            heap[:] = [entry for entry in heap if entry[2] is not None]
+            heapq.heapify(heap)
+            self._cleared_deadlines = 0
 
     async def _keep_time(self) -> None:
         """Fail queued requests whose ``queue_timeout`` or ``timeout`` expired."""
@@ -744,6 +758,10 @@ class WorkerPool(Generic[Req, Res]):
             now = current_time()
             while heap and heap[0][0] <= now:
                 ticket = heapq.heappop(heap)[2]
+                if ticket is None:
+                    self._cleared_deadlines -= 1
+                    continue
+                ticket._deadline_entry = None
                 if ticket._state is _QUEUED:
                     self._expire(ticket, now)
             with CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
@@ -960,6 +978,10 @@ class WorkerPool(Generic[Req, Res]):
             self._timed_out += 1
         else:
             self._shed += 1
+        entry = ticket._deadline_entry
+        if entry is not None:
+            ticket._deadline_entry = None
+            self._clear_deadline(entry)
         started = ticket.started_at
         ticket._finish(state, now, result, error)
         if self._observer is not None:

@@ -61,6 +61,7 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
         "__weakref__",
         "_cancelled_at",
         "_deadline",
+        "_deadline_entry",
         "_error",
         "_event",
         "_level",
@@ -98,6 +99,8 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
         self.finished_at: float | None = None
         self._deadline = deadline
         self._queue_deadline = queue_deadline
+        # The pool's deadline-heap entry for this request, while it has one.
+        self._deadline_entry: list[Any] | None = None
         self._state = _QUEUED
         self._result: R | None = None
         self._error: BaseException | None = None
