@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import sys
+import traceback
 import weakref
 from typing import Any, NoReturn
 
@@ -443,3 +444,45 @@ async def test_finished_requests_results_and_errors_are_released(
         alive = sum(ref() is not None for ref in refs)
         assert (20_000, 0) == (len(refs), alive)
         assert 10_000 == pool.status().submitted
+
+
+# -- 6. result() leaves the handler's exception as the handler raised it --------------
+
+
+class Boom(Exception):
+    """What the handler raises."""
+
+
+def frames(error: BaseException) -> list[str]:
+    """The function names in *error*'s traceback, outermost first."""
+    return [entry.name for entry in traceback.extract_tb(error.__traceback__)]
+
+
+async def test_result_reraises_the_same_exception_with_its_own_traceback() -> None:
+    """1,000 awaits: each sees the handler's traceback; nothing grows or changes."""
+
+    async def handler(request: str) -> str:
+        await anyio.lowlevel.checkpoint()
+        try:
+            raise ValueError(request)  # noqa: TRY301 - the context is the subject
+        except ValueError:
+            raise Boom(request)  # noqa: B904 - the context is part of the test
+
+    async with WorkerPool(handler, name="reraise") as pool:
+        ticket = await pool.submit("boom")
+        with pytest.raises(Boom) as first:
+            await ticket.result()
+        error = first.value
+        context = error.__context__
+        assert isinstance(context, ValueError)
+        seen = frames(error)
+        assert "handler" == seen[-1]
+        for _ in range(1_000):
+            try:
+                raise KeyError("the awaiter's own")  # noqa: TRY301
+            except KeyError:
+                with pytest.raises(Boom) as again:
+                    await ticket.result()
+            assert error is again.value  # the handler's own exception, unwrapped
+            assert context is error.__context__  # not the awaiter's KeyError
+            assert seen == frames(error)

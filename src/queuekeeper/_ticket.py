@@ -14,6 +14,8 @@ from ._priority import display_priority
 from ._util import NoPublicConstructor
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from anyio import CancelScope
 
     from ._pool import WorkerPool
@@ -63,6 +65,8 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
         "_deadline",
         "_deadline_entry",
         "_error",
+        "_error_context",
+        "_error_traceback",
         "_event",
         "_level",
         "_pool",
@@ -76,6 +80,10 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
         "started_at",
         "submitted_at",
     )
+
+    # Set when the request fails: what result() restores before each re-raise.
+    _error_traceback: TracebackType | None
+    _error_context: BaseException | None
 
     def __init__(
         self,
@@ -178,7 +186,15 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
             await checkpoint()
         error = self._error
         if error is not None:
-            raise error
+            # The same object for every awaiter, as the handler raised it: its
+            # traceback restarts from the handler's each time (rather than grow
+            # by each awaiter's frames), and the exception an awaiter happens to
+            # be handling does not become its context.
+            context = self._error_context
+            try:
+                raise error.with_traceback(self._error_traceback)
+            finally:
+                error.__context__ = context
         return self._result  # type: ignore[return-value]
 
     def _finish(
@@ -192,6 +208,9 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
         self.finished_at = now
         self._result = result
         self._error = error
+        if error is not None:
+            self._error_traceback = error.__traceback__
+            self._error_context = error.__context__
         self._scope = None
         if self._event is not None:
             self._event.set()
