@@ -7,13 +7,16 @@ timeouts can be checked to fire at exact times.
 
 from __future__ import annotations
 
+import signal
 from collections import Counter
 
+import anyio
 import pytest
 import trio
 import trio.testing
 from trio.testing import assert_checkpoints, assert_no_checkpoints
 
+import queuekeeper._channel
 from queuekeeper import (
     Backpressure,
     PoolClosed,
@@ -375,3 +378,100 @@ async def test_async_for_waiting_receiver_wakes_when_the_last_sender_closes() ->
         extra.close()
     assert [1, 2] == received
     assert finished.is_set()
+
+
+# -- KeyboardInterrupt inside a critical section -------------------------------------
+
+
+class InterruptingTask:
+    """Stands for a waiting receiver's task: SIGINT arrives while the channel asks it.
+
+    The channel asks a receiver whether it is being cancelled after taking it off the
+    waiting list and before waking it: the worst moment for a KeyboardInterrupt.
+    """
+
+    def __init__(self, task: object) -> None:
+        self.task = task
+        self.armed = False
+        self.fired = 0
+
+    def has_pending_cancellation(self) -> bool:
+        if self.armed:
+            self.armed = False
+            self.fired += 1
+            signal.raise_signal(signal.SIGINT)
+        return self.task.has_pending_cancellation()  # type: ignore[attr-defined]
+
+
+def test_ctrl_c_inside_send_nowait_loses_no_wake_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The interrupt waits for the channel's state to be whole; shutdown then drains."""
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    tasks: list[InterruptingTask] = []
+
+    def current_task() -> InterruptingTask:
+        tasks.append(InterruptingTask(anyio.get_current_task()))
+        return tasks[-1]
+
+    monkeypatch.setattr(queuekeeper._channel, "get_current_task", current_task)
+    interrupted: list[str] = []
+
+    async def main() -> None:
+        pool = WorkerPool(echo, workers=1, name="ctrl-c")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pool.run)
+            await trio.testing.wait_all_tasks_blocked()  # the worker waits for work
+            (waiting,) = tasks
+            waiting.armed = True
+            try:
+                ticket = pool.submit_nowait("x")  # SIGINT lands inside this call
+                await trio.lowlevel.checkpoint()  # ...and is raised here
+            except KeyboardInterrupt:
+                interrupted.append("interrupted")
+            with trio.fail_after(10):  # a hang guard: a lost wake-up hangs here
+                await pool.shutdown()
+            assert (1, TicketState.SUCCEEDED) == (waiting.fired, ticket.state)
+
+    trio.run(main)
+    assert ["interrupted"] == interrupted
+
+
+@pytest.mark.trio
+async def test_handlers_stay_interruptible_and_bookkeeping_is_protected() -> None:
+    """Ctrl-C may cut a handler at any point, but never the pool's bookkeeping."""
+    seen: dict[str, bool] = {}
+
+    class Observer:
+        def attach(self, pool: object) -> None:
+            """Accept any pool."""
+
+        def submitted(self, pool: str, priority: int) -> None:
+            seen["submitted"] = trio.lowlevel.currently_ki_protected()
+
+        def rejected(self, pool: str, priority: int) -> None:
+            """Not reached."""
+
+        def started(self, pool: str, priority: int, wait: float) -> None:
+            seen["started"] = trio.lowlevel.currently_ki_protected()
+
+        def finished(
+            self, pool: str, priority: int, outcome: object, d: object
+        ) -> None:
+            seen["finished"] = trio.lowlevel.currently_ki_protected()
+
+    async def handler(request: str) -> str:
+        seen["handler"] = trio.lowlevel.currently_ki_protected()
+        await trio.lowlevel.checkpoint()
+        seen["handler after a checkpoint"] = trio.lowlevel.currently_ki_protected()
+        return request
+
+    async with WorkerPool(handler, name="ki", metrics=Observer()) as pool:  # type: ignore[arg-type]
+        assert "x" == await pool.execute("x")
+    assert {
+        "submitted": True,
+        "started": True,
+        "handler": False,
+        "handler after a checkpoint": False,
+        "finished": True,
+    } == seen

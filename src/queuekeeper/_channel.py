@@ -32,7 +32,7 @@ from anyio.lowlevel import checkpoint
 
 from ._priority import Priority, check_priority
 from ._status import ChannelStatistics
-from ._util import NoPublicConstructor
+from ._util import NoPublicConstructor, enable_ki_protection, ki_protected
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -186,6 +186,7 @@ class _ChannelState(Generic[T]):
         # counts its requests in then, not when their submitter resumes).
         self.on_admit: Callable[[T], object] | None = None
 
+    @ki_protected
     def push(self, item: T, priority: int, *, front: bool = False) -> None:
         """Buffer *item* behind the items of its level, or ahead of them if *front*.
 
@@ -202,16 +203,19 @@ class _ChannelState(Generic[T]):
             bucket.append(item)
         self.size += 1
 
+    @ki_protected
     def gate(self) -> None:
         """Recompute ``limit`` after receivers opened, closed, began or ended waits."""
         self.limit = (
             self.capacity if self.open_receive and not self.waiting_receivers else -1
         )
 
+    @ki_protected
     def ready_up(self) -> None:
         """Recompute ``ready`` after ``head`` or the waiting senders changed."""
         self.ready = None if self.waiting_senders else self.head
 
+    @ki_protected
     def add_level(self, level: int, bucket: deque[T]) -> None:
         """Note that *level* is about to hold items.
 
@@ -240,6 +244,7 @@ class _ChannelState(Generic[T]):
         self.head = bucket
         self.ready = None if self.waiting_senders else bucket
 
+    @ki_protected
     def drop_level(self, level: int) -> None:
         """Forget *level*, whose deque is empty."""
         levels = self.levels
@@ -250,6 +255,7 @@ class _ChannelState(Generic[T]):
         if len(buckets) > _KEEP_IDLE_LEVELS:
             del buckets[level]
 
+    @ki_protected
     def drop_emptied_head(self) -> None:
         """Drop the level the last receive emptied, if it is still listed."""
         head = self.head
@@ -262,6 +268,7 @@ class _ChannelState(Generic[T]):
             if len(buckets) > _KEEP_IDLE_LEVELS:
                 del buckets[emptied]
 
+    @ki_protected
     def admit_sender(self) -> None:
         """Move the longest-waiting blocked sender's item into the buffer."""
         waiter, _ = self.waiting_senders.popitem(last=False)
@@ -277,6 +284,7 @@ class _ChannelState(Generic[T]):
         if self.on_admit is not None:
             self.on_admit(waiter.item)
 
+    @ki_protected
     def hand_over(self, item: T, priority: int) -> bool:
         """Hand *item* to the longest-waiting receiver; ``False`` if none can take it.
 
@@ -296,6 +304,7 @@ class _ChannelState(Generic[T]):
             self.gate()
         return False
 
+    @ki_protected
     def give_back(self, item: T, priority: int) -> None:
         """Take back *item*, which a receiver was handed but will not return.
 
@@ -318,6 +327,7 @@ class _ChannelState(Generic[T]):
         self.returned += 1
         self.ready = None
 
+    @ki_protected
     def take_back(self, item: T, priority: int) -> bool:
         """Take *item* (this very object) out of the buffer; ``False`` if gone.
 
@@ -341,6 +351,7 @@ class _ChannelState(Generic[T]):
 
     # -- helpers for the pool (not part of the channel's public surface) ----------
 
+    @ki_protected
     def remove(self, item: T, priority: int) -> bool:
         """Take *item* out of the buffer; return whether it was there.
 
@@ -427,6 +438,7 @@ class PrioritySendChannel(
         self._closed = False
         state.open_send += 1
 
+    @ki_protected
     def send_nowait(self, item: T_contra, priority: int = Priority.NORMAL) -> None:
         """Put *item* in the channel at *priority* if that needs no waiting.
 
@@ -465,6 +477,7 @@ class PrioritySendChannel(
         if size > state.peak_size:  # noqa: PLR1730 (cheaper than max())
             state.peak_size = size
 
+    @ki_protected
     async def send(self, item: T_contra, priority: int = Priority.NORMAL) -> None:
         """Put *item* in the channel at *priority*, waiting while it is full.
 
@@ -507,6 +520,7 @@ class PrioritySendChannel(
         # WouldBlock.
         await self._wait_to_send(item, priority)
 
+    @ki_protected
     async def _wait_to_send(self, item: T_contra, priority: int) -> None:
         """:meth:`send` after its checkpoint, when the channel was full."""
         state = self._state
@@ -534,6 +548,7 @@ class PrioritySendChannel(
         if outcome == _BROKEN:
             raise BrokenResourceError
 
+    @ki_protected
     def clone(self) -> PrioritySendChannel[T_contra]:
         """Return another send endpoint on the same channel.
 
@@ -548,6 +563,7 @@ class PrioritySendChannel(
         clone: PrioritySendChannel[T_contra] = PrioritySendChannel._create(self._state)
         return clone
 
+    @ki_protected
     def close(self) -> None:
         """Close this endpoint; idempotent.
 
@@ -613,6 +629,7 @@ class PriorityReceiveChannel(
         state.open_receive += 1
         state.gate()
 
+    @ki_protected
     def receive_nowait(self) -> T_co:
         """Take the next item if that needs no waiting.
 
@@ -646,6 +663,7 @@ class PriorityReceiveChannel(
             raise EndOfStream
         raise WouldBlock
 
+    @ki_protected
     async def receive(self) -> T_co:
         """Take the next item (see :meth:`receive_nowait`), waiting while empty.
 
@@ -673,6 +691,7 @@ class PriorityReceiveChannel(
             return head.popleft()
         return await self._wait_for_item()
 
+    @ki_protected
     async def __anext__(self) -> T_co:
         """Receive the next item (see :meth:`receive`), for ``async for``."""
         # receive()'s body rather than a call to it: one coroutine fewer per item
@@ -688,6 +707,7 @@ class PriorityReceiveChannel(
         except EndOfStream:
             raise StopAsyncIteration from None
 
+    @ki_protected
     async def _wait_for_item(self) -> T_co:
         """:meth:`receive` after its checkpoint, when the fast path failed."""
         state = self._state
@@ -720,6 +740,7 @@ class PriorityReceiveChannel(
             raise ClosedResourceError
         raise EndOfStream
 
+    @ki_protected
     def clone(self) -> PriorityReceiveChannel[T_co]:
         """Return another receive endpoint on the same channel.
 
@@ -735,6 +756,7 @@ class PriorityReceiveChannel(
         )
         return clone
 
+    @ki_protected
     def close(self) -> None:
         """Close this endpoint; idempotent.
 
@@ -815,6 +837,7 @@ class create_priority_channel(  # noqa: N801 (a factory, spelled like a function
     def __new__(  # type: ignore[misc]
         cls, max_size: float | None = None
     ) -> tuple[PrioritySendChannel[T], PriorityReceiveChannel[T]]:
+        enable_ki_protection()
         state: _ChannelState[T] = _ChannelState(check_max_size(max_size))
         send: PrioritySendChannel[T] = PrioritySendChannel._create(state)
         receive: PriorityReceiveChannel[T] = PriorityReceiveChannel._create(state)

@@ -40,6 +40,7 @@ from ._errors import (
 from ._priority import Priority, check_priority
 from ._status import PoolStatus, WorkerHealth
 from ._ticket import Ticket, TicketState
+from ._util import enable_ki_protection, ki_protected, ki_unprotected
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -241,6 +242,7 @@ class WorkerPool(Generic[Req, Res]):
         unhealthy_after: int = 5,
         cancel_grace: float = 1.0,
     ) -> None:
+        enable_ki_protection()
         _check_handler(handler)
         _check_name(name)
         workers = _check_count(workers, "workers")
@@ -347,6 +349,7 @@ class WorkerPool(Generic[Req, Res]):
             msg = f"WorkerPool {self._name!r} was already started; a pool runs once"
             raise RuntimeError(msg)
         self._started = True
+        enable_ki_protection()
         self._clock = _backend_clock()
         try:
             async with create_task_group() as task_group:
@@ -410,6 +413,7 @@ class WorkerPool(Generic[Req, Res]):
             task_group.cancel_scope.cancel()
         await task_group.__aexit__(None, None, None)
 
+    @ki_protected
     async def shutdown(
         self, *, drain: bool = True, timeout: float | None = _UNSET
     ) -> None:
@@ -473,6 +477,7 @@ class WorkerPool(Generic[Req, Res]):
                     )
                     self._resolve(ticket, _CANCELLED, now, error=error)
 
+    @ki_protected
     def _close_intake(self) -> None:
         """Stop taking requests; workers end once the queue is empty."""
         self._accepting = False
@@ -480,6 +485,7 @@ class WorkerPool(Generic[Req, Res]):
             self._state = "draining"
         self._send.close()
 
+    @ki_protected
     def _abort(self) -> None:
         """Cancel everything queued or running (the pool keeps no pending ticket)."""
         self._close_intake()
@@ -491,6 +497,7 @@ class WorkerPool(Generic[Req, Res]):
                 ticket._cancelled_at = current_time()
                 ticket._scope.cancel()
 
+    @ki_protected
     def _drop_queue(self, now: float) -> None:
         """Cancel every queued request, handed-over ones included."""
         handover = list(self._handover)
@@ -511,6 +518,7 @@ class WorkerPool(Generic[Req, Res]):
                     ticket, _CANCELLED, now, error=RequestCancelled("pool shut down")
                 )
 
+    @ki_protected
     def _abandon_all(self, now: float) -> None:
         """After the workers are gone: fail whatever is somehow still pending."""
         self._drop_queue(now)
@@ -543,6 +551,7 @@ class WorkerPool(Generic[Req, Res]):
         )
         return ticket
 
+    @ki_protected
     async def submit(
         self,
         request: Req,
@@ -588,6 +597,7 @@ class WorkerPool(Generic[Req, Res]):
             await self._wait_for_room(ticket)
         return ticket
 
+    @ki_protected
     async def _wait_for_room(self, ticket: Ticket[Res]) -> None:
         """BLOCK: wait until *ticket* moves into the full queue, or times out."""
         # Waiting for room is waiting in the queue: the timeouts bound it.
@@ -615,11 +625,13 @@ class WorkerPool(Generic[Req, Res]):
         finally:
             self._moved_in.discard(ticket)
 
+    @ki_protected
     def _admitted(self, ticket: Ticket[Res]) -> None:
         """A BLOCK submitter's *ticket* moved into the queue: count it in now."""
         self._moved_in.add(ticket)
         self._queued(ticket, _wake_at(ticket))
 
+    @ki_protected
     def submit_nowait(
         self,
         request: Req,
@@ -674,6 +686,7 @@ class WorkerPool(Generic[Req, Res]):
             f"WorkerPool {self._name!r} is shut down; it takes no more requests"
         )
 
+    @ki_protected
     def _put_nowait(self, ticket: Ticket[Res]) -> None:
         """Put *ticket* in the queue, or an idle worker's hands, and count it in.
 
@@ -691,6 +704,7 @@ class WorkerPool(Generic[Req, Res]):
             self._send.send_nowait(ticket, ticket._level)
         self._queued(ticket, _wake_at(ticket))
 
+    @ki_protected
     def _enqueue_nowait(self, ticket: Ticket[Res]) -> None:
         """:meth:`_put_nowait`, and when the queue is full, REJECT or SHED."""
         try:
@@ -704,6 +718,7 @@ class WorkerPool(Generic[Req, Res]):
                 raise QueueFull(self._max_queue_size or 0, ticket.priority) from None
             self._put_nowait(ticket)
 
+    @ki_protected
     def _shed_for(self, level: int) -> bool:
         """Evict the newest request of the lowest level if it is below *level*."""
         lowest = self._queue.newest_of_lowest()
@@ -721,6 +736,7 @@ class WorkerPool(Generic[Req, Res]):
         )
         return True
 
+    @ki_protected
     def _queued(self, ticket: Ticket[Res], wake_at: float) -> None:
         """Count *ticket* in; *wake_at* is its ``_wake_at``, when it expires."""
         self._submitted += 1
@@ -731,6 +747,7 @@ class WorkerPool(Generic[Req, Res]):
 
     # -- deadlines of queued requests ----------------------------------------------
 
+    @ki_protected
     def _add_deadline(self, when: float, ticket: Ticket[Res]) -> None:
         entry = [when, ticket._seq, ticket]
         ticket._deadline_entry = entry
@@ -739,6 +756,7 @@ class WorkerPool(Generic[Req, Res]):
         if scope is not None and when < scope.deadline:
             scope.deadline = when
 
+    @ki_protected
     def _clear_deadline(self, entry: list[Any]) -> None:
         """Forget the finished ticket of *entry*, still in the heap."""
         entry[2] = None
@@ -751,6 +769,7 @@ class WorkerPool(Generic[Req, Res]):
             heapq.heapify(heap)
             self._cleared_deadlines = 0
 
+    @ki_protected
     async def _keep_time(self) -> None:
         """Fail queued requests whose ``queue_timeout`` or ``timeout`` expired."""
         heap = self._deadlines
@@ -768,6 +787,7 @@ class WorkerPool(Generic[Req, Res]):
                 self._timer_scope = scope
                 await sleep_forever()
 
+    @ki_protected
     def _expire(self, ticket: Ticket[Res], now: float) -> None:
         """Fail the queued *ticket*: its ``timeout`` or ``queue_timeout`` expired."""
         if not self._queue.remove(ticket, ticket._level):
@@ -781,6 +801,7 @@ class WorkerPool(Generic[Req, Res]):
 
     # -- running ------------------------------------------------------------------
 
+    @ki_protected
     async def _work(self, worker: _Worker) -> None:
         # A worker runs its requests inside one cancel scope of its own, which
         # carries each request's deadline and is cancelled to cut a request
@@ -811,6 +832,7 @@ class WorkerPool(Generic[Req, Res]):
             if not self._live_workers:
                 self._workers_done.set()
 
+    @ki_protected
     async def _serve(self, worker: _Worker, scope: CancelScope) -> bool:
         """Run requests in *scope* until a request spends it; ``False`` at the end.
 
@@ -851,24 +873,15 @@ class WorkerPool(Generic[Req, Res]):
             # else: cancelled or expired while handed over
             ticket = None
 
+    @ki_unprotected
     async def _run_one(
         self, worker: _Worker, ticket: Ticket[Res], now: float, scope: CancelScope
     ) -> bool:
-        """Run *ticket*'s handler in *scope*; return whether the scope is now spent."""
-        ticket._state = _RUNNING
-        ticket.started_at = now
-        wait = now - ticket.submitted_at
-        self._waits.append(wait)
-        worker.current = ticket
-        worker.busy_since = now
-        self._active += 1
-        observer = self._observer
-        if observer is not None:
-            observer.started(self._name, ticket._level, wait)
-        ticket._scope = scope
-        deadline = ticket._deadline
-        if deadline != math.inf:
-            scope.deadline = deadline
+        """Run *ticket*'s handler in *scope*; return whether the scope is now spent.
+
+        Not protected from Ctrl-C under Trio, so that neither is the handler.
+        """
+        deadline = self._start(worker, ticket, now, scope)
         try:
             awaitable: object = self._handler(ticket.request)  # type: ignore[arg-type]
             if awaitable.__class__ is not CoroutineType and not inspect.isawaitable(
@@ -888,6 +901,28 @@ class WorkerPool(Generic[Req, Res]):
             scope.deadline = math.inf
         return scope.cancel_called
 
+    @ki_protected
+    def _start(
+        self, worker: _Worker, ticket: Ticket[Res], now: float, scope: CancelScope
+    ) -> float:
+        """Mark *ticket* running on *worker*, under *scope*; return its deadline."""
+        ticket._state = _RUNNING
+        ticket.started_at = now
+        wait = now - ticket.submitted_at
+        self._waits.append(wait)
+        worker.current = ticket
+        worker.busy_since = now
+        self._active += 1
+        observer = self._observer
+        if observer is not None:
+            observer.started(self._name, ticket._level, wait)
+        ticket._scope = scope
+        deadline = ticket._deadline
+        if deadline != math.inf:
+            scope.deadline = deadline
+        return deadline
+
+    @ki_protected
     def _handler_raised(
         self, worker: _Worker, ticket: Ticket[Res], exc: BaseException
     ) -> bool:
@@ -937,6 +972,7 @@ class WorkerPool(Generic[Req, Res]):
             self._finish_run(worker, ticket, _CANCELLED, error)
         return in_effect
 
+    @ki_protected
     def _finish_run(
         self,
         worker: _Worker,
@@ -959,6 +995,7 @@ class WorkerPool(Generic[Req, Res]):
         if not ticket.done():  # shutdown may have given up on it already
             self._resolve(ticket, state, now, result, error)
 
+    @ki_protected
     def _resolve(
         self,
         ticket: Ticket[Res],
@@ -995,6 +1032,7 @@ class WorkerPool(Generic[Req, Res]):
         # None: handed to a worker that has not started it yet, so it is next.
         return 0 if position is None else position
 
+    @ki_protected
     def _cancel_ticket(self, ticket: Ticket[Res]) -> bool:
         state = ticket._state
         if state is _QUEUED:

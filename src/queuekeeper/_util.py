@@ -2,10 +2,70 @@
 
 from __future__ import annotations
 
+import sys
 from abc import ABCMeta
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
-__all__ = ["NoPublicConstructor", "fixup_module_metadata"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = [
+    "NoPublicConstructor",
+    "enable_ki_protection",
+    "fixup_module_metadata",
+    "ki_protected",
+    "ki_unprotected",
+]
+
+F = TypeVar("F", bound="Callable[..., Any]")
+
+# Functions whose code Trio must not interrupt with KeyboardInterrupt (True), or
+# must always let it interrupt (False): see enable_ki_protection().
+_KI_PROTECTION: Final[list[tuple[Callable[..., Any], bool]]] = []
+_ki_enabled = False
+
+
+def ki_protected(function: F) -> F:
+    """Mark *function* as a critical section that Ctrl-C must not cut in two.
+
+    It mutates state that other tasks share (a channel's buffer and waiters, a
+    pool's counters and tickets): a ``KeyboardInterrupt`` raised half-way would
+    leave that state torn. Under Trio, :func:`enable_ki_protection` registers it
+    with ``trio.lowlevel.enable_ki_protection``, and Trio then delivers Ctrl-C at
+    the next checkpoint instead. It costs nothing: the function itself is returned.
+    """
+    _KI_PROTECTION.append((function, True))
+    return function
+
+
+def ki_unprotected(function: F) -> F:
+    """Mark *function* as one that Ctrl-C may always interrupt.
+
+    For the code that calls user code (a handler) from protected code: the user's
+    code should stay as interruptible as Trio makes it by default.
+    """
+    _KI_PROTECTION.append((function, False))
+    return function
+
+
+def enable_ki_protection() -> None:
+    """Register the marked functions with Trio, once, if Trio has been imported.
+
+    Called where Trio may be about to run the library's code (a channel or a pool
+    is created, a pool starts), so asyncio programs never import Trio for it.
+    """
+    global _ki_enabled  # noqa: PLW0603 (a once-only switch)
+    if _ki_enabled:
+        return
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return
+    for function, protect in _KI_PROTECTION:
+        if protect:
+            trio.lowlevel.enable_ki_protection(function)
+        else:
+            trio.lowlevel.disable_ki_protection(function)
+    _ki_enabled = True
 
 
 class NoPublicConstructor(ABCMeta):
