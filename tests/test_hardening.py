@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
+import re
 import sys
 import traceback
 import weakref
@@ -486,3 +488,106 @@ async def test_result_reraises_the_same_exception_with_its_own_traceback() -> No
             assert error is again.value  # the handler's own exception, unwrapped
             assert context is error.__context__  # not the awaiter's KeyError
             assert seen == frames(error)
+
+
+# -- 8. handler validation: refuse what is certainly synchronous, accept the rest -----
+
+
+async def double(request: int) -> int:
+    """An ordinary async handler."""
+    await anyio.lowlevel.checkpoint()
+    return 2 * request
+
+
+def logged(function: Any) -> Any:
+    """A synchronous decorator, written with functools.wraps, as decorators are."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any) -> Any:
+        return function(*args)
+
+    return wrapper
+
+
+class AsyncCallable:
+    """An object whose ``__call__`` is ``async def``."""
+
+    async def __call__(self, request: int) -> int:
+        return await double(request)
+
+
+def sync_double(request: int) -> int:
+    """A synchronous function: its body would run on the event loop."""
+    return 2 * request
+
+
+def sync_generator(request: int) -> Any:
+    """A generator function: calling it returns a generator, never an awaitable."""
+    yield request
+
+
+async def async_generator(request: int) -> Any:
+    """An async generator function: not awaitable either."""
+    yield request
+
+
+class SyncCallable:
+    """An object whose ``__call__`` is a plain method."""
+
+    def __call__(self, request: int) -> int:
+        return 2 * request
+
+
+VALID_HANDLERS = {
+    "async def": double,
+    "lambda returning a coroutine": lambda request: double(request),  # noqa: PLW0108
+    "wraps-decorated async def": logged(double),
+    "partial of async def": functools.partial(double),
+    "partial of a wraps-decorated async def": functools.partial(logged(double)),
+    "async __call__": AsyncCallable(),
+    "bound async method": AsyncCallable().__call__,
+}
+
+INVALID_HANDLERS = {
+    "plain function": (sync_double, "a plain function"),
+    "partial of a plain function": (functools.partial(sync_double), "a plain function"),
+    "partial of a partial": (
+        functools.partial(functools.partial(sync_double)),
+        "a plain function",
+    ),
+    "wraps-decorated plain function": (logged(sync_double), "a plain function"),
+    "generator function": (sync_generator, "a generator function"),
+    "async generator function": (async_generator, "an async generator function"),
+    "built-in": (abs, "a built-in function"),
+    "plain __call__": (SyncCallable(), "a plain function"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(VALID_HANDLERS))
+async def test_handlers_that_return_an_awaitable_are_accepted_and_run(
+    kind: str,
+) -> None:
+    """Lambdas, wraps-decorated and partial async functions all serve requests."""
+    async with WorkerPool(VALID_HANDLERS[kind], name="valid") as pool:
+        assert 42 == await pool.execute(21)
+
+
+@pytest.mark.parametrize("kind", sorted(INVALID_HANDLERS))
+def test_certainly_synchronous_handlers_are_refused_at_construction(kind: str) -> None:
+    """What can never return an awaitable is a TypeError naming it, up front."""
+    handler, why = INVALID_HANDLERS[kind]
+    pattern = rf"^handler must be an async callable .*; {re.escape(repr(handler))} is"
+    with pytest.raises(TypeError, match=pattern) as caught:
+        WorkerPool(handler)
+    assert why in str(caught.value)
+
+
+async def test_a_handler_returning_no_awaitable_fails_that_request() -> None:
+    """A lambda may return anything: a plain value fails its request, clearly."""
+    async with WorkerPool(lambda request: request, name="lambda") as pool:
+        with pytest.raises(TypeError, match="returned 5, which is not awaitable"):
+            await pool.execute(5)
+        health = pool.worker_health()
+        assert 1 == sum(worker.total_errors for worker in health)
+        assert ("running", 5) == (pool.status().state, len(health))
+        assert 5 == len(worker_names(pool))

@@ -722,22 +722,6 @@ async def test_handler_must_be_an_async_callable(handler: object) -> None:
         WorkerPool(handler)  # type: ignore[arg-type]
 
 
-async def test_handler_returning_a_non_awaitable_fails_its_request() -> None:
-    """A callable that returns a plain value fails that request with TypeError."""
-
-    class Sneaky:
-        def __call__(self, request: object) -> object:
-            return request
-
-    async with WorkerPool(Sneaky()) as pool:  # type: ignore[arg-type]
-        with pytest.raises(
-            TypeError, match="handler returned 5, which is not awaitable"
-        ):
-            await pool.execute(5)
-        assert 1 == sum(worker.total_errors for worker in pool.worker_health())
-        assert ("running", 5) == (pool.status().state, len(pool.worker_health()))
-
-
 @pytest.mark.parametrize(
     ("kwargs", "error", "pattern"),
     [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import heapq
 import inspect
 import math
@@ -116,15 +117,67 @@ def _check_count(value: object, name: str) -> int:
     return value
 
 
-def _check_handler(handler: Any) -> None:  # noqa: ANN401 (validates anything)
+#: How deep _synchronous() looks through partials, methods and wrappers.
+_MAX_LAYERS: Final = 64
+
+
+def _innermost(handler: object) -> object:
+    """Look through *handler*'s layers; the first ``async def`` one, else the last.
+
+    The layers: ``functools.partial``, bound methods, ``__wrapped__`` (what
+    ``functools.wraps`` leaves) and a callable object's ``__call__``.
+    """
+    layer = handler
+    for _ in range(_MAX_LAYERS):
+        if inspect.iscoroutinefunction(layer):
+            break
+        if isinstance(layer, functools.partial):
+            layer = layer.func
+        elif inspect.ismethod(layer):
+            layer = layer.__func__
+        elif callable(wrapped := getattr(layer, "__wrapped__", None)):
+            layer = wrapped
+        elif (
+            inspect.isfunction(layer)
+            or inspect.isbuiltin(layer)
+            or inspect.ismethoddescriptor(layer)
+            or isinstance(layer, type)
+        ):
+            break
+        else:
+            layer = type(layer).__call__  # a callable object: what __call__ is
+    return layer
+
+
+def _synchronous(handler: object) -> str | None:
+    """Say what *handler* is if calling it can never give an awaitable, else ``None``.
+
+    A ``def`` function (or ``__call__`` method) is taken as synchronous, a lambda
+    is not (its expression may well build a coroutine), nor is a class.
+    """
+    layer = _innermost(handler)
+    if inspect.iscoroutinefunction(layer):
+        return None
+    if inspect.isasyncgenfunction(layer):
+        return "an async generator function"
+    if inspect.isgeneratorfunction(layer):
+        return "a generator function"
+    if inspect.isfunction(layer):
+        return None if layer.__name__ == "<lambda>" else "a plain function"
+    if inspect.isbuiltin(layer) or inspect.ismethoddescriptor(layer):
+        return "a built-in function"
+    return None
+
+
+def _check_handler(handler: object) -> None:
     if not callable(handler):
         msg = f"handler must be an async callable, not {handler!r}"
         raise TypeError(msg)
-    plain = inspect.isfunction(handler) or inspect.ismethod(handler)
-    if plain and not inspect.iscoroutinefunction(handler):
+    what = _synchronous(handler)
+    if what is not None:
         msg = (
-            f"handler must be an async callable (an 'async def' function), "
-            f"not the plain function {handler!r}"
+            "handler must be an async callable (an 'async def' function, or a "
+            f"callable returning an awaitable); {handler!r} is {what}"
         )
         raise TypeError(msg)
 
@@ -206,7 +259,14 @@ class WorkerPool(Generic[Req, Res]):
     its request and never kills a worker.
 
     Args:
-        handler: ``async def handler(request) -> result``.
+        handler: ``async def handler(request) -> result``, or any callable that
+            returns an awaitable: a lambda, a ``functools.partial``, a function
+            decorated with ``functools.wraps``, an object with an ``async def
+            __call__``. One that certainly returns none (a plain ``def``
+            function or ``__call__``, a generator, a built-in), after looking
+            through partials and ``__wrapped__``, is refused here; one that
+            returns something not awaitable fails that request with
+            :exc:`TypeError`.
         workers: How many requests may run at once (``>= 1``).
         max_queue_size: How many requests may wait (running ones not counted);
             ``None`` or :data:`math.inf` for no limit, else an ``int >= 1``.
@@ -887,7 +947,10 @@ class WorkerPool(Generic[Req, Res]):
             if awaitable.__class__ is not CoroutineType and not inspect.isawaitable(
                 awaitable
             ):
-                msg = f"handler returned {awaitable!r}, which is not awaitable"
+                msg = (
+                    f"handler {self._handler!r} returned {awaitable!r}, which is "
+                    "not awaitable (an 'async def' handler returns a coroutine)"
+                )
                 raise TypeError(msg)  # noqa: TRY301
             result = await cast("Awaitable[Res]", awaitable)
         except BaseException as exc:  # noqa: BLE001 (every outcome is settled)
