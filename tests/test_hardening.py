@@ -591,3 +591,56 @@ async def test_a_handler_returning_no_awaitable_fails_that_request() -> None:
         assert 1 == sum(worker.total_errors for worker in health)
         assert ("running", 5) == (pool.status().state, len(health))
         assert 5 == len(worker_names(pool))
+
+
+# -- 9. durations too large for a float ----------------------------------------------
+
+
+HUGE = 10**400
+
+
+@pytest.mark.parametrize("option", ["drain_timeout", "hung_after", "cancel_grace"])
+def test_huge_durations_at_construction_are_value_errors(option: str) -> None:
+    """A ValueError naming the option and the value, not an OverflowError."""
+    with pytest.raises(ValueError, match=rf"^{option} must be .* \(too large\)$"):
+        WorkerPool(echo, **{option: HUGE})
+
+
+def test_a_huge_worker_count_is_a_value_error() -> None:
+    """Far more workers than a process can hold is refused, not attempted."""
+    with pytest.raises(ValueError, match=r"^workers must be an int from 1 to"):
+        WorkerPool(echo, workers=HUGE)
+
+
+@pytest.mark.parametrize("option", ["timeout", "queue_timeout"])
+async def test_huge_request_timeouts_are_value_errors_that_lose_nothing(
+    option: str,
+) -> None:
+    """submit, submit_nowait and execute refuse them; the queue is untouched."""
+    handler = Recorder()
+    async with WorkerPool(handler, workers=1, name="huge") as pool:
+        await pool.submit("running")
+        await anyio.wait_all_tasks_blocked()
+        queued = await pool.submit("queued")
+        pattern = rf"^{option} must be .* not an int of 401 digits \(too large\)$"
+        with pytest.raises(ValueError, match=pattern):
+            await pool.submit("bad", **{option: HUGE})
+        with pytest.raises(ValueError, match=pattern):
+            pool.submit_nowait("bad", **{option: HUGE})
+        with pytest.raises(ValueError, match=pattern):
+            await pool.execute("bad", **{option: HUGE})
+        with pytest.raises(ValueError, match=r"^timeout must be .* \(too large\)$"):
+            await pool.shutdown(timeout=HUGE)
+        assert (0, 2) == (queued.position, pool.status().submitted)
+        handler.release.set()
+    assert ["running", "queued"] == handler.started
+
+
+def test_values_too_long_to_print_are_named_by_their_length() -> None:
+    """An int past Python's 4,300-digit str limit still gets a readable message."""
+    with pytest.raises(ValueError, match=r"not a negative int of 5001 digits$"):
+        WorkerPool(echo, max_queue_size=-(10**5000))
+    with pytest.raises(ValueError, match=r"not an int of 5001 digits \(too large\)$"):
+        WorkerPool(echo, drain_timeout=10**5000)
+    with pytest.raises(ValueError, match=r"not an int of 5001 digits$"):
+        WorkerPool(echo, workers=10**5000)

@@ -32,7 +32,12 @@ from anyio.lowlevel import checkpoint
 
 from ._priority import Priority, check_priority
 from ._status import ChannelStatistics
-from ._util import NoPublicConstructor, enable_ki_protection, ki_protected
+from ._util import (
+    NoPublicConstructor,
+    describe,
+    enable_ki_protection,
+    ki_protected,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -69,11 +74,11 @@ def check_max_size(max_size: object, *, name: str = "max_size") -> float:
     if not isinstance(max_size, int) or isinstance(max_size, bool):
         msg = (
             f"{name} must be None, math.inf or an int >= 1, "
-            f"not {max_size!r} ({type(max_size).__name__})"
+            f"not {describe(max_size)} ({type(max_size).__name__})"
         )
         raise TypeError(msg)
     if max_size < 1:
-        msg = f"{name} must be None, math.inf or an int >= 1, not {max_size!r}"
+        msg = f"{name} must be None, math.inf or an int >= 1, not {describe(max_size)}"
         raise ValueError(msg)
     return int(max_size)
 

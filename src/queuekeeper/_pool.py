@@ -41,7 +41,7 @@ from ._errors import (
 from ._priority import Priority, check_priority
 from ._status import PoolStatus, WorkerHealth
 from ._ticket import Ticket, TicketState
-from ._util import enable_ki_protection, ki_protected, ki_unprotected
+from ._util import describe, enable_ki_protection, ki_protected, ki_unprotected
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -71,6 +71,8 @@ _SHED: Final = TicketState.SHED
 
 #: How many recent wait times the percentiles in :class:`PoolStatus` cover.
 WAIT_WINDOW: Final = 1024
+#: The most workers a pool may have (each is a task, a few KiB).
+MAX_WORKERS: Final = 1_000_000
 
 
 class Backpressure(enum.Enum):
@@ -98,21 +100,38 @@ def _check_seconds(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         msg = (
             f"{name} must be None or a number of seconds > 0, "
-            f"not {value!r} ({type(value).__name__})"
+            f"not {describe(value)} ({type(value).__name__})"
         )
         raise TypeError(msg)
     if not (0 < value < math.inf):
-        msg = f"{name} must be None or a finite number of seconds > 0, not {value!r}"
+        msg = (
+            f"{name} must be None or a finite number of seconds > 0, "
+            f"not {describe(value)}"
+        )
         raise ValueError(msg)
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond any float
+        msg = (
+            f"{name} must be None or a finite number of seconds > 0, "
+            f"not {describe(value)} (too large)"
+        )
+        raise ValueError(msg) from None
 
 
-def _check_count(value: object, name: str) -> int:
+def _check_count(value: object, name: str, maximum: int | None = None) -> int:
+    """Validate a count: an ``int >= 1``, and at most *maximum* if given."""
     if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"{name} must be an int >= 1, not {value!r} ({type(value).__name__})"
+        msg = (
+            f"{name} must be an int >= 1, "
+            f"not {describe(value)} ({type(value).__name__})"
+        )
         raise TypeError(msg)
     if value < 1:
-        msg = f"{name} must be an int >= 1, not {value!r}"
+        msg = f"{name} must be an int >= 1, not {describe(value)}"
+        raise ValueError(msg)
+    if maximum is not None and value > maximum:
+        msg = f"{name} must be an int from 1 to {maximum:,}, not {describe(value)}"
         raise ValueError(msg)
     return value
 
@@ -267,7 +286,7 @@ class WorkerPool(Generic[Req, Res]):
             through partials and ``__wrapped__``, is refused here; one that
             returns something not awaitable fails that request with
             :exc:`TypeError`.
-        workers: How many requests may run at once (``>= 1``).
+        workers: How many requests may run at once (1 to 1,000,000).
         max_queue_size: How many requests may wait (running ones not counted);
             ``None`` or :data:`math.inf` for no limit, else an ``int >= 1``.
         backpressure: What a full queue does to a new request (:class:`Backpressure`).
@@ -305,7 +324,7 @@ class WorkerPool(Generic[Req, Res]):
         enable_ki_protection()
         _check_handler(handler)
         _check_name(name)
-        workers = _check_count(workers, "workers")
+        workers = _check_count(workers, "workers", MAX_WORKERS)
         capacity = check_max_size(max_queue_size, name="max_queue_size")
         if not isinstance(cast("object", backpressure), Backpressure):
             msg = (

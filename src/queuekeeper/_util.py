@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from abc import ABCMeta
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
@@ -11,6 +12,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NoPublicConstructor",
+    "describe",
     "enable_ki_protection",
     "fixup_module_metadata",
     "ki_protected",
@@ -18,6 +20,26 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound="Callable[..., Any]")
+
+#: Ints with more digits than this are named by their length in messages.
+_SHOWN_DIGITS: Final = 40
+
+
+def describe(value: object) -> str:
+    """Name *value* in an error message: its ``repr``, or a huge int's length.
+
+    Python refuses to turn an int of more than 4,300 digits into a string, and a
+    message of hundreds of digits helps nobody.
+    """
+    if isinstance(value, int) and abs(value) >= 10**_SHOWN_DIGITS:
+        size = abs(value)
+        digits = int(size.bit_length() * math.log10(2)) + 1
+        if 10 ** (digits - 1) > size:
+            digits -= 1
+        sign = "a negative" if value < 0 else "an"
+        return f"{sign} int of {digits} digits"
+    return repr(value)
+
 
 # Functions whose code Trio must not interrupt with KeyboardInterrupt (True), or
 # must always let it interrupt (False): see enable_ki_protection().
