@@ -260,7 +260,12 @@ async def test_block_mode_counts_accepted_requests_and_no_rejections(
 async def test_gauges_are_read_from_the_pool_at_scrape_time(
     registry: CollectorRegistry,
 ) -> None:
-    """queue_size and active_workers follow the pool between two scrapes."""
+    """queue_size and active_workers follow the pool between two scrapes.
+
+    The four named levels and ``all`` are always exported, 0 when empty, and a
+    custom level stays exported once seen: a series that vanished would read as
+    stale to Prometheus, not as an empty queue.
+    """
     gate = Gate()
     metrics = PrometheusMetrics(registry)
 
@@ -270,8 +275,9 @@ async def test_gauges_are_read_from_the_pool_at_scrape_time(
         )
         return by_priority(registry, "queuekeeper_queue_size"), active
 
+    empty = {"all": 0, "critical": 0, "high": 0, "normal": 0, "low": 0}
     pool = WorkerPool(gate, workers=2, name="p", metrics=metrics)
-    assert ({"all": 0}, 0) == gauges()  # attached when built, before it runs
+    assert (empty, 0) == gauges()  # attached when built, before it runs
     async with pool:
         tickets = [
             await pool.submit(i, priority=level)
@@ -280,16 +286,17 @@ async def test_gauges_are_read_from_the_pool_at_scrape_time(
             )
         ]
         await anyio.wait_all_tasks_blocked()
-        expected = {"all": 5, "critical": 1, "normal": 1, "low": 2, "10": 1}
+        expected = {**empty, "all": 5, "critical": 1, "normal": 1, "low": 2, "10": 1}
         assert (expected, 2) == gauges()
         assert tickets[4].cancel()  # no metrics call in between: read at scrape
         assert tickets[6].cancel()
-        assert ({"all": 3, "critical": 1, "normal": 1, "low": 1}, 2) == gauges()
-        assert ({"all": 3, "critical": 1, "normal": 1, "low": 1}, 2) == gauges()
+        expected = {**empty, "all": 3, "critical": 1, "normal": 1, "low": 1, "10": 0}
+        assert (expected, 2) == gauges()
+        assert (expected, 2) == gauges()
         status = pool.status()
         assert (3, 2) == (status.queue_size, status.active_workers)
         gate.open.set()
-    assert ({"all": 0}, 0) == gauges()
+    assert ({**empty, "10": 0}, 0) == gauges()
 
 
 # -- several pools, several PrometheusMetrics -----------------------------------------
@@ -312,8 +319,11 @@ async def test_two_pools_on_one_registry_are_told_apart_by_label_pool(
             await b.execute("fail", priority=Priority.LOW)
         await anyio.wait_all_tasks_blocked()
         queue_size = "queuekeeper_queue_size"
-        assert {"all": 2, "normal": 2} == by_priority(registry, queue_size, "a")
-        assert {"all": 0} == by_priority(registry, queue_size, "b")
+        empty = {"all": 0, "critical": 0, "high": 0, "normal": 0, "low": 0}
+        assert {**empty, "all": 2, "normal": 2} == by_priority(
+            registry, queue_size, "a"
+        )
+        assert empty == by_priority(registry, queue_size, "b")
         active = "queuekeeper_queue_active_workers"
         assert 1 == registry.get_sample_value(active, {"pool": "a"})
         assert 0 == registry.get_sample_value(active, {"pool": "b"})

@@ -20,7 +20,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from ._priority import priority_label
+from ._priority import Priority, priority_label
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -55,6 +55,8 @@ DURATION_BUCKETS: Final = (
 )
 
 _ALL: Final = "all"
+#: The named levels, exported whether they hold requests or not.
+_NAMED: Final = tuple(int(level) for level in Priority)
 
 _M = TypeVar("_M", Counter, Histogram)
 
@@ -72,6 +74,11 @@ class _GaugeCollector(Collector):
         self._pools: weakref.WeakValueDictionary[str, WorkerPool[object, object]] = (
             weakref.WeakValueDictionary()
         )
+        # Custom levels seen in each pool's queue: their series stay exported (0
+        # when empty), as the named levels' do.
+        self._custom: weakref.WeakKeyDictionary[
+            WorkerPool[object, object], set[int]
+        ] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def attach(self, pool: WorkerPool[object, object]) -> None:
@@ -107,12 +114,15 @@ class _GaugeCollector(Collector):
         queue_size, active = self._families()
         with self._lock:
             pools = list(self._pools.items())
-        for name, pool in pools:
-            total, by_level = pool._queue_sizes()
-            queue_size.add_metric((name, _ALL), total)
-            for level, count in by_level.items():
-                queue_size.add_metric((name, priority_label(level)), count)
-            active.add_metric((name,), pool._active)
+            for name, pool in pools:
+                total, by_level = pool._queue_sizes()
+                custom = self._custom.setdefault(pool, set())
+                custom.update(level for level in by_level if level not in _NAMED)
+                queue_size.add_metric((name, _ALL), total)
+                for level in (*_NAMED, *sorted(custom)):
+                    count = by_level.get(level, 0)
+                    queue_size.add_metric((name, priority_label(level)), count)
+                active.add_metric((name,), pool._active)
         return (queue_size, active)
 
 
