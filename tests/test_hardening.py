@@ -644,3 +644,69 @@ def test_values_too_long_to_print_are_named_by_their_length() -> None:
         WorkerPool(echo, drain_timeout=10**5000)
     with pytest.raises(ValueError, match=r"not an int of 5001 digits$"):
         WorkerPool(echo, workers=10**5000)
+
+
+# -- 12. a pool that has not started says so -----------------------------------------
+
+
+async def test_a_pool_not_started_is_created_and_serves_what_waited_once_started() -> (
+    None
+):
+    """Requests submitted before the workers start wait in the queue, then run."""
+    pool = WorkerPool(echo, workers=1, max_queue_size=2, name="early")
+    assert "created" == pool.status().state
+    assert "created" in repr(pool)
+    first = pool.submit_nowait("first")
+    second = await pool.submit("second")
+    status = pool.status()
+    assert ("created", 2, 2, 0) == (
+        status.state,
+        status.submitted,
+        status.queue_size,
+        status.active_workers,
+    )
+    assert (0, 1) == (first.position, second.position)
+    async with pool:
+        assert "running" == pool.status().state
+        assert ["first", "second"] == [await t.result() for t in (first, second)]
+    assert "closed" == pool.status().state
+
+
+async def test_a_blocked_submit_before_start_moves_in_once_the_pool_runs() -> None:
+    """BLOCK waits for room even before the start; the workers make it."""
+    pool = WorkerPool(
+        echo, workers=1, max_queue_size=1, backpressure=Backpressure.BLOCK, name="b"
+    )
+    pool.submit_nowait("fills the queue")
+    results: list[object] = []
+    async with anyio.create_task_group() as tg:
+
+        async def blocked() -> None:
+            results.append(await pool.execute("waited for room"))
+
+        tg.start_soon(blocked)
+        await anyio.wait_all_tasks_blocked()
+        assert ("created", 1) == (pool.status().state, pool.status().submitted)
+        await tg.start(pool.run)
+        with anyio.fail_after(10):
+            while not results:
+                await anyio.wait_all_tasks_blocked()
+        await pool.shutdown()
+    assert ["waited for room"] == results
+
+
+@pytest.mark.parametrize("how", ["async with", "shut down unstarted"])
+async def test_entering_a_pool_again_is_a_plain_runtime_error(how: str) -> None:
+    """Not an exception group wrapping one: a pool runs once."""
+    pool = WorkerPool(echo, name="once")
+    if how == "async with":
+        async with pool:
+            pass
+    else:
+        await pool.shutdown()
+    with pytest.raises(RuntimeError, match="already started; a pool runs once"):
+        async with pool:
+            pytest.fail("entered twice")  # pragma: no cover
+    with pytest.raises(RuntimeError, match="already started; a pool runs once"):
+        await pool.run()
+    assert "closed" == pool.status().state

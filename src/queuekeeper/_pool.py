@@ -354,7 +354,7 @@ class WorkerPool(Generic[Req, Res]):
         # Lifecycle.
         self._started = False
         self._accepting = True
-        self._state = "running"
+        self._state = "created"
         self._live_workers = 0
         self._workers_done = Event()
         self._stopped = Event()
@@ -424,9 +424,7 @@ class WorkerPool(Generic[Req, Res]):
         Raises:
             RuntimeError: The pool was already started.
         """
-        if self._started:
-            msg = f"WorkerPool {self._name!r} was already started; a pool runs once"
-            raise RuntimeError(msg)
+        self._check_not_started()
         self._started = True
         enable_ki_protection()
         self._clock = _backend_clock()
@@ -441,6 +439,7 @@ class WorkerPool(Generic[Req, Res]):
                     )
                     self._live_workers += 1
                 task_group.start_soon(self._keep_time, name=f"{self._name}-timekeeper")
+                self._state = "running"
                 task_status.started()
                 await self._workers_done.wait()
                 task_group.cancel_scope.cancel()
@@ -451,8 +450,18 @@ class WorkerPool(Generic[Req, Res]):
             self._state = "closed"
             self._stopped.set()
 
+    def _check_not_started(self) -> None:
+        if self._started:
+            msg = f"WorkerPool {self._name!r} was already started; a pool runs once"
+            raise RuntimeError(msg)
+
     async def __aenter__(self) -> Self:
-        """Start the workers in a task group of the pool's own."""
+        """Start the workers in a task group of the pool's own.
+
+        Raises:
+            RuntimeError: The pool was already started (or shut down).
+        """
+        self._check_not_started()
         task_group = create_task_group()
         await task_group.__aenter__()
         try:
@@ -654,8 +663,14 @@ class WorkerPool(Generic[Req, Res]):
             queue_timeout: Seconds the request may wait for a worker before it
                 fails with :exc:`QueueTimeout`, without running.
 
+        Before the pool starts (``status().state == "created"``) requests wait in
+        the queue and run once it starts; a pool that never starts never serves
+        them, and its :meth:`shutdown` cancels them.
+
         Cancellation: atomic. If ``submit`` is cancelled (while blocked for room
-        or at its checkpoint), nothing was queued.
+        or at its checkpoint), nothing was queued. On plain asyncio, a native
+        ``task.cancel()`` landing in the very loop turn a blocked request moves
+        into the queue raises too, and that request is cancelled.
 
         Raises:
             TypeError: *priority*, *timeout* or *queue_timeout* has the wrong type.

@@ -77,8 +77,8 @@ class PoolStatus:
 
     Attributes:
         name: The pool's name.
-        state: ``"running"``, ``"draining"`` (shutdown waits for work to finish)
-            or ``"closed"``.
+        state: ``"created"`` (the workers have not started yet), ``"running"``,
+            ``"draining"`` (shutdown waits for work to finish) or ``"closed"``.
         max_workers: How many workers the pool runs.
         active_workers: Workers busy on a request now.
         queue_size: Requests waiting in the queue.
