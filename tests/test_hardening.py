@@ -25,8 +25,11 @@ from prometheus_client import CollectorRegistry
 from queuekeeper import (
     Backpressure,
     PoolStatus,
+    Priority,
     PrometheusMetrics,
+    QueueFull,
     RequestCancelled,
+    RequestShed,
     RequestTimeout,
     TicketState,
     WorkerPool,
@@ -403,7 +406,7 @@ async def test_block_counts_a_request_when_it_moves_into_the_queue() -> None:
     assert (3, 3) == (status.submitted, settled(status))
 
 
-# -- 5. a finished request is released when it finishes -------------------------------
+# -- 5. a finished request is released when it finishes --------------------------------
 
 
 class Payload:
@@ -448,7 +451,7 @@ async def test_finished_requests_results_and_errors_are_released(
         assert 10_000 == pool.status().submitted
 
 
-# -- 6. result() leaves the handler's exception as the handler raised it --------------
+# -- 6. result() leaves the handler's exception as the handler raised it ---------------
 
 
 class Boom(Exception):
@@ -490,7 +493,7 @@ async def test_result_reraises_the_same_exception_with_its_own_traceback() -> No
             assert seen == frames(error)
 
 
-# -- 8. handler validation: refuse what is certainly synchronous, accept the rest -----
+# -- 8. handler validation: refuse what is certainly synchronous, accept the rest ------
 
 
 async def double(request: int) -> int:
@@ -593,7 +596,7 @@ async def test_a_handler_returning_no_awaitable_fails_that_request() -> None:
         assert 5 == len(worker_names(pool))
 
 
-# -- 9. durations too large for a float ----------------------------------------------
+# -- 9. durations too large for a float ------------------------------------------------
 
 
 HUGE = 10**400
@@ -646,7 +649,7 @@ def test_values_too_long_to_print_are_named_by_their_length() -> None:
         WorkerPool(echo, workers=10**5000)
 
 
-# -- 12. a pool that has not started says so -----------------------------------------
+# -- 12. a pool that has not started says so -------------------------------------------
 
 
 async def test_a_pool_not_started_is_created_and_serves_what_waited_once_started() -> (
@@ -710,3 +713,43 @@ async def test_entering_a_pool_again_is_a_plain_runtime_error(how: str) -> None:
     with pytest.raises(RuntimeError, match="already started; a pool runs once"):
         await pool.run()
     assert "closed" == pool.status().state
+
+
+# -- 13. the names users read, in every message ----------------------------------------
+
+
+async def test_messages_and_str_use_the_names_users_read() -> None:
+    """QueueFull and RequestShed say LOW, not <Priority.LOW: 4>; states say queued."""
+    handler = Recorder()
+    pool = WorkerPool(
+        handler,
+        workers=1,
+        max_queue_size=1,
+        backpressure=Backpressure.SHED,
+        name="names",
+    )
+    async with pool:
+        await pool.submit("running")
+        await anyio.wait_all_tasks_blocked()
+        low = await pool.submit("low", priority=Priority.LOW)
+        assert "queued" == str(low.state) == f"{low.state}"
+        assert "priority=LOW state=queued" in repr(low)
+        await pool.submit("critical", priority=Priority.CRITICAL)
+        with pytest.raises(RequestShed) as shed:
+            await low.result()
+        assert str(shed.value).endswith("for a request at priority CRITICAL")
+        with pytest.raises(QueueFull) as full:
+            await pool.submit("custom", priority=7)
+        message = str(full.value)
+        assert message.endswith("request at priority 7 rejected")
+        assert (7, 1) == (full.value.priority, full.value.max_size)
+        handler.release.set()
+    assert "queue is full (1 request waiting); request at priority LOW rejected" == str(
+        QueueFull(1, Priority.LOW)
+    )
+    assert "<" not in str(QueueFull(5, Priority.HIGH))
+    assert ["shed", "reject", "succeeded"] == [
+        str(Backpressure.SHED),
+        f"{Backpressure.REJECT}",
+        str(TicketState.SUCCEEDED),
+    ]

@@ -296,7 +296,7 @@ async def test_ticket_fields_ids_and_repr() -> None:
         gate.open.set()
         for ticket in tickets:
             await ticket.result()
-        expected = f"<queuekeeper.Ticket {tickets[0].id} priority=<Priority.HIGH: 2>"
+        expected = f"<queuekeeper.Ticket {tickets[0].id} priority=HIGH"
         assert f"{expected} state=succeeded>" == repr(tickets[0])
     with pytest.raises(TypeError, match="no public constructor"):
         Ticket(pool, 1, 3, 0.0, math.inf, math.inf)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._priority import priority_name
+
 __all__ = [
     "PoolClosed",
     "QueueFull",
@@ -30,9 +32,10 @@ class QueueFull(QueueKeeperError):
     """
 
     def __init__(self, max_size: int, priority: int) -> None:
+        waiting = "request" if max_size == 1 else "requests"
         super().__init__(
-            f"queue is full ({max_size} requests waiting); "
-            f"request at priority {priority!r} rejected"
+            f"queue is full ({max_size} {waiting} waiting); "
+            f"request at priority {priority_name(priority)} rejected"
         )
         self.max_size = max_size
         self.priority = priority

@@ -38,7 +38,7 @@ from ._errors import (
     RequestShed,
     RequestTimeout,
 )
-from ._priority import Priority, check_priority
+from ._priority import Priority, check_priority, priority_name
 from ._status import PoolStatus, WorkerHealth
 from ._ticket import Ticket, TicketState
 from ._util import describe, enable_ki_protection, ki_protected, ki_unprotected
@@ -86,6 +86,9 @@ class Backpressure(enum.Enum):
     #: strictly lower than the new request's (it fails with :exc:`RequestShed`);
     #: otherwise raise :exc:`QueueFull`.
     SHED = "shed"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 _REJECT: Final = Backpressure.REJECT
@@ -825,7 +828,8 @@ class WorkerPool(Generic[Req, Res]):
             _SHED,
             current_time(),
             error=RequestShed(
-                f"request {victim.id} was shed for a request at priority {level!r}"
+                f"request {victim.id} was shed for a request at priority "
+                f"{priority_name(level)}"
             ),
         )
         return True

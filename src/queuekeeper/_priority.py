@@ -5,7 +5,13 @@ from __future__ import annotations
 import enum
 from typing import Final
 
-__all__ = ["Priority", "check_priority", "display_priority", "priority_label"]
+__all__ = [
+    "Priority",
+    "check_priority",
+    "display_priority",
+    "priority_label",
+    "priority_name",
+]
 
 
 class Priority(enum.IntEnum):
@@ -54,3 +60,12 @@ def priority_label(priority: int) -> str:
     """Return ``"critical"``/``"high"``/``"normal"``/``"low"``, or the decimal value."""
     label = _LABELS.get(priority)
     return label if label is not None else str(priority)
+
+
+def priority_name(priority: int) -> str:
+    """Return ``"CRITICAL"``/``"HIGH"``/``"NORMAL"``/``"LOW"``, or the decimal value.
+
+    How messages name a level: what users write, never ``<Priority.LOW: 4>``.
+    """
+    named = _NAMED.get(priority)
+    return named.name if named is not None else str(priority)

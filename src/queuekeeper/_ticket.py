@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 from anyio import Event
 from anyio.lowlevel import checkpoint
 
-from ._priority import display_priority
+from ._priority import display_priority, priority_name
 from ._util import NoPublicConstructor
 
 if TYPE_CHECKING:
@@ -45,6 +45,9 @@ class TicketState(enum.Enum):
     TIMED_OUT = "timed_out"
     #: Evicted from a full queue for a request of higher priority.
     SHED = "shed"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 _QUEUED: Final = TicketState.QUEUED
@@ -217,6 +220,6 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
 
     def __repr__(self) -> str:
         return (
-            f"<queuekeeper.Ticket {self.id} priority={self.priority!r} "
+            f"<queuekeeper.Ticket {self.id} priority={priority_name(self._level)} "
             f"state={self._state.value}>"
         )
