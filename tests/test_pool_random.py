@@ -21,11 +21,13 @@ from typing import Any, NamedTuple
 import anyio
 import anyio.lowlevel
 import pytest
+from prometheus_client import CollectorRegistry
 
 from queuekeeper import (
     Backpressure,
     PoolClosed,
     Priority,
+    PrometheusMetrics,
     QueueFull,
     QueueKeeperError,
     QueueTimeout,
@@ -39,7 +41,7 @@ from queuekeeper import (
 from soak import settled
 
 if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
+    from exceptiongroup import BaseExceptionGroup, ExceptionGroup
 
 pytestmark = pytest.mark.anyio
 
@@ -72,34 +74,51 @@ def pool_task_names(pool: WorkerPool[Any, Any]) -> list[str]:
 
 
 class Observer:
-    """A pool observer counting every event it is told about."""
+    """A pool observer counting every event, and passing it on to Prometheus."""
 
     def __init__(self) -> None:
         self.submits = 0
         self.rejections = 0
         self.starts = 0
         self.outcomes: Counter[TicketState] = Counter()
+        self.registry = CollectorRegistry()
+        self.prometheus = PrometheusMetrics(self.registry)
 
-    def attach(self, pool: object) -> None:
-        """Accept any pool."""
+    def attach(self, pool: WorkerPool[Any, Any]) -> None:
+        """Let the Prometheus metrics read the pool's gauges."""
+        self.prometheus.attach(pool)
 
     def submitted(self, pool: str, priority: int) -> None:
         """Count a request that entered the queue."""
         self.submits += 1
+        self.prometheus.submitted(pool, priority)
 
     def rejected(self, pool: str, priority: int) -> None:
         """Count a QueueFull."""
         self.rejections += 1
+        self.prometheus.rejected(pool, priority)
 
     def started(self, pool: str, priority: int, wait: float) -> None:
         """Count a start."""
         self.starts += 1
+        self.prometheus.started(pool, priority, wait)
 
     def finished(
         self, pool: str, priority: int, outcome: TicketState, duration: float | None
     ) -> None:
         """Count a final state."""
         self.outcomes[outcome] += 1
+        self.prometheus.finished(pool, priority, outcome, duration)
+
+    def sample(self, name: str, **labels: str) -> float:
+        """The sum of the Prometheus samples *name* with *labels*."""
+        return sum(
+            sample.value
+            for family in self.registry.collect()
+            for sample in family.samples
+            if sample.name == name
+            and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
 
 
 # -- randomized scenarios -----------------------------------------------------------
@@ -137,18 +156,30 @@ class Chaos:
         self.rejected = 0
         self.rejected_while_blocking = 0
         self.task_group: anyio.abc.TaskGroup | None = None
+        # Handlers running now; requests started after shutdown(drain=False) began.
+        self.running: set[int] = set()
+        self.aborting = False
+        self.started_while_aborting: list[int] = []
+        self.shutdowns = 0
+        self.samples = 0
 
     # -- the pool's side ------------------------------------------------------------
 
     async def handler(self, request: Request) -> int:
         self.started.add(request.n)
-        if request.behaviour == "hang":
-            await anyio.sleep_forever()
-        await anyio.sleep(request.seconds)
-        if request.behaviour == "fail":
-            error = self.raised[request.n] = Boom(request.n)
-            raise error
-        return request.n
+        if self.aborting:
+            self.started_while_aborting.append(request.n)
+        self.running.add(request.n)
+        try:
+            if request.behaviour == "hang":
+                await anyio.sleep_forever()
+            await anyio.sleep(request.seconds)
+            if request.behaviour == "fail":
+                error = self.raised[request.n] = Boom(request.n)
+                raise error
+            return request.n
+        finally:
+            self.running.discard(request.n)
 
     async def recording_submit(self, request: Request, **options: Any) -> Ticket[int]:
         ticket = await self._submit(request, **options)
@@ -272,6 +303,11 @@ class Chaos:
                 accepting = await self.submit(rng, wait=True)
             elif roll < 0.55:
                 accepting = await self.submit(rng, wait=False)
+                if accepting and rng.random() < 0.02:
+                    # Shut down at the worst instant: in the same loop turn as a
+                    # submit that may have handed its request to an idle worker.
+                    await self.shutdown(rng, 0)
+                    accepting = False
             elif roll < 0.7:
                 child = random.Random(rng.getrandbits(32))
                 self.task_group.start_soon(self.abandon, child)
@@ -284,20 +320,53 @@ class Chaos:
             await anyio.lowlevel.checkpoint()
 
     async def shutdown(self, rng: random.Random, delay: float) -> None:
-        await anyio.sleep(delay)
+        if delay:
+            await anyio.sleep(delay)
         how = rng.randrange(3)
         if how == 0:
             await self.pool.shutdown()
         elif how == 1:
             await self.pool.shutdown(timeout=rng.uniform(0.005, 0.03))
         else:
+            self.aborting = True
             await self.pool.shutdown(drain=False)
+        self.shutdowns += 1
+        # No handler ignores cancellation here: every one that shutdown cancelled
+        # has stopped by the time it returns.
+        assert set() == self.running
+
+    def sample(self) -> None:
+        """Check what status() and the metrics say mid-flight."""
+        status = self.pool.status()
+        in_flight = status.queue_size + status.active_workers
+        assert status.submitted == settled(status) + in_flight
+        assert 0 <= status.active_workers <= self.workers
+        # Requests handed to idle workers count as queued until they start.
+        assert status.queue_size <= self.max_queue_size + self.workers
+        observer = self.observer
+        assert status.submitted == observer.submits
+        assert settled(status) == sum(observer.outcomes.values())
+        name = self.pool.name
+        assert (status.submitted, settled(status)) == (
+            observer.sample("queuekeeper_queue_requests_total", pool=name),
+            observer.sample("queuekeeper_requests_completed_total", pool=name),
+        )
+        gauges = observer.sample("queuekeeper_queue_size", pool=name, priority="all")
+        active = observer.sample("queuekeeper_queue_active_workers", pool=name)
+        assert (status.queue_size, status.active_workers) == (gauges, active)
+        self.samples += 1
+
+    async def sampler(self) -> None:
+        while self.pool.status().state != "closed":
+            self.sample()
+            await anyio.lowlevel.checkpoint()
 
     async def run(self) -> None:
         rng = self.rng
         concurrent_shutdown = rng.random() < 0.5
         async with anyio.create_task_group() as outer:
             await outer.start(self.pool.run)
+            outer.start_soon(self.sampler)
             self.burst()
             async with anyio.create_task_group() as self.task_group:
                 for _ in range(3):
@@ -375,10 +444,15 @@ class Chaos:
                 else:
                     assert executed == outcome
 
-        # The handler never ran for a request cancelled while queued.
+        # The handler never ran for a request cancelled while queued, nor for
+        # one shutdown(drain=False) found queued or handed over.
         assert self.cancelled_queued
         assert not self.cancelled_queued & self.started
         assert not self.abandoned_queued & self.started
+        assert [] == self.started_while_aborting
+        assert self.shutdowns >= 1
+        assert self.samples > 0
+        self.sample()
 
     def check_outcome(self, ticket: Ticket[int], outcome: object, *, ran: bool) -> None:
         n = ticket.request.n
@@ -536,14 +610,92 @@ async def test_shutdown_gives_up_on_a_handler_ignoring_cancellation_after_grace(
 # -- handlers raising BaseException, or swallowing their cancellation ---------------
 
 
-async def test_handler_raising_a_base_exception_ends_the_pool() -> None:
+async def stray_cancellation() -> BaseException:
+    """A cancellation caught in an inner scope that has exited: no pool issued it."""
+    with anyio.CancelScope() as inner:
+        inner.cancel()
+        try:
+            await anyio.lowlevel.checkpoint()
+        except anyio.get_cancelled_exc_class() as exc:
+            return exc
+    raise AssertionError  # pragma: no cover
+
+
+async def make_error(kind: str) -> BaseException:
+    """The exception a handler raises, by kind."""
+    if kind == "Exception":
+        return Boom("plain")
+    if kind == "ExceptionGroup":
+        return ExceptionGroup("handler's group", [Boom("a"), KeyError("b")])
+    if kind == "stray cancellation":
+        return await stray_cancellation()
+    if kind == "stray cancellation in a group":
+        return BaseExceptionGroup("wrapped", [await stray_cancellation()])
+    assert "errors and a stray cancellation" == kind
+    return BaseExceptionGroup("mixed", [Boom("c"), await stray_cancellation()])
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "Exception",
+        "ExceptionGroup",
+        "stray cancellation",
+        "stray cancellation in a group",
+        "errors and a stray cancellation",
+    ],
+)
+async def test_every_exception_short_of_an_interrupt_fails_only_its_request(
+    kind: str,
+) -> None:
+    """The request fails; the worker and the pool serve on; no cancellation leaks."""
+    raised: list[BaseException] = []
+
+    async def handler(request: str) -> str:
+        await anyio.lowlevel.checkpoint()
+        if request == "raise":
+            raised.append(await make_error(kind))
+            raise raised[-1]
+        return request
+
+    async with WorkerPool(handler, workers=1, name="kinds") as pool:
+        ticket = await pool.submit("raise")
+        with pytest.raises(BaseException) as caught:  # noqa: PT011 - inspected below
+            await ticket.result()
+        assert TicketState.FAILED is ticket.state
+        error = caught.value
+        cancelled = anyio.get_cancelled_exc_class()
+        if kind in {"Exception", "ExceptionGroup"}:
+            assert raised[0] is error  # the handler's own, unchanged
+        elif kind == "errors and a stray cancellation":
+            assert isinstance(error, ExceptionGroup)
+            assert ["c"] == [str(leaf) for leaf in error.exceptions]
+        else:
+            assert isinstance(error, RequestCancelled)
+            assert error.__cause__ is raised[0]
+        assert not isinstance(error, cancelled)
+        if isinstance(error, BaseExceptionGroup):
+            assert error.subgroup(cancelled) is None
+        assert "after" == await pool.execute("after")
+        assert ["kinds-worker-0"] == [
+            name for name in pool_task_names(pool) if "-worker-" in name
+        ]
+        health = pool.worker_health()[0]
+        assert (2, 1) == (health.total_processed, health.total_errors)
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["bare", "in-a-group"])
+async def test_handler_raising_a_base_exception_ends_the_pool(grouped: bool) -> None:
     """A BaseException from a handler fails its ticket, then propagates.
 
     Unlike an Exception it does not stay in the worker: the pool's task group
     crashes, the rest of its work is cancelled, and the error leaves
-    ``async with`` inside an exception group.
+    ``async with`` inside an exception group. So does a group that holds one.
     """
-    fatal = Fatal("handler gave up")
+    leaf = Fatal("handler gave up")
+    fatal: BaseException = leaf
+    if grouped:
+        fatal = BaseExceptionGroup("handler's group", [Boom("too"), leaf])
     go = anyio.Event()
 
     async def handler(request: str) -> str:
@@ -565,9 +717,10 @@ async def test_handler_raising_a_base_exception_ends_the_pool() -> None:
             )
             go.set()
             await anyio.sleep_forever()
-    assert caught.value.subgroup(lambda exc: exc is fatal) is not None
+    # Trio's nursery rebuilds the groups it splits: look for the leaf.
+    assert caught.value.subgroup(lambda exc: exc is leaf) is not None
     assert TicketState.FAILED is doomed.state
-    with pytest.raises(Fatal) as raised:
+    with pytest.raises(type(fatal)) as raised:
         await doomed.result()
     assert fatal is raised.value
     assert (TicketState.CANCELLED, TicketState.CANCELLED) == (other.state, queued.state)

@@ -2,43 +2,69 @@
 
 from __future__ import annotations
 
+import enum
 import inspect
 from importlib.resources import files
 
+import anyio.abc
+import attrs
 import pytest
 
 import queuekeeper
 
+#: Every public name API.md documents, and what it is.
 CONTRACT = {
-    "Backpressure",
-    "ChannelStatistics",
-    "PoolClosed",
-    "PoolStatus",
-    "Priority",
-    "PriorityReceiveChannel",
-    "PrioritySendChannel",
-    "PrometheusMetrics",
-    "QueueFull",
-    "QueueKeeperError",
-    "QueueTimeout",
-    "RequestCancelled",
-    "RequestShed",
-    "RequestTimeout",
-    "Ticket",
-    "TicketState",
-    "WorkerHealth",
-    "WorkerPool",
-    "create_priority_channel",
+    "Backpressure": "enum",
+    "ChannelStatistics": "snapshot",
+    "PoolClosed": "error",
+    "PoolStatus": "snapshot",
+    "Priority": "enum",
+    "PriorityReceiveChannel": "endpoint",
+    "PrioritySendChannel": "endpoint",
+    "PrometheusMetrics": "class",
+    "QueueFull": "error",
+    "QueueKeeperError": "error",
+    "QueueTimeout": "error",
+    "RequestCancelled": "error",
+    "RequestShed": "error",
+    "RequestTimeout": "error",
+    "Ticket": "handle",
+    "TicketState": "enum",
+    "WorkerHealth": "snapshot",
+    "WorkerPool": "class",
+    "create_priority_channel": "factory",
 }
 
 
-def test_all_lists_the_contract_and_nothing_private() -> None:
-    """__all__ holds every contract name, each importable, none private."""
-    assert CONTRACT <= set(queuekeeper.__all__)
+def test_all_is_exactly_the_documented_names() -> None:
+    """__all__ holds the names API.md promises, each once, and nothing else."""
+    assert sorted(CONTRACT) == sorted(queuekeeper.__all__)
     assert len(queuekeeper.__all__) == len(set(queuekeeper.__all__))
-    for name in queuekeeper.__all__:
-        assert not name.startswith("_")
-        assert getattr(queuekeeper, name) is not None
+
+
+@pytest.mark.parametrize(("name", "kind"), sorted(CONTRACT.items()))
+def test_each_public_name_is_what_the_contract_says(name: str, kind: str) -> None:
+    """Errors are QueueKeeperErrors, snapshots frozen attrs classes, and so on."""
+    obj = getattr(queuekeeper, name)
+    assert isinstance(obj, type)
+    if kind == "error":
+        assert issubclass(obj, queuekeeper.QueueKeeperError)
+    elif kind == "enum":
+        assert issubclass(obj, enum.Enum)
+    elif kind == "snapshot":
+        assert attrs.has(obj)
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            obj.__setattr__(object.__new__(obj), attrs.fields(obj)[0].name, 1)
+    elif kind in {"endpoint", "handle"}:
+        with pytest.raises(TypeError, match="no public constructor"):
+            obj()
+    elif kind == "factory":
+        send, receive = obj()
+        assert isinstance(send, anyio.abc.ObjectSendStream)
+        assert isinstance(receive, anyio.abc.ObjectReceiveStream)
+    else:
+        assert "class" == kind
+        assert not issubclass(obj, BaseException)
 
 
 def test_no_public_name_leaks_outside_all() -> None:

@@ -475,3 +475,28 @@ async def test_handlers_stay_interruptible_and_bookkeeping_is_protected() -> Non
         "handler after a checkpoint": False,
         "finished": True,
     } == seen
+
+
+# -- the wait-time window ------------------------------------------------------------
+
+
+@pytest.mark.trio
+async def test_wait_percentiles_cover_the_most_recent_1024_requests_only(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """status() reports the waits of the last 1,024 requests to start, alone.
+
+    3,000 requests queued at once on one worker taking 1 s each: request n waits
+    n seconds.
+    """
+    async with WorkerPool(sleep_for, workers=1, name="window") as pool:
+        tickets = [pool.submit_nowait(1) for _ in range(3000)]
+        await tickets[-1].result()
+        status = pool.status()
+    # The window holds the waits 1976 s ... 2999 s; all 3,000 would give 1499.5 s.
+    assert (2487.5, 2487.0, 2948.0, 2989.0) == (
+        status.average_wait_time_ms / 1000,
+        status.wait_time_ms_p50 / 1000,
+        status.wait_time_ms_p95 / 1000,
+        status.wait_time_ms_p99 / 1000,
+    )

@@ -667,14 +667,6 @@ async def test_status_counts_add_up_and_report_waits() -> None:
     assert len(status.workers) == 1
 
 
-async def test_wait_window_is_bounded() -> None:
-    """Wait times are kept for recent requests only."""
-    async with WorkerPool(echo, workers=2) as pool:
-        for i in range(3000):
-            pool.submit_nowait(i)
-    assert 1024 == len(pool._waits)
-
-
 # -- bad input ----------------------------------------------------------------------
 
 

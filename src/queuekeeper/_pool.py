@@ -1046,6 +1046,8 @@ class WorkerPool(Generic[Req, Res]):
             cancels, errors = exc, None
         elif isinstance(exc, BaseExceptionGroup):
             cancels, errors = exc.split(cancelled)
+            if cancels is None:
+                errors = exc  # the handler's own group, not a copy of it
         else:
             cancels, errors = None, exc
         now = self._clock()
