@@ -4,16 +4,19 @@ Run by ``nox -s soak`` (default 1,000,000 requests) and, with 20,000 requests, b
 test suite (``tests/test_soak.py``). Each segment of the run uses a fresh pool and ends
 with a ``shutdown(drain=True, timeout=...)`` while producers are still submitting.
 Within a segment, producers send bursts above capacity; handlers succeed, raise,
-hang until their timeout cuts them, or swallow one cancellation; requests carry queue
-timeouts; tickets are cancelled; callers of ``execute`` are cancelled.
+raise a cancellation no scope issued, fail in a task group (at once, or as their
+timeout cuts them), hang until their timeout cuts them, or swallow one
+cancellation; requests carry queue timeouts; tickets are cancelled; callers of
+``execute`` are cancelled.
 
 At the end it checks, and prints as one summary line:
 
 - every ticket reached exactly one final state (an observer counts every final event,
-  and every ticket held is done);
+  and every ticket held is done), and no ticket's error is or holds a cancellation;
 - the pool's counters add up: submitted == completed + failed + cancelled + timed_out
   + shed, and agree with the observer;
-- no worker was lost: every segment's workers all processed work and exited;
+- no worker was lost: the pool served until its shutdown (no submit refused with
+  PoolClosed before it), and every worker exited;
 - the channel's waiter counts are back to zero;
 - traced memory grew by less than the stated bound from the first segment to the last.
 """
@@ -32,6 +35,9 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.lowlevel
 import attrs
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 from queuekeeper import (
     Backpressure,
@@ -124,6 +130,20 @@ async def _handler(request: tuple[int, str]) -> int:
         await anyio.lowlevel.checkpoint()
         msg = f"request {n} failed on purpose"
         raise Flaky(msg)
+    if behaviour == "stray":
+        # A cancellation caught in an inner scope that has exited: no pool's.
+        with anyio.CancelScope() as inner:
+            inner.cancel()
+            try:
+                await anyio.lowlevel.checkpoint()
+            except anyio.get_cancelled_exc_class() as exc:
+                stray = exc
+        raise stray
+    if behaviour in {"group", "group-cut"}:
+        # A task group whose child fails: at once, or when the timeout cuts it.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_child, behaviour == "group", n)
+            await anyio.sleep_forever()
     if behaviour == "hang":
         await anyio.sleep_forever()
     # "stubborn": swallow the first cancellation, then give in at the next checkpoint.
@@ -135,15 +155,45 @@ async def _handler(request: tuple[int, str]) -> int:
     return n  # pragma: no cover
 
 
+async def _child(at_once: bool, n: int) -> None:
+    if at_once:
+        await anyio.lowlevel.checkpoint()
+        msg = f"request {n}: a child task failed"
+        raise Flaky(msg)
+    try:
+        await anyio.sleep_forever()
+    except anyio.get_cancelled_exc_class():
+        msg = f"request {n}: a child task failed as it was cancelled"
+        raise Flaky(msg) from None
+
+
+#: How often each handler behaviour comes up (the rest succeed).
+BEHAVIOURS = (
+    ("fail", 0.05),
+    ("stray", 0.01),
+    ("group", 0.01),
+    ("group-cut", 0.01),
+    ("hang", 0.025),
+    ("stubborn", 0.005),
+)
+#: Behaviours that only end when their timeout cuts them.
+TIMED = frozenset({"hang", "stubborn", "group-cut"})
+
+
 def _behaviour(rng: random.Random) -> str:
     roll = rng.random()
-    if roll < 0.90:
-        return "ok"
-    if roll < 0.97:
-        return "fail"
-    if roll < 0.995:
-        return "hang"
-    return "stubborn"
+    for behaviour, share in BEHAVIOURS:
+        if roll < share:
+            return behaviour
+        roll -= share
+    return "ok"
+
+
+def _holds_a_cancellation(error: BaseException | None) -> bool:
+    cancelled = anyio.get_cancelled_exc_class()
+    if isinstance(error, BaseExceptionGroup):
+        return error.subgroup(cancelled) is not None
+    return isinstance(error, cancelled)
 
 
 def settled(status: PoolStatus) -> int:
@@ -174,6 +224,8 @@ async def _segment(size: int, seed: int, totals: Totals) -> None:
     held: list[Ticket[int]] = []
     offered = closed = rejected = 0
     shutdown_after = int(size * rng.uniform(0.85, 0.95))
+    closing = False  # shutdown has been called
+    closed_early = 0  # PoolClosed before that: the pool ended on its own
 
     async def cancel_caller(request: tuple[int, str], level: int) -> None:
         nonlocal closed
@@ -185,7 +237,7 @@ async def _segment(size: int, seed: int, totals: Totals) -> None:
                 await pool.execute(request, priority=level, timeout=0.005)
 
     async def produce(count: int, producer_seed: int) -> None:
-        nonlocal offered, closed, rejected
+        nonlocal offered, closed, rejected, closing, closed_early
         local = random.Random(producer_seed)
         sent = 0
         while sent < count:
@@ -201,7 +253,7 @@ async def _segment(size: int, seed: int, totals: Totals) -> None:
                 request = (n, _behaviour(local))
                 level = local.choice(LEVELS)
                 roll = local.random()
-                timeout = 0.005 if request[1] in {"hang", "stubborn"} else None
+                timeout = 0.005 if request[1] in TIMED else None
                 queue_timeout = 0.002 if roll < 0.05 else None
                 try:
                     if roll < 0.02:
@@ -226,11 +278,13 @@ async def _segment(size: int, seed: int, totals: Totals) -> None:
                     continue
                 except PoolClosed:
                     closed += 1
+                    closed_early += not closing
                     continue
                 held.append(ticket)
                 if local.random() < 0.03:
                     ticket.cancel()
                 if offered == shutdown_after:
+                    closing = True
                     task_group.start_soon(pool.shutdown)
             await anyio.lowlevel.checkpoint()
 
@@ -264,12 +318,23 @@ async def _segment(size: int, seed: int, totals: Totals) -> None:
         problems.append(
             f"segment {seed}: {len(pending)} tickets not final: {pending[:3]}"
         )
+    leaked = [t for t in held if _holds_a_cancellation(t._error)]
+    if leaked:
+        problems.append(
+            f"segment {seed}: {len(leaked)} tickets fail with a cancellation: "
+            f"{[t._error for t in leaked[:3]]}"
+        )
     if status.state != "closed" or status.active_workers:
         problems.append(
             f"segment {seed}: pool {status.state}, {status.active_workers} busy"
         )
     if len(status.workers) != workers:
         problems.append(f"segment {seed}: {len(status.workers)} workers reported")
+    if closed_early:
+        problems.append(
+            f"segment {seed}: the pool closed before shutdown: {closed_early} "
+            "submits refused"
+        )
     stats = pool._queue.statistics()
     if stats.tasks_waiting_send or stats.tasks_waiting_receive or stats.current_size:
         problems.append(f"segment {seed}: channel not empty/idle: {stats}")
