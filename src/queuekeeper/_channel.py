@@ -421,7 +421,7 @@ class _ChannelState(Generic[T]):
             size_by_priority=MappingProxyType(sizes),
             open_send_channels=self.open_send,
             open_receive_channels=self.open_receive,
-            tasks_waiting_send=len(self.waiting_senders) - self.returned,
+            tasks_waiting_send=max(0, len(self.waiting_senders) - self.returned),
             tasks_waiting_receive=len(self.waiting_receivers),
         )
 

@@ -227,7 +227,6 @@ class _Worker:
         "current",
         "errors",
         "last_error",
-        "pending",
         "processed",
         "worker_id",
     )
@@ -238,8 +237,6 @@ class _Worker:
         self.errors = 0
         self.consecutive_errors = 0
         self.current: Ticket[Any] | None = None
-        # A request received while the worker's scope was spent: next to run.
-        self.pending: Ticket[Any] | None = None
         self.busy_since: float | None = None
         self.last_error: str | None = None
 
@@ -916,16 +913,6 @@ class WorkerPool(Generic[Req, Res]):
                 self._finish_run(
                     worker, ticket, _CANCELLED, RequestCancelled("pool shut down")
                 )
-            ticket = worker.pending
-            if ticket is not None:
-                worker.pending = None
-                if ticket._state is _QUEUED:
-                    self._resolve(
-                        ticket,
-                        _CANCELLED,
-                        current_time(),
-                        error=RequestCancelled("pool shut down"),
-                    )
             self._live_workers -= 1
             if not self._live_workers:
                 self._workers_done.set()
@@ -934,14 +921,14 @@ class WorkerPool(Generic[Req, Res]):
     async def _serve(self, worker: _Worker, scope: CancelScope) -> bool:
         """Run requests in *scope* until a request spends it; ``False`` at the end.
 
-        A request received while *scope* is already spent waits in
-        ``worker.pending`` and runs in the next scope.
+        Only the request running in it ever cancels *scope* (or moves its
+        deadline), so a scope that comes back from a run uncancelled is as good as
+        new.
         """
         receive = self._receive
         queue = self._queue
         streak = 0
-        ticket = worker.pending
-        worker.pending = None
+        ticket: Ticket[Res] | None = None
         while True:
             if ticket is None:
                 if streak < _STREAK and (queue.size or queue.waiting_senders):
@@ -959,9 +946,6 @@ class WorkerPool(Generic[Req, Res]):
                         return False
                     self._handover.discard(ticket)
             if ticket._state is _QUEUED:
-                if scope.cancel_called:
-                    worker.pending = ticket
-                    return True
                 now = self._clock()
                 if now >= ticket._queue_deadline or now >= ticket._deadline:
                     # Expired before its timer fired: it must not start.
