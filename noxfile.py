@@ -40,9 +40,20 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on src/, and pyright's check that the public API is fully typed."""
-    session.install(".", "exceptiongroup", "mypy>=1.10", "pyright[nodejs]>=1.1.380")
-    session.run("mypy", "--strict", "src")
+    """mypy --strict on src/ and tests/; pyright checks the public API is fully typed.
+
+    The tests are type-checked against what they import: the package with its own
+    dependencies (anyio, trio, prometheus_client, rich, attrs) and the test group
+    (pytest, hypothesis, ...).
+    """
+    session.install(
+        ".",
+        *TEST_DEPS,
+        "exceptiongroup",
+        "mypy>=1.10",
+        "pyright[nodejs]>=1.1.380",
+    )
+    session.run("mypy", "--strict", "src", "tests")
     session.run("pyright", "--verifytypes", "queuekeeper", "--ignoreexternal")
 
 

@@ -218,7 +218,7 @@ async def _segment(size: int, seed: int, totals: Totals) -> None:
         max_queue_size=64,
         backpressure=Backpressure.SHED,
         name=f"soak-{seed}",
-        metrics=observer,  # type: ignore[arg-type]
+        metrics=observer,
         drain_timeout=0.05,
     )
     held: list[Ticket[int]] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from typing import Any
 
 import anyio
 import pytest
@@ -119,7 +120,7 @@ scenarios = st.fixed_dictionaries(
 )
 
 
-async def _scenario(spec: dict) -> None:
+async def _scenario(spec: dict[str, Any]) -> None:
     send, receive = create_priority_channel[tuple[int, int]](spec["max_size"])
     scopes: dict[int, anyio.CancelScope] = {}
     sent: list[tuple[int, int]] = []
@@ -191,7 +192,7 @@ async def _scenario(spec: dict) -> None:
 @settings(max_examples=200, deadline=None, database=None)
 @given(spec=scenarios)
 def test_random_cancellation_loses_and_duplicates_nothing(
-    backend: str, spec: dict
+    backend: str, spec: dict[str, Any]
 ) -> None:
     """Producers and consumers cancelled at random points: every item accounted for."""
     anyio.run(_scenario, spec, backend=backend)

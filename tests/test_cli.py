@@ -46,7 +46,7 @@ QUICK = (
 LONG = ("--duration", "60", "--rate", "50")
 
 LEVELS = {"critical": 1, "high": 2, "normal": 3, "low": 4}
-COUNTS = ("offered", "submitted", "rejected", "completed", "failed")
+COUNTS: tuple[str, ...] = ("offered", "submitted", "rejected", "completed", "failed")
 COUNTS += ("cancelled", "timed_out", "shed")
 TIMES = ("wait_ms_p50", "wait_ms_p95", "wait_ms_p99", "run_ms_p50", "run_ms_p99")
 OUTCOMES = ("completed", "failed", "cancelled", "timed_out", "shed")
@@ -145,7 +145,7 @@ def check_summary_json(summary: dict[str, Any], backend: str) -> dict[str, Any]:
         assert row["offered"] == row["submitted"] + row["rejected"]
         assert row["submitted"] == sum(row[key] for key in OUTCOMES)
 
-    totals = summary["totals"]
+    totals: dict[str, Any] = summary["totals"]
     assert {*COUNTS, *TIMES} == set(totals)
     for key in COUNTS:
         assert sum(row[key] for row in rows.values()) == totals[key]

@@ -15,7 +15,7 @@ import re
 import sys
 import traceback
 import weakref
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import anyio
 import anyio.lowlevel
@@ -38,6 +38,9 @@ from queuekeeper import (
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup, ExceptionGroup
 
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
 pytestmark = pytest.mark.anyio
 
 
@@ -45,7 +48,9 @@ def pool_task_names(pool: WorkerPool[Any, Any]) -> list[str]:
     """Names of the running tasks that belong to *pool* (workers, timekeeper)."""
     prefix = f"{pool.name}-"
     return sorted(
-        task.name for task in anyio.get_running_tasks() if task.name.startswith(prefix)
+        task.name
+        for task in anyio.get_running_tasks()
+        if task.name is not None and task.name.startswith(prefix)
     )
 
 
@@ -587,7 +592,9 @@ def test_certainly_synchronous_handlers_are_refused_at_construction(kind: str) -
 
 async def test_a_handler_returning_no_awaitable_fails_that_request() -> None:
     """A lambda may return anything: a plain value fails its request, clearly."""
-    async with WorkerPool(lambda request: request, name="lambda") as pool:
+    # Deliberately not an async callable: the cast lets it through to the pool.
+    handler = cast("Callable[[int], Awaitable[int]]", lambda request: request)
+    async with WorkerPool(handler, name="lambda") as pool:
         with pytest.raises(TypeError, match="returned 5, which is not awaitable"):
             await pool.execute(5)
         health = pool.worker_health()
@@ -605,8 +612,9 @@ HUGE = 10**400
 @pytest.mark.parametrize("option", ["drain_timeout", "hung_after", "cancel_grace"])
 def test_huge_durations_at_construction_are_value_errors(option: str) -> None:
     """A ValueError naming the option and the value, not an OverflowError."""
+    options: dict[str, Any] = {option: HUGE}
     with pytest.raises(ValueError, match=rf"^{option} must be .* \(too large\)$"):
-        WorkerPool(echo, **{option: HUGE})
+        WorkerPool(echo, **options)
 
 
 def test_a_huge_worker_count_is_a_value_error() -> None:

@@ -201,10 +201,12 @@ async def test_counts_submit_reject_wait_and_every_outcome(
         assert dict.fromkeys(ran, 1) == {
             level: value for (level, le), value in buckets.items() if "+Inf" == le
         }
-    assert 0 < registry.get_sample_value(
+    duration_sum = registry.get_sample_value(
         "queuekeeper_request_duration_seconds_sum",
         {"pool": "p", "priority": "low"},
     )
+    assert duration_sum is not None
+    assert 0 < duration_sum
 
     status = pool.status()
     assert (1, 1, 2, 2, 1, 1) == (

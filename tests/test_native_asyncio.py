@@ -138,24 +138,25 @@ def test_receive_cancelled_after_the_channel_refilled_keeps_max_size_and_order()
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is 3.11+")
 def test_receive_under_asyncio_timeout_expiring_at_the_hand_over() -> None:
     """asyncio.timeout() raises TimeoutError and the item stays in the channel."""
+    if sys.version_info >= (3, 11):  # always true here (see the mark); tells mypy
 
-    async def main() -> None:
-        send, receive = create_priority_channel[str](1)
-        timeouts: list[asyncio.Timeout] = []
+        async def main() -> None:
+            send, receive = create_priority_channel[str](1)
+            timeouts: list[asyncio.Timeout] = []
 
-        async def receiver() -> str:
-            async with asyncio.timeout(None) as timeout:
-                timeouts.append(timeout)
-                return await receive.receive()
+            async def receiver() -> str:
+                async with asyncio.timeout(None) as timeout:
+                    timeouts.append(timeout)
+                    return await receive.receive()
 
-        task = asyncio.get_running_loop().create_task(receiver())
-        await blocked()
-        timeouts[0].reschedule(0)  # expires in the next loop turn...
-        send.send_nowait("handed")  # ...just as the receiver is handed this
-        assert TimeoutError is await outcome(task)
-        assert "handed" == receive.receive_nowait()
+            task = asyncio.get_running_loop().create_task(receiver())
+            await blocked()
+            timeouts[0].reschedule(0)  # expires in the next loop turn...
+            send.send_nowait("handed")  # ...just as the receiver is handed this
+            assert TimeoutError is await outcome(task)
+            assert "handed" == receive.receive_nowait()
 
-    run(main)
+        run(main)
 
 
 # -- send ---------------------------------------------------------------------------

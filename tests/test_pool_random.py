@@ -65,11 +65,20 @@ class Request(NamedTuple):
     seconds: float
 
 
+def request_of(ticket: Ticket[int]) -> Request:
+    """The :class:`Request` a ticket of these scenarios carries."""
+    request = ticket.request
+    assert isinstance(request, Request)
+    return request
+
+
 def pool_task_names(pool: WorkerPool[Any, Any]) -> list[str]:
     """Names of the running tasks that belong to *pool* (workers, timekeeper)."""
     prefix = f"{pool.name}-"
     return sorted(
-        task.name for task in anyio.get_running_tasks() if task.name.startswith(prefix)
+        task.name
+        for task in anyio.get_running_tasks()
+        if task.name is not None and task.name.startswith(prefix)
     )
 
 
@@ -139,7 +148,7 @@ class Chaos:
             max_queue_size=self.max_queue_size,
             backpressure=self.mode,
             name=f"chaos{seed}",
-            metrics=self.observer,  # type: ignore[arg-type]
+            metrics=self.observer,
         )
         # execute() submits through pool.submit: record its tickets too.
         self._submit = self.pool.submit
@@ -234,7 +243,7 @@ class Chaos:
             # A queued request leaves the queue at once and will never run.
             assert TicketState.CANCELLED is ticket.state
             assert ticket.position is None
-            self.cancelled_queued.add(ticket.request.n)
+            self.cancelled_queued.add(request_of(ticket).n)
         elif was_done:
             assert before is ticket.state
 
@@ -455,7 +464,7 @@ class Chaos:
         self.sample()
 
     def check_outcome(self, ticket: Ticket[int], outcome: object, *, ran: bool) -> None:
-        n = ticket.request.n
+        n = request_of(ticket).n
         state = ticket.state
         if state is TicketState.SUCCEEDED:
             assert ran

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import anyio
 import pytest
@@ -22,10 +23,12 @@ from queuekeeper._channel import _KEEP_IDLE_LEVELS
 
 pytestmark = pytest.mark.anyio
 
+T = TypeVar("T")
 
-def drain(receive: PriorityReceiveChannel[object]) -> list[object]:
+
+def drain(receive: PriorityReceiveChannel[T]) -> list[T]:
     """Receive with receive_nowait until the channel has nothing more to give."""
-    items = []
+    items: list[T] = []
     while True:
         try:
             items.append(receive.receive_nowait())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypedDict
 
 import anyio
 import hypothesis.strategies as st
@@ -59,6 +59,18 @@ def _portal_context(backend: str) -> Any:
 
 async def _settle() -> None:
     await anyio.wait_all_tasks_blocked()
+
+
+def _position(ticket: Ticket[int]) -> int | None:
+    return ticket.position
+
+
+class _SubmitOptions(TypedDict):
+    """The keyword arguments of submit and submit_nowait."""
+
+    priority: int
+    timeout: float | None
+    queue_timeout: float | None
 
 
 # -- the pool ----------------------------------------------------------------------
@@ -264,6 +276,7 @@ class PoolMachine(RuleBasedStateMachine):
         """submit (may block in BLOCK mode) or submit_nowait one request."""
         assert self.pool is not None
         assert self.model is not None
+        pool = self.pool
         rid = self.next_rid
         self.next_rid += 1
         self.actions[rid] = "ok"
@@ -275,11 +288,13 @@ class PoolMachine(RuleBasedStateMachine):
         )
         model.deadline[rid] = model.now + timeout if timeout else math.inf
         expected = model.offer(rid, blocking=blocking)
-        kwargs = {"priority": level, "timeout": timeout, "queue_timeout": queue_timeout}
+        kwargs: _SubmitOptions = {
+            "priority": level,
+            "timeout": timeout,
+            "queue_timeout": queue_timeout,
+        }
         if blocking:
-            future = self.portal.start_task_soon(
-                lambda: self.pool.submit(rid, **kwargs)  # type: ignore[union-attr]
-            )
+            future = self.portal.start_task_soon(lambda: pool.submit(rid, **kwargs))
             self.portal.call(_settle)
             if expected == "blocked":
                 assert not future.done()
@@ -290,8 +305,8 @@ class PoolMachine(RuleBasedStateMachine):
             future = Future()
             try:
                 future.set_result(
-                    self.portal.call(lambda: self.pool.submit_nowait(rid, **kwargs))
-                )  # type: ignore[union-attr]
+                    self.portal.call(lambda: pool.submit_nowait(rid, **kwargs))
+                )
             except BaseException as exc:
                 future.set_exception(exc)
             self.portal.call(_settle)
@@ -365,7 +380,9 @@ class PoolMachine(RuleBasedStateMachine):
         assert self.model is not None
 
         async def jump() -> None:
-            trio.lowlevel.current_clock().jump(seconds)  # the MockClock
+            clock = trio.lowlevel.current_clock()
+            assert isinstance(clock, MockClock)  # the portal runs Trio on a MockClock
+            clock.jump(seconds)
             await _settle()
 
         self.portal.call(jump)
@@ -393,9 +410,7 @@ class PoolMachine(RuleBasedStateMachine):
         for rid, ticket in self.tickets.items():
             assert model.state[rid] == ticket.state, rid
             if ticket.state is TicketState.QUEUED:
-                assert model.position(rid) == self.portal.call(
-                    lambda t=ticket: t.position
-                )
+                assert model.position(rid) == self.portal.call(_position, ticket)
             else:
                 assert ticket.position is None
         status = self.portal.call(self.pool.status)
