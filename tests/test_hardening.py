@@ -761,3 +761,40 @@ async def test_messages_and_str_use_the_names_users_read() -> None:
         f"{Backpressure.REJECT}",
         str(TicketState.SUCCEEDED),
     ]
+
+
+async def test_cancelling_the_pool_from_outside_never_starts_a_handed_over_one() -> (
+    None
+):
+    """Cancelling ``pool.run`` acts like ``shutdown(drain=False)``, hand-overs too."""
+    handler = Recorder()
+    pool = WorkerPool(handler, workers=1, name="outer-handover")
+    async with anyio.create_task_group() as tg:
+        await tg.start(pool.run)
+        await anyio.wait_all_tasks_blocked()  # the worker waits for work
+        ticket = pool.submit_nowait("handed")  # handed straight to it
+        tg.cancel_scope.cancel()  # the same loop turn
+    assert [] == handler.started
+    assert TicketState.CANCELLED is ticket.state
+    status = pool.status()
+    assert ("closed", 1, 1) == (status.state, status.submitted, status.cancelled)
+
+
+async def test_priorities_too_long_to_print_cannot_break_messages_or_metrics() -> None:
+    """A 5,000-digit custom level queues, runs, is refused and measured cleanly."""
+    huge = 10**5000
+    handler = Recorder()
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    async with WorkerPool(
+        handler, workers=1, max_queue_size=1, name="huge-level", metrics=metrics
+    ) as pool:
+        await pool.submit("running", priority=huge)
+        await anyio.wait_all_tasks_blocked()
+        queued = await pool.submit("queued", priority=huge)
+        assert "priority=an int of 5001 digits" in repr(queued)
+        with pytest.raises(QueueFull, match="priority an int of 5001 digits rejected"):
+            await pool.submit("refused", priority=huge)
+        handler.release.set()
+    assert ["running", "queued"] == handler.started
+    assert 2 == metric_total(registry, "queuekeeper_requests_completed_total")

@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 from queuekeeper import (
     Backpressure,
     Priority,
+    RequestCancelled,
+    RequestTimeout,
     TicketState,
     WorkerPool,
     create_priority_channel,
@@ -119,10 +121,10 @@ def test_receive_cancelled_after_the_channel_refilled_keeps_max_size_and_order()
         task.cancel()
         assert asyncio.CancelledError is await outcome(task)
         stats = send.statistics()
-        assert (1, 1, 0) == (
+        assert (1, 1, 1) == (
             stats.current_size,
             stats.peak_size,
-            stats.tasks_waiting_send,  # what was handed back is no task
+            stats.tasks_waiting_send,  # what was handed back waits for room
         )
         with pytest.raises(anyio.WouldBlock):
             send.send_nowait("no room")
@@ -389,3 +391,33 @@ def test_random_native_cancellation_loses_and_duplicates_nothing(
 ) -> None:
     """task.cancel() at random points of sends and receives: every item counted."""
     run(lambda: _native_scenario(spec))
+
+
+def test_a_handler_cancelling_its_own_task_fails_only_that_request() -> None:
+    """A native cancel of the task serving a request is a stray: the worker lives on.
+
+    Later cancellations of that worker's own scope (a timeout) still work, and the
+    pool does not close by itself.
+    """
+
+    async def main() -> None:
+        async def handler(request: str) -> str:
+            if request == "cancel my task":
+                task = asyncio.current_task()
+                assert task is not None
+                task.cancel()
+                await asyncio.sleep(0)
+            elif request == "slow":
+                await asyncio.sleep(3600)
+            return request
+
+        async with WorkerPool(handler, workers=1, name="self-cancel") as pool:
+            with pytest.raises(RequestCancelled, match="did not issue"):
+                await pool.execute("cancel my task")
+            for _ in range(3):  # the worker's own scope, cancelled by the deadline
+                with pytest.raises(RequestTimeout):
+                    await pool.execute("slow", timeout=0.01)
+            assert "after" == await pool.execute("after")
+            assert "running" == pool.status().state
+
+    run(main)

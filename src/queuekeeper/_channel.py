@@ -156,7 +156,6 @@ class _ChannelState(Generic[T]):
         "open_send",
         "peak_size",
         "ready",
-        "returned",
         "size",
         "waiting_receivers",
         "waiting_senders",
@@ -185,8 +184,6 @@ class _ChannelState(Generic[T]):
         self.open_receive: int = 0
         self.waiting_senders: OrderedDict[_SendWaiter[T], None] = OrderedDict()
         self.waiting_receivers: OrderedDict[_ReceiveWaiter[T], None] = OrderedDict()
-        # Entries of waiting_senders that hold an item given back, not a task.
-        self.returned: int = 0
         # Called with a blocked sender's item at the moment it moves in (a pool
         # counts its requests in then, not when their submitter resumes).
         self.on_admit: Callable[[T], object] | None = None
@@ -278,7 +275,6 @@ class _ChannelState(Generic[T]):
         """Move the longest-waiting blocked sender's item into the buffer."""
         waiter, _ = self.waiting_senders.popitem(last=False)
         if waiter.front:  # given back by a receiver: first in line, as it was
-            self.returned -= 1
             self.push(waiter.item, waiter.priority, front=True)
             self.ready_up()
             return
@@ -315,7 +311,9 @@ class _ChannelState(Generic[T]):
 
         It goes to the next waiting receiver, else to the front of its level, where
         it was first in line. If the channel filled up meanwhile, it waits first
-        among the blocked senders instead, so ``max_size`` holds.
+        among the blocked senders instead (and is counted with them), so
+        ``max_size`` holds. Items given back by receivers cancelled in the same
+        instant come back in the order the receivers handle their cancellation.
         """
         if not self.open_receive:
             return  # every receiver is closed: queued items are discarded
@@ -329,7 +327,6 @@ class _ChannelState(Generic[T]):
         waiter.front = True
         self.waiting_senders[waiter] = None
         self.waiting_senders.move_to_end(waiter, last=False)
-        self.returned += 1
         self.ready = None
 
     @ki_protected
@@ -421,7 +418,7 @@ class _ChannelState(Generic[T]):
             size_by_priority=MappingProxyType(sizes),
             open_send_channels=self.open_send,
             open_receive_channels=self.open_receive,
-            tasks_waiting_send=max(0, len(self.waiting_senders) - self.returned),
+            tasks_waiting_send=len(self.waiting_senders),
             tasks_waiting_receive=len(self.waiting_receivers),
         )
 
@@ -788,7 +785,6 @@ class PriorityReceiveChannel(
             state.size = 0
             senders = list(state.waiting_senders)
             state.waiting_senders.clear()
-            state.returned = 0
             for sender in senders:
                 sender.outcome = _BROKEN
                 sender.event.set()

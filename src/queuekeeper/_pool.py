@@ -256,6 +256,25 @@ def _wake_at(ticket: Ticket[Any]) -> float:
     return deadline if deadline < queue_deadline else queue_deadline  # noqa: FURB136 (min() costs a call)
 
 
+def _forget_native_cancels() -> None:
+    """On asyncio, withdraw native cancellation requests of the current task.
+
+    A handler that cancels the task serving it (``asyncio.current_task().cancel()``)
+    leaves the worker task's ``cancelling()`` count raised once that cancellation
+    has been delivered, and anyio's cancel scopes then refuse to swallow their own
+    cancellations: the worker's next timeout would end it. No cancel scope around
+    the worker is cancelled when this is called, so every request counted is such
+    a stray one.
+    """
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # not on asyncio
+        return
+    if task is not None and sys.version_info >= (3, 11):
+        while task.cancelling():
+            task.uncancel()
+
+
 def _backend_clock() -> Callable[[], float]:
     """The running backend's clock function, which anyio's current_time() calls."""
     trio = sys.modules.get("trio")
@@ -607,6 +626,17 @@ class WorkerPool(Generic[Req, Res]):
                 )
 
     @ki_protected
+    def _abandon(self, ticket: Ticket[Res]) -> None:
+        """Cancel *ticket*, taken by a worker that the pool's end is stopping."""
+        if ticket._state is _QUEUED:
+            self._resolve(
+                ticket,
+                _CANCELLED,
+                current_time(),
+                error=RequestCancelled("pool shut down"),
+            )
+
+    @ki_protected
     def _abandon_all(self, now: float) -> None:
         """After the workers are gone: fail whatever is somehow still pending."""
         self._drop_queue(now)
@@ -945,6 +975,11 @@ class WorkerPool(Generic[Req, Res]):
                     except EndOfStream:
                         return False
                     self._handover.discard(ticket)
+                    if current_effective_deadline() == -math.inf:
+                        # Handed over in the instant the pool was cancelled from
+                        # outside: it must not start, as with shutdown(drain=False).
+                        self._abandon(ticket)
+                        await checkpoint()
             if ticket._state is _QUEUED:
                 now = self._clock()
                 if now >= ticket._queue_deadline or now >= ticket._deadline:
@@ -1042,6 +1077,7 @@ class WorkerPool(Generic[Req, Res]):
             if not isinstance(errors, Exception):
                 raise errors
         elif not in_effect:
+            _forget_native_cancels()
             error = RequestCancelled(
                 f"request {ticket.id} failed: its handler raised a cancellation "
                 f"that the pool did not issue ({exc!r})"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from typing import Final
 
+from ._util import describe
+
 __all__ = [
     "Priority",
     "check_priority",
@@ -57,9 +59,13 @@ def display_priority(priority: int) -> int:
 
 
 def priority_label(priority: int) -> str:
-    """Return ``"critical"``/``"high"``/``"normal"``/``"low"``, or the decimal value."""
+    """Return ``"critical"``/``"high"``/``"normal"``/``"low"``, or the decimal value.
+
+    An int too long to print (Python refuses beyond 4,300 digits) is named by its
+    length.
+    """
     label = _LABELS.get(priority)
-    return label if label is not None else str(priority)
+    return label if label is not None else describe(priority)
 
 
 def priority_name(priority: int) -> str:
@@ -68,4 +74,4 @@ def priority_name(priority: int) -> str:
     How messages name a level: what users write, never ``<Priority.LOW: 4>``.
     """
     named = _NAMED.get(priority)
-    return named.name if named is not None else str(priority)
+    return named.name if named is not None else describe(priority)

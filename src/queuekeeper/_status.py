@@ -25,7 +25,9 @@ class ChannelStatistics:
             listing only non-empty levels, in the order they are served.
         open_send_channels: Send endpoints (clones included) not yet closed.
         open_receive_channels: Receive endpoints (clones included) not yet closed.
-        tasks_waiting_send: Tasks blocked in ``send()`` because the channel is full.
+        tasks_waiting_send: Tasks blocked in ``send()`` because the channel is full,
+            and items waiting the same way to move back in: on plain asyncio, an
+            item a natively cancelled receiver gave back while the channel was full.
         tasks_waiting_receive: Tasks blocked in ``receive()`` because it is empty.
     """
 

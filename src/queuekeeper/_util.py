@@ -21,8 +21,8 @@ __all__ = [
 
 F = TypeVar("F", bound="Callable[..., Any]")
 
-#: Ints with more digits than this are named by their length in messages.
-_SHOWN_DIGITS: Final = 40
+#: Ints at least this large (in size) are named by their length in messages.
+_SHOWN_LIMIT: Final = 10**40
 
 
 def describe(value: object) -> str:
@@ -31,7 +31,7 @@ def describe(value: object) -> str:
     Python refuses to turn an int of more than 4,300 digits into a string, and a
     message of hundreds of digits helps nobody.
     """
-    if isinstance(value, int) and abs(value) >= 10**_SHOWN_DIGITS:
+    if isinstance(value, int) and abs(value) >= _SHOWN_LIMIT:
         size = abs(value)
         digits = int(size.bit_length() * math.log10(2)) + 1
         if 10 ** (digits - 1) > size:
