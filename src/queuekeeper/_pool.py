@@ -438,7 +438,9 @@ class WorkerPool(Generic[Req, Res]):
         Meant for ``await task_group.start(pool.run)`` (or ``nursery.start``),
         which returns once the workers are up. Cancelling it cancels the pool's
         work like ``shutdown(drain=False)``: every request still queued or running
-        fails with :exc:`RequestCancelled`.
+        fails with :exc:`RequestCancelled`. (A request handed to an idle worker in
+        the very instant of that cancellation may start; it is cancelled at its
+        first checkpoint. ``shutdown(drain=False)`` never starts one.)
 
         Raises:
             RuntimeError: The pool was already started.
@@ -624,17 +626,6 @@ class WorkerPool(Generic[Req, Res]):
                 self._resolve(
                     ticket, _CANCELLED, now, error=RequestCancelled("pool shut down")
                 )
-
-    @ki_protected
-    def _abandon(self, ticket: Ticket[Res]) -> None:
-        """Cancel *ticket*, taken by a worker that the pool's end is stopping."""
-        if ticket._state is _QUEUED:
-            self._resolve(
-                ticket,
-                _CANCELLED,
-                current_time(),
-                error=RequestCancelled("pool shut down"),
-            )
 
     @ki_protected
     def _abandon_all(self, now: float) -> None:
@@ -975,11 +966,6 @@ class WorkerPool(Generic[Req, Res]):
                     except EndOfStream:
                         return False
                     self._handover.discard(ticket)
-                    if current_effective_deadline() == -math.inf:
-                        # Handed over in the instant the pool was cancelled from
-                        # outside: it must not start, as with shutdown(drain=False).
-                        self._abandon(ticket)
-                        await checkpoint()
             if ticket._state is _QUEUED:
                 now = self._clock()
                 if now >= ticket._queue_deadline or now >= ticket._deadline:
