@@ -22,7 +22,7 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite on asyncio and trio, with branch coverage (>= 95 %)."""
-    session.install(".", *TEST_DEPS)
+    session.install(".[cli,trio,prometheus]", *TEST_DEPS)
     session.env["COVERAGE_FILE"] = str(ROOT / ".coverage")
     session.run("coverage", "erase")
     session.run("coverage", "run", "-m", "pytest", *session.posargs)
@@ -47,7 +47,7 @@ def typecheck(session: nox.Session) -> None:
     (pytest, hypothesis, ...).
     """
     session.install(
-        ".",
+        ".[cli,trio,prometheus]",
         *TEST_DEPS,
         "exceptiongroup",
         "mypy>=1.10",
@@ -60,7 +60,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def examples(session: nox.Session) -> None:
     """Run every example on each backend it supports; any failure fails the session."""
-    session.install(".", "-r", "examples/requirements.txt")
+    session.install(".[trio,prometheus]", "-r", "examples/requirements.txt")
     for example in EXAMPLES:
         text = example.read_text(encoding="utf-8")
         if "--backend" in text:
@@ -91,14 +91,14 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def soak(session: nox.Session) -> None:
     """The chaos soak: 1,000,000 requests per backend by default (pass -- --help)."""
-    session.install(".", *TEST_DEPS)
+    session.install(".[trio]", *TEST_DEPS)
     session.run("python", "tests/soak.py", *session.posargs)
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run the benchmarks (``queuekeeper bench``); pass options after ``--``."""
-    session.install(".")
+    session.install(".[cli]")
     env = {"PYTHONHASHSEED": "0"} if "PYTHONHASHSEED" not in os.environ else {}
     session.run("queuekeeper", "bench", *session.posargs, env=env)
 

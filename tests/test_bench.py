@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from queuekeeper._bench import (
+from queuekeeper.cli._app import main
+from queuekeeper.cli._bench import (
     BenchConfig,
     _targets,
     correctness_verdict,
@@ -21,7 +22,6 @@ from queuekeeper._bench import (
     run_bench,
     throughput_verdict,
 )
-from queuekeeper._cli import main
 
 SECTIONS = {"single", "concurrent", "pool"}
 

@@ -21,14 +21,14 @@ import pytest
 from rich.console import Console
 
 import queuekeeper
-from queuekeeper._cli import (
+from queuekeeper.cli._app import (
     _PIPED_WIDTH,
     INTERRUPTED,
     USAGE_ERROR,
     _print_summary,
     main,
 )
-from queuekeeper._workload import RunReport
+from queuekeeper.cli._workload import RunReport
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -627,7 +627,7 @@ def test_live_view_on_a_terminal(
     """On a terminal: a live view (header, depth by priority, counts), a summary."""
     from rich.console import Console  # noqa: PLC0415 (rich is the CLI's own)
 
-    import queuekeeper._cli as cli  # noqa: PLC0415
+    import queuekeeper.cli._app as cli  # noqa: PLC0415
 
     screen = io.StringIO()
 

@@ -20,7 +20,7 @@ from queuekeeper import (
     RequestTimeout,
     TicketState,
     WorkerPool,
-    _metrics,
+    _prometheus,
 )
 
 if TYPE_CHECKING:
@@ -424,7 +424,7 @@ def default_registry_namespace() -> Iterator[str]:
     """A namespace to register on the global REGISTRY, removed afterwards."""
     namespace = "queuekeeper_test_default_registry"
     yield namespace
-    instruments = _metrics._shared.get(REGISTRY, {}).pop(namespace, None)
+    instruments = _prometheus._shared.get(REGISTRY, {}).pop(namespace, None)
     if instruments is not None:
         for collector in (
             instruments.requests,
@@ -544,4 +544,4 @@ def test_only_the_metrics_module_imports_prometheus_client() -> None:
             )
             if any(name.split(".")[0] == "prometheus_client" for name in names):
                 importers.add(path.name)
-    assert {"_metrics.py"} == importers
+    assert {"_prometheus.py"} == importers

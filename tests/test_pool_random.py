@@ -93,7 +93,7 @@ class Observer:
         self.registry = CollectorRegistry()
         self.prometheus = PrometheusMetrics(self.registry)
 
-    def attach(self, pool: WorkerPool[Any, Any]) -> None:
+    def attach(self, pool: Any) -> None:
         """Let the Prometheus metrics read the pool's gauges."""
         self.prometheus.attach(pool)
 

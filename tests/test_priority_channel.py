@@ -20,6 +20,7 @@ from queuekeeper import (
     create_priority_channel,
 )
 from queuekeeper._channel import _KEEP_IDLE_LEVELS
+from queuekeeper._memory import MemoryQueue
 
 pytestmark = pytest.mark.anyio
 
@@ -550,20 +551,19 @@ def test_ever_new_custom_levels_do_not_grow_the_level_table(levels: range) -> No
     Each round empties a level by remove(), one by a receive that the next
     receive drops, and one by a receive that the next level added drops.
     """
-    send, receive = create_priority_channel[int](10)
-    state = receive._state
-    with send, receive:
-        send.send_nowait(-1, 10**9)  # a level that stays filled, served last
-        for level in levels:
-            send.send_nowait(level, level + 5000)
-            assert state.remove(level, level + 5000)  # empties a level behind
-            send.send_nowait(level, level)
-            send.send_nowait(level, level + 3000)
-            assert receive.receive_nowait() == level  # leaves its level empty
-            assert receive.receive_nowait() == level  # drops it; empties the next
-            send.send_nowait(level, level + 2000)  # drops that: a level added
-            assert receive.receive_nowait() == level  # leaves this one empty
-            assert state.levels == sorted(state.buckets.keys() & {*state.levels})
-            assert len(state.buckets) <= _KEEP_IDLE_LEVELS + 1
-        assert drain(receive) == [-1]
+    queue = MemoryQueue[int](10)  # the pool's view of the bucket queue
+    state = queue._state
+    queue.put_nowait(-1, 10**9)  # a level that stays filled, served last
+    for level in levels:
+        queue.put_nowait(level, level + 5000)
+        assert queue.remove(level, level + 5000)  # empties a level behind
+        queue.put_nowait(level, level)
+        queue.put_nowait(level, level + 3000)
+        assert queue.take_nowait() == level  # leaves its level empty
+        assert queue.take_nowait() == level  # drops it; empties the next
+        queue.put_nowait(level, level + 2000)  # drops that: a level added
+        assert queue.take_nowait() == level  # leaves this one empty
+        assert state.levels == sorted(state.buckets.keys() & {*state.levels})
         assert len(state.buckets) <= _KEEP_IDLE_LEVELS + 1
+    assert [-1] == queue.drain()
+    assert len(state.buckets) <= _KEEP_IDLE_LEVELS + 1

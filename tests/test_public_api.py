@@ -9,6 +9,7 @@ from importlib.resources import files
 import anyio.abc
 import attrs
 import pytest
+from prometheus_client import CollectorRegistry
 
 import queuekeeper
 
@@ -17,6 +18,7 @@ CONTRACT = {
     "Backpressure": "enum",
     "ChannelStatistics": "snapshot",
     "PoolClosed": "error",
+    "PoolObserver": "protocol",
     "PoolStatus": "snapshot",
     "Priority": "enum",
     "PriorityReceiveChannel": "endpoint",
@@ -58,6 +60,11 @@ def test_each_public_name_is_what_the_contract_says(name: str, kind: str) -> Non
     elif kind in {"endpoint", "handle"}:
         with pytest.raises(TypeError, match="no public constructor"):
             obj()
+    elif kind == "protocol":
+        assert getattr(obj, "_is_protocol", False)
+        metrics = queuekeeper.PrometheusMetrics(CollectorRegistry())
+        assert isinstance(metrics, obj)
+        assert not isinstance(object(), obj)
     elif kind == "factory":
         send, receive = obj()
         assert isinstance(send, anyio.abc.ObjectSendStream)

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from queuekeeper import Priority
-from queuekeeper._workload import parse_latency, parse_mix
+from queuekeeper.cli._workload import parse_latency, parse_mix
 
 
 @pytest.mark.parametrize(

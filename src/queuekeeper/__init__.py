@@ -12,21 +12,24 @@ from ._errors import QueueTimeout as QueueTimeout
 from ._errors import RequestCancelled as RequestCancelled
 from ._errors import RequestShed as RequestShed
 from ._errors import RequestTimeout as RequestTimeout
-from ._metrics import PrometheusMetrics as PrometheusMetrics
-from ._pool import Backpressure as Backpressure
+from ._observer import PoolObserver as PoolObserver
+from ._pool import Ticket as Ticket
 from ._pool import WorkerPool as WorkerPool
 from ._priority import Priority as Priority
+from ._prometheus import PrometheusMetrics as PrometheusMetrics
+from ._states import Backpressure as Backpressure
+from ._states import TicketState as TicketState
 from ._status import ChannelStatistics as ChannelStatistics
 from ._status import PoolStatus as PoolStatus
 from ._status import WorkerHealth as WorkerHealth
-from ._ticket import Ticket as Ticket
-from ._ticket import TicketState as TicketState
 from ._util import fixup_module_metadata as _fixup_module_metadata
+from ._version import __version__ as __version__
 
 __all__ = [
     "Backpressure",
     "ChannelStatistics",
     "PoolClosed",
+    "PoolObserver",
     "PoolStatus",
     "Priority",
     "PriorityReceiveChannel",
@@ -45,7 +48,6 @@ __all__ = [
     "create_priority_channel",
 ]
 
-__version__ = "0.1.0"
 
 _fixup_module_metadata(__name__, globals())
 del _fixup_module_metadata

@@ -286,6 +286,55 @@ class _ChannelState(Generic[T]):
             self.on_admit(waiter.item)
 
     @ki_protected
+    def put(self, item: T, priority: int) -> bool:
+        """Buffer *item* at *priority* (an int, checked), or hand it to a receiver.
+
+        Returns whether a waiting receiver was handed it. The one implementation
+        of a send that does not wait: the send endpoint and the pool's queue both
+        call it.
+
+        Raises:
+            anyio.WouldBlock: The channel is full.
+            anyio.BrokenResourceError: Every receive endpoint was closed.
+        """
+        if self.size >= self.limit:
+            # Not the fast path: no receivers left, receivers waiting, or full.
+            if not self.open_receive:
+                raise BrokenResourceError
+            if self.waiting_receivers and self.hand_over(item, priority):
+                return True
+            if self.size >= self.capacity:
+                raise WouldBlock
+        # push() inlined: this is the hot path.
+        try:
+            bucket = self.buckets[priority]
+        except KeyError:
+            bucket = self.buckets[priority] = deque()
+        if not bucket and bucket is not self.head:
+            self.add_level(priority, bucket)
+        bucket.append(item)
+        size = self.size = self.size + 1
+        if size > self.peak_size:  # noqa: PLR1730 (cheaper than max())
+            self.peak_size = size
+        return False
+
+    @ki_protected
+    def take_slow(self, nothing: object) -> object:
+        """A non-waiting receive when ``ready`` is not set; *nothing* when empty.
+
+        A blocked sender's item moves in first. The fast path (``ready`` holds
+        items: pop from it) is the caller's.
+        """
+        self.drop_emptied_head()
+        if self.waiting_senders:
+            self.admit_sender()
+        head = self.head
+        if head is not None:
+            self.size -= 1
+            return head.popleft()
+        return nothing
+
+    @ki_protected
     def hand_over(self, item: T, priority: int) -> bool:
         """Hand *item* to the longest-waiting receiver; ``False`` if none can take it.
 
@@ -351,54 +400,6 @@ class _ChannelState(Generic[T]):
             self.admit_sender()
         return True
 
-    # -- helpers for the pool (not part of the channel's public surface) ----------
-
-    @ki_protected
-    def remove(self, item: T, priority: int) -> bool:
-        """Take *item* out of the buffer; return whether it was there.
-
-        Items compare with ``==``, so identity for objects that define no equality.
-        Costs a scan of *priority*'s level. Room that appears admits a blocked sender.
-        """
-        bucket = self.buckets.get(priority)
-        if not bucket:
-            return False
-        try:
-            bucket.remove(item)
-        except ValueError:
-            return False
-        self.size -= 1
-        if not bucket:
-            self.drop_level(priority)
-        if self.waiting_senders:
-            self.admit_sender()
-        return True
-
-    def position(self, item: T, priority: int) -> int | None:
-        """Return how many buffered items are served before *item*, or ``None``."""
-        bucket = self.buckets.get(priority)
-        if not bucket:
-            return None
-        try:
-            index = bucket.index(item)
-        except ValueError:
-            return None
-        buckets = self.buckets
-        for level in self.levels:
-            if level >= priority:
-                break
-            index += len(buckets[level])
-        return index
-
-    def newest_of_lowest(self) -> tuple[T, int] | None:
-        """Return the newest item of the lowest-priority level, and that level."""
-        if not self.levels:
-            return None
-        level = self.levels[-1]
-        bucket = self.buckets[level]
-        # Empty only if it is the level the last receive emptied, so the only one.
-        return (bucket[-1], level) if bucket else None
-
     def statistics(self) -> ChannelStatistics:
         """Return a snapshot of the channel's sizes, endpoints and waiting tasks.
 
@@ -410,7 +411,7 @@ class _ChannelState(Generic[T]):
         for level in tuple(self.levels):
             bucket = buckets.get(level)
             if bucket:
-                sizes[level] = len(bucket)
+                sizes[int(level)] = len(bucket)
         return ChannelStatistics(
             current_size=self.size,
             max_size=self.max_size,
@@ -454,30 +455,12 @@ class PrioritySendChannel(
             anyio.ClosedResourceError: This endpoint was closed.
             anyio.BrokenResourceError: Every receive endpoint was closed.
         """
-        if priority.__class__ is not int:
+        cls = priority.__class__
+        if cls is not int and cls is not Priority:
             priority = check_priority(priority)
         if self._closed:
             raise ClosedResourceError
-        state = self._state
-        if state.size >= state.limit:
-            # Not the fast path: no receivers left, receivers waiting, or full.
-            if not state.open_receive:
-                raise BrokenResourceError
-            if state.waiting_receivers and state.hand_over(item, priority):
-                return
-            if state.size >= state.capacity:
-                raise WouldBlock
-        # Inlined _ChannelState.push: this is the hot path.
-        try:
-            bucket = state.buckets[priority]
-        except KeyError:
-            bucket = state.buckets[priority] = deque()
-        if not bucket and bucket is not state.head:
-            state.add_level(priority, bucket)
-        bucket.append(item)
-        size = state.size = state.size + 1
-        if size > state.peak_size:  # noqa: PLR1730 (cheaper than max())
-            state.peak_size = size
+        self._state.put(item, priority)
 
     @ki_protected
     async def send(self, item: T_contra, priority: int = Priority.NORMAL) -> None:
@@ -499,21 +482,14 @@ class PrioritySendChannel(
             anyio.BrokenResourceError: Every receive endpoint was closed, before or
                 while waiting.
         """
-        if priority.__class__ is not int:
+        cls = priority.__class__
+        if cls is not int and cls is not Priority:
             priority = check_priority(priority)
         await checkpoint()
-        state = self._state
-        if state.size < state.limit and not self._closed:
-            bucket = state.buckets.get(priority)
-            if bucket:
-                # send_nowait's fast path, inlined: room, and the level is listed.
-                bucket.append(item)
-                size = state.size = state.size + 1
-                if size > state.peak_size:  # noqa: PLR1730 (cheaper than max())
-                    state.peak_size = size
-                return
+        if self._closed:
+            raise ClosedResourceError
         try:
-            self.send_nowait(item, priority)
+            self._state.put(item, priority)
         except WouldBlock:
             pass
         else:
@@ -654,13 +630,9 @@ class PriorityReceiveChannel(
             # The fast path: no sender waits and the first level holds items.
             state.size -= 1
             return head.popleft()
-        state.drop_emptied_head()
-        if state.waiting_senders:
-            state.admit_sender()
-        head = state.head
-        if head is not None:
-            state.size -= 1
-            return head.popleft()
+        item = state.take_slow(_NOTHING)
+        if item is not _NOTHING:
+            return item  # type: ignore[return-value]
         if not state.open_send:
             raise EndOfStream
         raise WouldBlock
@@ -685,38 +657,25 @@ class PriorityReceiveChannel(
                 waiting.
         """
         await checkpoint()
-        state = self._state
-        head = state.ready
-        if head and not self._closed:
-            # receive_nowait's fast path, inlined.
-            state.size -= 1
-            return head.popleft()
+        try:
+            return self.receive_nowait()
+        except WouldBlock:
+            pass
+        # Outside the except block, so what the wait raises is not chained to
+        # WouldBlock.
         return await self._wait_for_item()
 
-    @ki_protected
     async def __anext__(self) -> T_co:
         """Receive the next item (see :meth:`receive`), for ``async for``."""
-        # receive()'s body rather than a call to it: one coroutine fewer per item
-        # of an ``async for`` loop, the usual way to consume a channel.
-        await checkpoint()
-        state = self._state
-        head = state.ready
-        if head and not self._closed:
-            state.size -= 1
-            return head.popleft()
         try:
-            return await self._wait_for_item()
+            return await self.receive()
         except EndOfStream:
             raise StopAsyncIteration from None
 
     @ki_protected
     async def _wait_for_item(self) -> T_co:
-        """:meth:`receive` after its checkpoint, when the fast path failed."""
+        """:meth:`receive` after :meth:`receive_nowait` found nothing to take."""
         state = self._state
-        if self._closed or state.size or state.waiting_senders:
-            return self.receive_nowait()
-        if not state.open_send:
-            raise EndOfStream
         waiter: _ReceiveWaiter[T_co] = _ReceiveWaiter(self, get_current_task())
         state.waiting_receivers[waiter] = None
         state.gate()

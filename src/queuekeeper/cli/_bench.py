@@ -40,8 +40,9 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 import attrs
 
-from ._channel import create_priority_channel
-from ._pool import Backpressure, WorkerPool
+from .._channel import create_priority_channel
+from .._pool import WorkerPool
+from .._states import Backpressure
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import enum
 import itertools
 import math
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, final
 
 from anyio import Event
 from anyio.lowlevel import checkpoint
 
-from ._priority import display_priority, priority_name
-from ._util import NoPublicConstructor
+from .._priority import display_priority, priority_name
+from .._states import TicketState
+from .._util import NoPublicConstructor
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from anyio import CancelScope
 
-    from ._pool import WorkerPool
-
-__all__ = ["Ticket", "TicketState"]
+__all__ = ["Ticket", "TicketOwner"]
 
 R = TypeVar("R")
 
@@ -28,30 +26,25 @@ R = TypeVar("R")
 _ids: Final = itertools.count(1)
 
 
-class TicketState(enum.Enum):
-    """Where a request is in its life; the last five states are final."""
-
-    #: Waiting in the queue for a worker.
-    QUEUED = "queued"
-    #: A worker is running the handler on it.
-    RUNNING = "running"
-    #: The handler returned; :meth:`Ticket.result` gives its return value.
-    SUCCEEDED = "succeeded"
-    #: The handler raised; :meth:`Ticket.result` re-raises that exception.
-    FAILED = "failed"
-    #: Cancelled by :meth:`Ticket.cancel`, by its caller, or by shutdown.
-    CANCELLED = "cancelled"
-    #: Its ``queue_timeout`` or ``timeout`` expired.
-    TIMED_OUT = "timed_out"
-    #: Evicted from a full queue for a request of higher priority.
-    SHED = "shed"
-
-    def __str__(self) -> str:
-        return self.value
-
-
 _QUEUED: Final = TicketState.QUEUED
 _RUNNING: Final = TicketState.RUNNING
+
+
+class TicketOwner(Protocol):
+    """What a ticket needs from the pool that queued its request, and no more."""
+
+    @property
+    def name(self) -> str:
+        """The pool's name, the first part of the ticket's id."""
+        ...
+
+    def _position(self, ticket: Ticket[Any]) -> int:
+        """How many queued requests come before *ticket*'s (it is queued)."""
+        ...
+
+    def _cancel_ticket(self, ticket: Ticket[Any]) -> bool:
+        """Cancel *ticket*'s request; ``False`` if it had already finished."""
+        ...
 
 
 @final
@@ -72,7 +65,7 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
         "_error_traceback",
         "_event",
         "_level",
-        "_pool",
+        "_owner",
         "_queue_deadline",
         "_result",
         "_scope",
@@ -90,14 +83,14 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
 
     def __init__(
         self,
-        pool: WorkerPool[Any, R],
+        owner: TicketOwner,
         request: object,
         level: int,
         submitted_at: float,
         deadline: float,
         queue_deadline: float,
     ) -> None:
-        self._pool = pool
+        self._owner = owner
         self._seq = next(_ids)
         #: The request, as passed to ``submit``.
         self.request: object = request
@@ -123,7 +116,7 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
     @property
     def id(self) -> str:
         """The ticket's unique id, the pool's name and a sequence number."""
-        return f"{self._pool.name}-{self._seq}"
+        return f"{self._owner.name}-{self._seq}"
 
     @property
     def priority(self) -> int:
@@ -149,7 +142,7 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
         """
         if self._state is not _QUEUED:
             return None
-        return self._pool._position(self)
+        return self._owner._position(self)
 
     def done(self) -> bool:
         """Return whether the request reached a final state."""
@@ -164,7 +157,7 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
         :attr:`TicketState.CANCELLED`; a handler that ignores cancellation and
         returns or raises decides the outcome itself).
         """
-        return self._pool._cancel_ticket(self)
+        return self._owner._cancel_ticket(self)
 
     async def result(self) -> R:
         """Wait for the request to finish; return the handler's return value.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -18,9 +19,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from . import __version__
-from ._pool import Backpressure
-from ._priority import priority_label
+from .._priority import priority_label
+from .._states import Backpressure
+from .._version import __version__
 from ._workload import (
     DEFAULT_MIX,
     PriorityStats,
@@ -34,8 +35,8 @@ from ._workload import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from ._metrics import PrometheusMetrics
-    from ._status import PoolStatus
+    from .._prometheus import PrometheusMetrics
+    from .._status import PoolStatus
 
 __all__ = ["main"]
 
@@ -63,6 +64,13 @@ class _Console(Console):
 
 class _UsageError(Exception):
     """A bad flag or value: reported as one line, exit status 2."""
+
+
+def _require(module: str, extra: str, what: str) -> None:
+    """Raise a one-line :class:`_UsageError` if *module* is not installed."""
+    if importlib.util.find_spec(module) is None:
+        msg = f"queuekeeper: {what} needs {module}: pip install 'queuekeeper[{extra}]'"
+        raise _UsageError(msg)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -286,6 +294,10 @@ def _workload(args: argparse.Namespace) -> Workload:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.backend == "trio":
+        _require("trio", "trio", "--backend trio")
+    if args.metrics_port is not None:
+        _require("prometheus_client", "prometheus", "--metrics-port")
     workload = _workload(args)
     if args.json is not None and not args.json.parent.is_dir():
         msg = f"queuekeeper run: error: --json: no directory {str(args.json.parent)!r}"
@@ -322,7 +334,7 @@ def _serve_metrics(
 ) -> tuple[PrometheusMetrics | None, Any]:
     if port is None:
         return None, None
-    from ._metrics import serve_metrics  # noqa: PLC0415 (only with --metrics-port)
+    from .._prometheus import serve_metrics  # noqa: PLC0415 (only with --metrics-port)
 
     try:
         metrics, server = serve_metrics(port)
@@ -563,6 +575,7 @@ def _cell(value: object) -> str:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    _require("trio", "cli", "queuekeeper bench")
     from ._bench import BenchConfig, implementation_names, run_bench  # noqa: PLC0415
 
     known = implementation_names()

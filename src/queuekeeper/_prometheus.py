@@ -1,6 +1,8 @@
-"""Prometheus metrics for worker pools.
+"""Prometheus metrics for worker pools: one :class:`PoolObserver`.
 
-The only module that imports prometheus_client.
+The only module that uses prometheus_client, and it imports it only when a
+:class:`PrometheusMetrics` is made: ``import queuekeeper`` does not need it (the
+extra ``queuekeeper[prometheus]`` installs it).
 """
 
 from __future__ import annotations
@@ -8,30 +10,38 @@ from __future__ import annotations
 import re
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
-
-from prometheus_client import (
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    start_http_server,
-)
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING, Any, Final, cast, final
 
 from ._priority import Priority, priority_label
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from types import ModuleType
 
-    from ._pool import WorkerPool
-    from ._ticket import TicketState
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import GaugeMetricFamily
+
+    from ._observer import ObservedPool
+    from ._states import TicketState
 
 #: What a metric name (and so a namespace) may be, on every prometheus_client.
 _METRIC_NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 __all__ = ["DURATION_BUCKETS", "PrometheusMetrics", "serve_metrics"]
+
+
+def _prometheus_client() -> ModuleType:
+    """The prometheus_client module, or an ImportError saying which extra to install."""
+    try:
+        import prometheus_client  # noqa: PLC0415 (only when metrics are used)
+    except ImportError as exc:
+        msg = (
+            "PrometheusMetrics needs prometheus_client: "
+            "pip install 'queuekeeper[prometheus]'"
+        )
+        raise ImportError(msg) from exc
+    return prometheus_client
+
 
 #: Histogram buckets (seconds) for queue waits and run times: sub-millisecond to a
 #: minute, roughly 1-2.5-5 per decade.
@@ -58,33 +68,36 @@ _ALL: Final = "all"
 #: The named levels, exported whether they hold requests or not.
 _NAMED: Final = tuple(int(level) for level in Priority)
 
-_M = TypeVar("_M", Counter, Histogram)
-
 
 @final
-class _GaugeCollector(Collector):
+class _GaugeCollector:
     """Reads queue depth and busy workers from the attached pools at scrape time.
 
     Reading at scrape time keeps the gauges exact and costs the request path
-    nothing.
+    nothing. A prometheus_client collector: it has ``collect()`` and
+    ``describe()``, and reads each pool's public ``status()`` snapshot.
     """
 
     def __init__(self, namespace: str) -> None:
         self._namespace = namespace
-        self._pools: weakref.WeakValueDictionary[str, WorkerPool[object, object]] = (
+        self._pools: weakref.WeakValueDictionary[str, ObservedPool] = (
             weakref.WeakValueDictionary()
         )
         # Custom levels seen in each pool's queue: their series stay exported (0
         # when empty), as the named levels' do.
-        self._custom: weakref.WeakKeyDictionary[
-            WorkerPool[object, object], set[int]
-        ] = weakref.WeakKeyDictionary()
+        self._custom: weakref.WeakKeyDictionary[ObservedPool, set[int]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
 
-    def attach(self, pool: WorkerPool[object, object]) -> None:
+    def attach(self, pool: ObservedPool) -> None:
         with self._lock:
             other = self._pools.get(pool.name)
-            if other is not None and other is not pool and other._state != "closed":
+            if (
+                other is not None
+                and other is not pool
+                and other.status().state != "closed"
+            ):
                 msg = (
                     f"a running pool named {pool.name!r} already reports to these "
                     "metrics; give each pool its own name"
@@ -96,6 +109,8 @@ class _GaugeCollector(Collector):
         return self._families()
 
     def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        from prometheus_client.core import GaugeMetricFamily  # noqa: PLC0415
+
         ns = self._namespace
         return (
             GaugeMetricFamily(
@@ -115,14 +130,15 @@ class _GaugeCollector(Collector):
         with self._lock:
             pools = list(self._pools.items())
             for name, pool in pools:
-                total, by_level = pool._queue_sizes()
+                status = pool.status()
+                by_level = status.queue_size_by_priority
                 custom = self._custom.setdefault(pool, set())
                 custom.update(level for level in by_level if level not in _NAMED)
-                queue_size.add_metric((name, _ALL), total)
+                queue_size.add_metric((name, _ALL), status.queue_size)
                 for level in (*_NAMED, *sorted(custom)):
                     count = by_level.get(level, 0)
                     queue_size.add_metric((name, priority_label(level)), count)
-                active.add_metric((name,), pool._active)
+                active.add_metric((name,), status.active_workers)
         return (queue_size, active)
 
 
@@ -131,6 +147,8 @@ class _Instruments:
     """The metric objects of one namespace on one registry, shared by its users."""
 
     def __init__(self, registry: CollectorRegistry, namespace: str) -> None:
+        client = _prometheus_client()
+        Counter, Histogram = client.Counter, client.Histogram  # noqa: N806 (classes)
         ns = namespace
         self.requests = Counter(
             f"{ns}_queue_requests",
@@ -166,7 +184,7 @@ class _Instruments:
         )
         self.gauges = _GaugeCollector(ns)
         # All or nothing: a name clash must not leave some of them registered.
-        registered: list[Collector] = []
+        registered: list[Any] = []
         try:
             for collector in (
                 self.requests,
@@ -236,9 +254,10 @@ class PrometheusMetrics:
     def __init__(
         self, registry: CollectorRegistry | None = None, namespace: str = "queuekeeper"
     ) -> None:
+        client = _prometheus_client()
         if registry is None:
-            registry = REGISTRY
-        if not isinstance(cast("object", registry), CollectorRegistry):
+            registry = client.REGISTRY
+        if not isinstance(cast("object", registry), client.CollectorRegistry):
             msg = (
                 "registry must be a prometheus_client.CollectorRegistry or None, "
                 f"not {registry!r}"
@@ -263,7 +282,7 @@ class PrometheusMetrics:
         # Label lookups are the expensive part of an update: cache the children.
         self._children: dict[tuple[object, ...], Any] = {}
 
-    def attach(self, pool: WorkerPool[object, object]) -> None:
+    def attach(self, pool: ObservedPool) -> None:
         """Start reporting *pool* (the pool calls this when it is built).
 
         Raises:
@@ -271,7 +290,7 @@ class PrometheusMetrics:
         """
         self._instruments.gauges.attach(pool)
 
-    def _child(self, metric: _M, *labels: str) -> _M:
+    def _child(self, metric: Any, *labels: str) -> Any:  # noqa: ANN401 (a metric)
         key = (metric, *labels)
         child = self._children.get(key)
         if child is None:
@@ -315,6 +334,9 @@ def serve_metrics(port: int) -> tuple[PrometheusMetrics, Any]:
     Raises:
         OSError: The port cannot be bound.
     """
-    registry = CollectorRegistry()
-    server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    client = _prometheus_client()
+    registry = client.CollectorRegistry()
+    server, _thread = client.start_http_server(
+        port, addr="127.0.0.1", registry=registry
+    )
     return PrometheusMetrics(registry), server

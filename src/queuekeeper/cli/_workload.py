@@ -10,15 +10,16 @@ from typing import TYPE_CHECKING, Final, final
 import anyio
 import attrs
 
-from ._errors import QueueFull, QueueKeeperError
-from ._pool import Backpressure, WorkerPool
-from ._priority import Priority
+from .._errors import QueueFull, QueueKeeperError
+from .._pool import WorkerPool
+from .._priority import Priority
+from .._states import Backpressure
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._metrics import PrometheusMetrics
-    from ._ticket import Ticket
+    from .._pool import Ticket
+    from .._prometheus import PrometheusMetrics
 
 __all__ = [
     "DEFAULT_MIX",

@@ -1,0 +1,166 @@
+"""The in-memory :class:`RequestQueue`: the priority channel's bucket queue."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+
+from anyio import WouldBlock
+
+from ._channel import create_priority_channel
+from ._util import ki_protected
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine, Mapping
+
+    from ._queue import RequestQueue
+    from ._status import ChannelStatistics
+
+__all__ = ["MemoryQueue"]
+
+T = TypeVar("T")
+
+
+@final
+class MemoryQueue(Generic[T]):
+    """A :class:`RequestQueue` in this process, on a priority channel's state.
+
+    Works on the channel's shared state directly, one endpoint of each kind kept
+    for the operations that wait. ``take`` is the receive endpoint's ``receive``.
+    """
+
+    __slots__ = ("_receive", "_send", "_state", "acknowledges", "take")
+
+    def __init__(self, max_size: float) -> None:
+        send, receive = create_priority_channel[T](max_size)
+        self._send = send
+        self._receive = receive
+        self._state = send._state
+        #: A request taken is done with: there is no lease to release.
+        self.acknowledges = False
+        self.take: Callable[[], Coroutine[Any, Any, T]] = receive.receive
+
+    @property
+    def on_admit(self) -> Callable[[T], object] | None:
+        """Called with a request the moment a waiting :meth:`put` moves it in."""
+        return self._state.on_admit
+
+    @on_admit.setter
+    def on_admit(self, callback: Callable[[T], object] | None) -> None:
+        self._state.on_admit = callback
+
+    # -- in -----------------------------------------------------------------------
+
+    def put_nowait(self, request: T, priority: int) -> bool:
+        """Queue *request*, or hand it to a waiting taker (then ``True``)."""
+        return self._state.put(request, priority)
+
+    async def put(self, request: T, priority: int) -> bool:
+        """Queue *request*, waiting for room first; ``True`` if handed to a taker."""
+        try:
+            return self._state.put(request, priority)
+        except WouldBlock:
+            pass
+        await self._send._wait_to_send(request, priority)
+        return False
+
+    @ki_protected
+    def evict(self, above: int) -> tuple[T, int] | None:
+        """Take out the newest request of the lowest level, if lower than *above*."""
+        state = self._state
+        levels = state.levels
+        if not levels or levels[-1] <= above:
+            return None
+        level = levels[-1]
+        bucket = state.buckets[level]
+        if not bucket:
+            return None  # the level the last take emptied, listed alone
+        request = bucket.pop()
+        state.size -= 1
+        if not bucket:
+            state.drop_level(level)
+        return request, level
+
+    # -- out ----------------------------------------------------------------------
+
+    def take_nowait(self) -> T | None:
+        """Take the next request, or return ``None`` if none is ready."""
+        state = self._state
+        head = state.ready
+        if head:
+            state.size -= 1
+            return head.popleft()
+        return state.take_slow(None)  # type: ignore[return-value]
+
+    def settled(self, request: T) -> None:
+        """Nothing to release: a request taken from memory is the worker's."""
+
+    # -- requests waiting ---------------------------------------------------------
+
+    @ki_protected
+    def remove(self, request: T, priority: int) -> bool:
+        """Take *request* out of the queue; return whether it was there.
+
+        Requests compare with ``==`` (identity, for a ticket). Costs a scan of its
+        level. Room that appears admits a blocked :meth:`put`.
+        """
+        state = self._state
+        bucket = state.buckets.get(priority)
+        if not bucket:
+            return False
+        try:
+            bucket.remove(request)
+        except ValueError:
+            return False
+        state.size -= 1
+        if not bucket:
+            state.drop_level(priority)
+        if state.waiting_senders:
+            state.admit_sender()
+        return True
+
+    def position(self, request: T, priority: int) -> int | None:
+        """Return how many queued requests are taken before *request*, or ``None``."""
+        state = self._state
+        bucket = state.buckets.get(priority)
+        if not bucket:
+            return None
+        try:
+            index = bucket.index(request)
+        except ValueError:
+            return None
+        buckets = state.buckets
+        for level in state.levels:
+            if level >= priority:
+                break
+            index += len(buckets[level])
+        return index
+
+    def sizes(self) -> tuple[int, Mapping[int, int]]:
+        """Return the number of queued requests, in all and by non-empty level."""
+        stats = self._state.statistics()
+        return stats.current_size, stats.size_by_priority
+
+    def statistics(self) -> ChannelStatistics:
+        """Return a snapshot of the queue (see :class:`ChannelStatistics`)."""
+        return self._state.statistics()
+
+    # -- the end ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Take no more requests: waiting puts raise, takes end once it is empty."""
+        self._send.close()
+
+    @ki_protected
+    def drain(self) -> list[T]:
+        """Take out and return every queued request."""
+        drained: list[T] = []
+        take = self.take_nowait
+        while (request := take()) is not None:
+            drained.append(request)
+        return drained
+
+
+if TYPE_CHECKING:  # checked by mypy: MemoryQueue implements the protocol
+
+    def _implements(queue: MemoryQueue[int]) -> RequestQueue[int]:
+        return queue

@@ -1,0 +1,288 @@
+"""Accounting: the counters, the wait window and the worker records behind status().
+
+Every request that enters the queue is counted in once (:meth:`Accounting.queued`)
+and settled once (:meth:`Accounting.settle`): its final state is counted, its
+ticket finished and the observer told. At every instant, submitted equals the
+settled ones plus those queued plus those running.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import TYPE_CHECKING, Any, Final, final
+
+from anyio import current_time
+
+from .._states import TicketState
+from .._status import PoolStatus, WorkerHealth
+from .._util import ki_protected
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from anyio import CancelScope
+
+    from .._observer import PoolObserver
+    from ._deadlines import Deadlines
+    from ._ticket import Ticket
+
+__all__ = ["WAIT_WINDOW", "Accounting", "WorkerRecord"]
+
+_RUNNING: Final = TicketState.RUNNING
+_SUCCEEDED: Final = TicketState.SUCCEEDED
+_FAILED: Final = TicketState.FAILED
+_CANCELLED: Final = TicketState.CANCELLED
+_TIMED_OUT: Final = TicketState.TIMED_OUT
+
+#: How many recent wait times the percentiles in :class:`PoolStatus` cover.
+WAIT_WINDOW: Final = 1024
+
+
+def _percentile(ordered: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of a sorted, non-empty list."""
+    index = max(0, math.ceil(fraction * len(ordered)) - 1)
+    return ordered[index]
+
+
+@final
+class WorkerRecord:
+    """What one worker is doing and has done: the source of its ``WorkerHealth``."""
+
+    __slots__ = (
+        "busy_since",
+        "consecutive_errors",
+        "current",
+        "errors",
+        "last_error",
+        "processed",
+        "worker_id",
+    )
+
+    def __init__(self, worker_id: int) -> None:
+        self.worker_id = worker_id
+        self.processed = 0
+        self.errors = 0
+        self.consecutive_errors = 0
+        self.current: Ticket[Any] | None = None
+        self.busy_since: float | None = None
+        self.last_error: str | None = None
+
+
+@final
+class Accounting:
+    """Counts requests in and out, keeps recent waits and the worker records."""
+
+    __slots__ = (
+        "active",
+        "cancel_grace",
+        "cancelled",
+        "clock",
+        "completed",
+        "deadlines",
+        "failed",
+        "hung_after",
+        "name",
+        "observer",
+        "rejected",
+        "shed",
+        "submitted",
+        "timed_out",
+        "unhealthy_after",
+        "waits",
+        "workers",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        workers: int,
+        observer: PoolObserver | None,
+        deadlines: Deadlines,
+        *,
+        hung_after: float,
+        unhealthy_after: int,
+        cancel_grace: float,
+    ) -> None:
+        self.name = name
+        self.observer = observer
+        self.deadlines = deadlines
+        self.hung_after = hung_after
+        self.unhealthy_after = unhealthy_after
+        self.cancel_grace = cancel_grace
+        #: The backend's clock; anyio's current_time() until the pool runs.
+        self.clock: Callable[[], float] = current_time
+        self.workers = tuple(WorkerRecord(i) for i in range(workers))
+        self.submitted = 0
+        self.completed = 0
+        self.failed = 0
+        self.rejected = 0
+        self.timed_out = 0
+        self.cancelled = 0
+        self.shed = 0
+        self.active = 0
+        self.waits: deque[float] = deque(maxlen=WAIT_WINDOW)
+
+    # -- in -----------------------------------------------------------------------
+
+    @ki_protected
+    def queued(self, ticket: Ticket[Any]) -> None:
+        """Count *ticket* in: it entered the queue."""
+        self.submitted += 1
+        observer = self.observer
+        if observer is not None:
+            observer.submitted(self.name, ticket._level)
+
+    @ki_protected
+    def refused(self, level: int) -> None:
+        """Count a :exc:`QueueFull` raised to a submitter at *level*."""
+        self.rejected += 1
+        observer = self.observer
+        if observer is not None:
+            observer.rejected(self.name, level)
+
+    # -- running ------------------------------------------------------------------
+
+    @ki_protected
+    def start(
+        self, worker: WorkerRecord, ticket: Ticket[Any], now: float, scope: CancelScope
+    ) -> float:
+        """Mark *ticket* running on *worker*, under *scope*; return its deadline."""
+        ticket._state = _RUNNING
+        ticket.started_at = now
+        wait = now - ticket.submitted_at
+        self.waits.append(wait)
+        worker.current = ticket
+        worker.busy_since = now
+        self.active += 1
+        observer = self.observer
+        if observer is not None:
+            observer.started(self.name, ticket._level, wait)
+        ticket._scope = scope
+        deadline = ticket._deadline
+        if deadline != math.inf:
+            scope.deadline = deadline
+        return deadline
+
+    @ki_protected
+    def finish(
+        self,
+        worker: WorkerRecord,
+        ticket: Ticket[Any],
+        state: TicketState,
+        error: BaseException | None,
+        result: object = None,
+    ) -> None:
+        """*worker* is done with *ticket*, which ends in *state*."""
+        now = self.clock()
+        self.active -= 1
+        worker.current = None
+        worker.busy_since = None
+        worker.processed += 1
+        if state is _FAILED or state is _TIMED_OUT:
+            worker.errors += 1
+            worker.consecutive_errors += 1
+            worker.last_error = repr(error)
+        elif state is _SUCCEEDED:
+            worker.consecutive_errors = 0
+        if not ticket.done():  # shutdown may have given up on it already
+            self.settle(ticket, state, now, result, error)
+
+    # -- out ----------------------------------------------------------------------
+
+    @ki_protected
+    def settle(
+        self,
+        ticket: Ticket[Any],
+        state: TicketState,
+        now: float,
+        result: object = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Put *ticket* in its final *state*, count it and report it."""
+        if state is _SUCCEEDED:
+            self.completed += 1
+        elif state is _FAILED:
+            self.failed += 1
+        elif state is _CANCELLED:
+            self.cancelled += 1
+        elif state is _TIMED_OUT:
+            self.timed_out += 1
+        else:
+            self.shed += 1
+        if ticket._deadline_entry is not None:
+            self.deadlines.clear(ticket)
+        started = ticket.started_at
+        ticket._finish(state, now, result, error)
+        observer = self.observer
+        if observer is not None:
+            duration = None if started is None else now - started
+            observer.finished(self.name, ticket._level, state, duration)
+
+    # -- snapshots ----------------------------------------------------------------
+
+    def worker_health(self) -> tuple[WorkerHealth, ...]:
+        """A :class:`WorkerHealth` for every worker (see ``WorkerPool``)."""
+        workers = self.workers
+        busy = any(worker.busy_since is not None for worker in workers)
+        now = self.clock() if busy else 0.0
+        return tuple(self._health(worker, now) for worker in workers)
+
+    def _health(self, worker: WorkerRecord, now: float) -> WorkerHealth:
+        busy_since = worker.busy_since
+        current = worker.current
+        hung = busy_since is not None and now - busy_since > self.hung_after
+        if current is not None:
+            # Cancelled (deadline, ticket or shutdown) but still running past grace.
+            cancelled_at = min(current._deadline, current._cancelled_at)
+            hung = hung or now >= cancelled_at + self.cancel_grace
+        return WorkerHealth(
+            worker_id=worker.worker_id,
+            is_healthy=not hung and worker.consecutive_errors < self.unhealthy_after,
+            total_processed=worker.processed,
+            total_errors=worker.errors,
+            current_request=None if current is None else current.id,
+            busy_since=busy_since,
+            last_error=worker.last_error,
+            consecutive_errors=worker.consecutive_errors,
+        )
+
+    def status(
+        self,
+        state: str,
+        queue_size: int,
+        by_level: Mapping[int, int],
+        max_queue_size: int | None,
+    ) -> PoolStatus:
+        """A :class:`PoolStatus`, given what the pool knows of itself and its queue.
+
+        Safe to call from another thread (a metrics scrape): the window is copied
+        in one step.
+        """
+        waits = sorted(self.waits)
+        if waits:
+            average = 1000 * sum(waits) / len(waits)
+            p50, p95, p99 = (1000 * _percentile(waits, f) for f in (0.5, 0.95, 0.99))
+        else:
+            average = p50 = p95 = p99 = 0.0
+        return PoolStatus(
+            name=self.name,
+            state=state,
+            max_workers=len(self.workers),
+            active_workers=self.active,
+            queue_size=queue_size,
+            queue_size_by_priority=by_level,
+            max_queue_size=max_queue_size,
+            submitted=self.submitted,
+            completed=self.completed,
+            failed=self.failed,
+            rejected=self.rejected,
+            timed_out=self.timed_out,
+            cancelled=self.cancelled,
+            shed=self.shed,
+            average_wait_time_ms=average,
+            wait_time_ms_p50=p50,
+            wait_time_ms_p95=p95,
+            wait_time_ms_p99=p99,
+            workers=self.worker_health(),
+        )

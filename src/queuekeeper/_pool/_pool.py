@@ -1,0 +1,605 @@
+"""The worker pool: lifecycle and wiring of its parts.
+
+A :class:`WorkerPool` owns a :class:`RequestQueue` and four parts, each in its own
+module: :class:`Admission` (putting requests in: REJECT, BLOCK, SHED),
+:class:`Deadlines` (failing queued requests when their time is up),
+:class:`Workers` (the worker loop) and :class:`Accounting` (counters, waits,
+health, status). The pool starts and stops them, and routes each public call to
+the part that does it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
+
+from anyio import (
+    TASK_STATUS_IGNORED,
+    Event,
+    create_task_group,
+    current_time,
+    move_on_after,
+)
+from anyio.lowlevel import checkpoint
+
+from .._channel import check_max_size
+from .._errors import PoolClosed, RequestCancelled
+from .._memory import MemoryQueue
+from .._priority import Priority, check_priority
+from .._states import Backpressure, TicketState
+from .._util import enable_ki_protection, ki_protected
+from ._accounting import Accounting
+from ._admission import Admission
+from ._checks import MAX_WORKERS, check_count, check_handler, check_name, check_seconds
+from ._deadlines import Deadlines
+from ._ticket import Ticket
+from ._workers import Workers
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from types import TracebackType
+
+    from anyio.abc import TaskGroup, TaskStatus
+    from typing_extensions import Self
+
+    from .._observer import PoolObserver
+    from .._queue import RequestQueue
+    from .._status import PoolStatus, WorkerHealth
+
+__all__ = ["WorkerPool"]
+
+Req = TypeVar("Req")
+Res = TypeVar("Res")
+
+_QUEUED: Final = TicketState.QUEUED
+_RUNNING: Final = TicketState.RUNNING
+_CANCELLED: Final = TicketState.CANCELLED
+_BLOCK: Final = Backpressure.BLOCK
+
+_UNSET: Final[Any] = object()
+_new_object: Final = object.__new__
+_init_ticket: Final = Ticket.__init__
+
+
+def _backend_clock() -> Callable[[], float]:
+    """The running backend's clock, read without anyio's dispatch.
+
+    Callable from any thread (a metrics scrape reads it through ``status()``).
+    """
+    trio = sys.modules.get("trio")
+    if trio is not None and trio.lowlevel.in_trio_run():
+        return cast("Callable[[], float]", trio.lowlevel.current_clock().current_time)
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:  # pragma: no cover (another anyio backend)
+        return current_time
+
+
+@final
+class WorkerPool(Generic[Req, Res]):
+    """Run requests through *handler* on a fixed set of workers, by priority.
+
+    Requests wait in a priority queue (see :func:`create_priority_channel`) and
+    are served lowest priority value first, first-in first-out within a level.
+    Workers are tasks in a task group: the pool's own (``async with pool``) or the
+    caller's (``await task_group.start(pool.run)``). A handler's exception fails
+    its request and never kills a worker.
+
+    Args:
+        handler: ``async def handler(request) -> result``, or any callable that
+            returns an awaitable: a lambda, a ``functools.partial``, a function
+            decorated with ``functools.wraps``, an object with an ``async def
+            __call__``. One that certainly returns none (a plain ``def``
+            function or ``__call__``, a generator, a built-in), after looking
+            through partials and ``__wrapped__``, is refused here; one that
+            returns something not awaitable fails that request with
+            :exc:`TypeError`.
+        workers: How many requests may run at once (1 to 1,000,000).
+        max_queue_size: How many requests may wait (running ones not counted);
+            ``None`` or :data:`math.inf` for no limit, else an ``int >= 1``.
+        backpressure: What a full queue does to a new request (:class:`Backpressure`).
+        name: The pool's name, in ticket ids, status and metric labels.
+        metrics: An observer such as :class:`PrometheusMetrics`, or ``None``.
+        drain_timeout: Default limit on how long :meth:`shutdown` drains; ``None``
+            for no limit.
+        hung_after: Seconds on one request after which a worker reports unhealthy
+            (default 60).
+        cancel_grace: Seconds a cancelled handler (by its deadline, its ticket or
+            shutdown) may take to exit (default 1). Past that its worker reports
+            unhealthy, and :meth:`shutdown` stops waiting for it.
+        unhealthy_after: Failures in a row after which a worker reports unhealthy
+            (default 5).
+
+    Raises:
+        TypeError: An argument has the wrong type (the message names it).
+        ValueError: An argument is out of range (the message names it).
+    """
+
+    def __init__(
+        self,
+        handler: Callable[[Req], Awaitable[Res]],
+        *,
+        workers: int = 5,
+        max_queue_size: int | None = None,
+        backpressure: Backpressure = Backpressure.REJECT,
+        name: str = "default",
+        metrics: PoolObserver | None = None,
+        drain_timeout: float | None = None,
+        hung_after: float = 60.0,
+        unhealthy_after: int = 5,
+        cancel_grace: float = 1.0,
+    ) -> None:
+        enable_ki_protection()
+        check_handler(handler)
+        check_name(name)
+        workers = check_count(workers, "workers", MAX_WORKERS)
+        capacity = check_max_size(max_queue_size, name="max_queue_size")
+        if not isinstance(cast("object", backpressure), Backpressure):
+            msg = (
+                "backpressure must be a queuekeeper.Backpressure, "
+                f"not {backpressure!r} ({type(backpressure).__name__})"
+            )
+            raise TypeError(msg)
+        self._drain_timeout = check_seconds(drain_timeout, "drain_timeout")
+        self._cancel_grace = check_seconds(cancel_grace, "cancel_grace")
+        self._name = name
+        self._max_queue_size = None if capacity == math.inf else int(capacity)
+
+        # The parts. The queue is the only way to the requests.
+        self._queue: RequestQueue[Ticket[Res]] = MemoryQueue[Ticket[Res]](capacity)
+        self._deadlines = Deadlines()
+        self._accounting = accounting = Accounting(
+            name,
+            workers,
+            metrics,
+            self._deadlines,
+            hung_after=check_seconds(hung_after, "hung_after"),
+            unhealthy_after=check_count(unhealthy_after, "unhealthy_after"),
+            cancel_grace=self._cancel_grace,
+        )
+        self._admission = Admission[Res](
+            self._queue, backpressure, self._max_queue_size, accounting, self._deadlines
+        )
+        self._workers = Workers[Req, Res](
+            handler, self._queue, self._admission, accounting
+        )
+        # The backend's clock: anyio's current_time() until run() finds the
+        # backend's own (the same clock, without the dispatch).
+        self._clock: Callable[[], float] = current_time
+
+        # Lifecycle.
+        self._started = False
+        self._accepting = True
+        self._state = "created"
+        self._stopped = Event()
+        self._own_task_group: TaskGroup | None = None
+
+        if metrics is not None:
+            metrics.attach(self)
+
+    # -- properties ---------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The pool's name."""
+        return self._name
+
+    @property
+    def backpressure(self) -> Backpressure:
+        """The pool's :class:`Backpressure` mode."""
+        return self._admission.mode
+
+    @property
+    def max_workers(self) -> int:
+        """How many workers the pool runs."""
+        return len(self._accounting.workers)
+
+    @property
+    def max_queue_size(self) -> int | None:
+        """The queue's capacity, ``None`` when unbounded."""
+        return self._max_queue_size
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = TASK_STATUS_IGNORED) -> None:
+        """Run the workers in a task group of the pool's own; return after shutdown.
+
+        Meant for ``await task_group.start(pool.run)`` (or ``nursery.start``),
+        which returns once the workers are up. Cancelling it cancels the pool's
+        work like ``shutdown(drain=False)``: every request still queued or running
+        fails with :exc:`RequestCancelled`. (A request handed to an idle worker in
+        the very instant of that cancellation may start; it is cancelled at its
+        first checkpoint. ``shutdown(drain=False)`` never starts one.)
+
+        Raises:
+            RuntimeError: The pool was already started.
+        """
+        self._check_not_started()
+        self._started = True
+        enable_ki_protection()
+        clock = self._clock = _backend_clock()
+        self._accounting.clock = self._admission.clock = self._workers.clock = clock
+        workers = self._workers
+        try:
+            async with create_task_group() as task_group:
+                for record in self._accounting.workers:
+                    task_group.start_soon(
+                        workers.work,
+                        record,
+                        name=f"{self._name}-worker-{record.worker_id}",
+                    )
+                    workers.live += 1
+                task_group.start_soon(
+                    self._deadlines.keep,
+                    self._admission.expire,
+                    clock,
+                    name=f"{self._name}-timekeeper",
+                )
+                self._state = "running"
+                task_status.started()
+                await workers.all_done.wait()
+                task_group.cancel_scope.cancel()
+        finally:
+            self._close_intake()
+            self._abandon_all()
+            self._state = "closed"
+            self._stopped.set()
+
+    def _check_not_started(self) -> None:
+        if self._started:
+            msg = f"WorkerPool {self._name!r} was already started; a pool runs once"
+            raise RuntimeError(msg)
+
+    async def __aenter__(self) -> Self:
+        """Start the workers in a task group of the pool's own.
+
+        Raises:
+            RuntimeError: The pool was already started (or shut down).
+        """
+        self._check_not_started()
+        task_group = create_task_group()
+        await task_group.__aenter__()
+        try:
+            await task_group.start(self.run)
+        except BaseException as exc:
+            await task_group.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._own_task_group = task_group
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Drain and stop the pool; on an exception, cancel its work instead.
+
+        Returns when every worker has exited. The body's exception propagates
+        unchanged.
+        """
+        task_group = self._own_task_group
+        if task_group is None:
+            msg = "WorkerPool.__aexit__ called without __aenter__"
+            raise RuntimeError(msg)
+        self._own_task_group = None
+        if exc is None:
+            try:
+                await self.shutdown(drain=True)
+            except BaseException:
+                self._abort()
+                task_group.cancel_scope.cancel()
+                await task_group.__aexit__(None, None, None)
+                raise
+        else:
+            self._abort()
+            task_group.cancel_scope.cancel()
+        await task_group.__aexit__(None, None, None)
+
+    @ki_protected
+    async def shutdown(
+        self, *, drain: bool = True, timeout: float | None = _UNSET
+    ) -> None:
+        """Stop taking requests, finish or cancel the rest, and wait for the workers.
+
+        From the first call on, :meth:`submit` raises :exc:`PoolClosed` (tasks
+        blocked in ``submit`` included). With *drain*, queued and running requests
+        may finish for up to *timeout* seconds (default: the pool's
+        ``drain_timeout``; ``None`` for no limit); whatever is still queued or
+        running after that is cancelled and fails with :exc:`RequestCancelled`.
+        Without *drain*, that happens at once. When this returns, no ticket is
+        pending and no worker is alive. Calling it again waits for the same end.
+
+        A handler that ignores cancellation cannot hold this up for more than the
+        pool's ``cancel_grace`` past the drain deadline: its ticket then fails with
+        :exc:`RequestCancelled`, its worker reports unhealthy, and ``shutdown``
+        returns. That worker's task (and so :meth:`run`, or leaving ``async
+        with``) still ends only when the handler returns: structured concurrency
+        abandons no task.
+
+        Cancellation: cancelling a draining ``shutdown`` cancels the remaining work
+        as ``drain=False`` would; the pool still ends.
+
+        Raises:
+            TypeError: *timeout* has the wrong type.
+            ValueError: *timeout* is not a finite number > 0.
+        """
+        limit = (
+            self._drain_timeout
+            if timeout is _UNSET
+            else check_seconds(timeout, "timeout")
+        )
+        self._close_intake()
+        if not self._started:
+            # Never ran: nothing is running, and nothing will serve the queue.
+            self._started = True
+            self._abandon_all()
+            self._state = "closed"
+            self._stopped.set()
+            await checkpoint()
+            return
+        all_done = self._workers.all_done
+        if drain and not all_done.is_set():
+            try:
+                with move_on_after(limit):
+                    await all_done.wait()
+            except BaseException:
+                self._abort()
+                raise
+        self._abort()
+        with move_on_after(self._cancel_grace):
+            await self._stopped.wait()
+        if not self._stopped.is_set():
+            # A handler ignores its cancellation: stop waiting for it.
+            self._state = "closed"
+            now = self._clock()
+            accounting = self._accounting
+            for record in accounting.workers:
+                ticket = record.current
+                if ticket is not None and not ticket.done():
+                    error = RequestCancelled(
+                        f"request {ticket.id} was cancelled; its handler ignores it"
+                    )
+                    accounting.settle(ticket, _CANCELLED, now, error=error)
+
+    @ki_protected
+    def _close_intake(self) -> None:
+        """Stop taking requests; workers end once the queue is empty."""
+        self._accepting = False
+        if self._state == "running":
+            self._state = "draining"
+        self._queue.close()
+
+    @ki_protected
+    def _abort(self) -> None:
+        """Cancel everything queued or running (the pool keeps no pending ticket)."""
+        self._close_intake()
+        self._drop_queue()
+        now = self._clock()
+        for record in self._accounting.workers:
+            ticket = record.current
+            if ticket is not None and ticket._scope is not None:
+                ticket._cancelled_at = now
+                ticket._scope.cancel()
+
+    @ki_protected
+    def _drop_queue(self) -> None:
+        """Cancel every queued request, handed-over ones included."""
+        now = self._clock()
+        settle = self._accounting.settle
+        for ticket in self._admission.drain():
+            if ticket._state is _QUEUED:
+                settle(
+                    ticket, _CANCELLED, now, error=RequestCancelled("pool shut down")
+                )
+
+    @ki_protected
+    def _abandon_all(self) -> None:
+        """After the workers are gone: fail whatever is somehow still pending."""
+        self._drop_queue()
+        now = self._clock()
+        for record in self._accounting.workers:
+            ticket = record.current
+            if ticket is not None and not ticket.done():
+                self._accounting.settle(
+                    ticket, _CANCELLED, now, error=RequestCancelled("pool shut down")
+                )
+
+    # -- submitting ---------------------------------------------------------------
+
+    def _make_ticket(
+        self, request: Req, priority: object, timeout: object, queue_timeout: object
+    ) -> Ticket[Res]:
+        cls = priority.__class__
+        level = (
+            cast("int", priority)
+            if cls is int or cls is Priority
+            else check_priority(priority)
+        )
+        deadline = math.inf if timeout is None else check_seconds(timeout, "timeout")
+        queue_deadline = (
+            math.inf
+            if queue_timeout is None
+            else check_seconds(queue_timeout, "queue_timeout")
+        )
+        if not self._accepting:
+            raise self._closed_error()
+        now = self._clock()
+        # Ticket._create without the metaclass's dispatch: this is the hot path.
+        ticket: Ticket[Res] = _new_object(Ticket)
+        _init_ticket(
+            ticket, self, request, level, now, now + deadline, now + queue_deadline
+        )
+        return ticket
+
+    @ki_protected
+    async def submit(
+        self,
+        request: Req,
+        *,
+        priority: int = Priority.NORMAL,
+        timeout: float | None = None,
+        queue_timeout: float | None = None,
+    ) -> Ticket[Res]:
+        """Queue *request*; return its :class:`Ticket` without waiting for the result.
+
+        Always a checkpoint. When the queue is full, the pool's
+        :class:`Backpressure` decides: ``REJECT`` raises :exc:`QueueFull`,
+        ``BLOCK`` waits for room (blocked submitters are admitted in the order
+        they arrived), ``SHED`` evicts a lower-priority request or raises.
+
+        Args:
+            request: Passed to the handler as it is.
+            priority: A :class:`Priority` or any ``int``; lower is served first.
+            timeout: Seconds from now until the request, waiting plus running,
+                fails with :exc:`RequestTimeout` (its handler cancelled).
+            queue_timeout: Seconds the request may wait for a worker before it
+                fails with :exc:`QueueTimeout`, without running.
+
+        Before the pool starts (``status().state == "created"``) requests wait in
+        the queue and run once it starts; a pool that never starts never serves
+        them, and its :meth:`shutdown` cancels them.
+
+        Cancellation: atomic. If ``submit`` is cancelled (while blocked for room
+        or at its checkpoint), nothing was queued. On plain asyncio, a native
+        ``task.cancel()`` landing in the very loop turn a blocked request moves
+        into the queue raises too, and that request is cancelled.
+
+        Raises:
+            TypeError: *priority*, *timeout* or *queue_timeout* has the wrong type.
+            ValueError: *timeout* or *queue_timeout* is not a finite number > 0.
+            QueueFull: The queue is full and the backpressure mode does not wait.
+            PoolClosed: The pool is shutting down or shut down.
+        """
+        ticket = self._make_ticket(request, priority, timeout, queue_timeout)
+        await checkpoint()
+        if not self._accepting:  # shut down while we were at the checkpoint
+            raise self._closed_error()
+        if self._admission.mode is _BLOCK:
+            await self._admission.enqueue(ticket, self._name)
+        else:
+            self._admission.enqueue_nowait(ticket)
+        return ticket
+
+    @ki_protected
+    def submit_nowait(
+        self,
+        request: Req,
+        *,
+        priority: int = Priority.NORMAL,
+        timeout: float | None = None,
+        queue_timeout: float | None = None,
+    ) -> Ticket[Res]:
+        """Queue *request* without ever waiting (see :meth:`submit`).
+
+        A full queue raises :exc:`QueueFull` in ``BLOCK`` mode too; ``SHED`` still
+        evicts.
+
+        Raises:
+            TypeError: *priority*, *timeout* or *queue_timeout* has the wrong type.
+            ValueError: *timeout* or *queue_timeout* is not a finite number > 0.
+            QueueFull: The queue is full.
+            PoolClosed: The pool is shutting down or shut down.
+        """
+        ticket = self._make_ticket(request, priority, timeout, queue_timeout)
+        self._admission.enqueue_nowait(ticket)
+        return ticket
+
+    async def execute(
+        self,
+        request: Req,
+        *,
+        priority: int = Priority.NORMAL,
+        timeout: float | None = None,
+        queue_timeout: float | None = None,
+    ) -> Res:
+        """Submit *request* and return its result (see :meth:`submit`).
+
+        Cancellation: if the caller is cancelled while waiting, the request is
+        cancelled too: taken out of the queue, or its handler cancelled if it
+        is running. Abandoned work does not run.
+
+        Raises:
+            The errors of :meth:`submit` and of :meth:`Ticket.result`.
+        """
+        ticket = await self.submit(
+            request, priority=priority, timeout=timeout, queue_timeout=queue_timeout
+        )
+        try:
+            return await ticket.result()
+        except BaseException:
+            ticket.cancel()
+            raise
+
+    def _closed_error(self) -> PoolClosed:
+        return PoolClosed(
+            f"WorkerPool {self._name!r} is shut down; it takes no more requests"
+        )
+
+    # -- tickets (the TicketOwner protocol) ----------------------------------------
+
+    def _position(self, ticket: Ticket[Res]) -> int:
+        position = self._queue.position(ticket, ticket._level)
+        # None: handed to a worker that has not started it yet, so it is next.
+        return 0 if position is None else position
+
+    @ki_protected
+    def _cancel_ticket(self, ticket: Ticket[Res]) -> bool:
+        state = ticket._state
+        if state is _QUEUED:
+            self._admission.withdraw(ticket)
+            self._accounting.settle(
+                ticket,
+                _CANCELLED,
+                self._clock(),
+                error=RequestCancelled(f"request {ticket.id} was cancelled"),
+            )
+            return True
+        if state is _RUNNING:
+            ticket._cancelled_at = self._clock()
+            if ticket._scope is not None:
+                ticket._scope.cancel()
+            return True
+        return False
+
+    # -- status -------------------------------------------------------------------
+
+    def worker_health(self) -> tuple[WorkerHealth, ...]:
+        """Return a :class:`WorkerHealth` snapshot of every worker.
+
+        Works outside the event loop too, once no worker is busy (after shutdown),
+        and from another thread.
+        """
+        return self._accounting.worker_health()
+
+    def status(self) -> PoolStatus:
+        """Return a :class:`PoolStatus` snapshot: queue, counters, waits, workers.
+
+        Requests handed to a worker that has not started them yet count as queued.
+        Safe to call from another thread (a metrics scrape).
+        """
+        queue_size, by_level = self._queue.sizes()
+        handed, handed_by_level = self._admission.sizes()
+        if handed_by_level is not None:
+            merged = dict(by_level)
+            for level, count in handed_by_level.items():
+                merged[level] = merged.get(level, 0) + count
+            by_level = _ordered(merged)
+            queue_size += handed
+        return self._accounting.status(
+            self._state, queue_size, by_level, self._max_queue_size
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<queuekeeper.WorkerPool {self._name!r} {self._state}, "
+            f"{self.max_workers} workers>"
+        )
+
+
+def _ordered(by_level: dict[int, int]) -> MappingProxyType[int, int]:
+    """*by_level*, read-only, its levels in the order they are served."""
+    return MappingProxyType({level: by_level[level] for level in sorted(by_level)})

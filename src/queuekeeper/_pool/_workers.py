@@ -1,0 +1,255 @@
+"""The worker loop: take the next request, run its handler in a cancel scope, settle it.
+
+Each worker is a task in the pool's task group. It runs its requests inside one
+cancel scope of its own, which carries each request's deadline and is cancelled
+to cut a request short; only then is it replaced (one scope per request would
+cost more than the rest of a request's way through the pool). Whatever a handler
+does (raise anything, swallow or fake a cancellation, spawn task groups), the
+worker settles the request and goes on; only the pool's own cancellations, or a
+``BaseException`` that is not an ``Exception``, stop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import sys
+from types import CoroutineType
+from typing import TYPE_CHECKING, Final, Generic, TypeVar, cast, final
+
+from anyio import (
+    CancelScope,
+    EndOfStream,
+    Event,
+    current_effective_deadline,
+    get_cancelled_exc_class,
+)
+from anyio.lowlevel import checkpoint
+
+from .._errors import RequestCancelled, RequestTimeout
+from .._states import TicketState
+from .._util import ki_protected, ki_unprotected
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from .._queue import RequestQueue
+    from ._accounting import Accounting, WorkerRecord
+    from ._admission import Admission
+    from ._ticket import Ticket
+
+__all__ = ["Workers"]
+
+Req = TypeVar("Req")
+Res = TypeVar("Res")
+
+_QUEUED: Final = TicketState.QUEUED
+_SUCCEEDED: Final = TicketState.SUCCEEDED
+_FAILED: Final = TicketState.FAILED
+_CANCELLED: Final = TicketState.CANCELLED
+_TIMED_OUT: Final = TicketState.TIMED_OUT
+
+#: Requests a worker may take from a non-empty queue between checkpoints.
+#: Taking the next one without a trip through the event loop halves the pool's
+#: per-request cost on a busy queue (the handler's own awaits are the worker's
+#: checkpoints); the bound keeps a handler that never awaits from hogging the loop.
+_STREAK: Final = 32
+
+
+def _forget_native_cancels() -> None:
+    """On asyncio, withdraw native cancellation requests of the current task.
+
+    A handler that cancels the task serving it (``asyncio.current_task().cancel()``)
+    leaves the worker task's ``cancelling()`` count raised once that cancellation
+    has been delivered, and anyio's cancel scopes then refuse to swallow their own
+    cancellations: the worker's next timeout would end it. No cancel scope around
+    the worker is cancelled when this is called, so every request counted is such
+    a stray one.
+    """
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # not on asyncio
+        return
+    if task is not None and sys.version_info >= (3, 11):
+        while task.cancelling():
+            task.uncancel()
+
+
+@final
+class Workers(Generic[Req, Res]):
+    """The pool's workers: their loop, and how many are still alive."""
+
+    __slots__ = (
+        "accounting",
+        "admission",
+        "all_done",
+        "clock",
+        "handler",
+        "live",
+        "queue",
+    )
+
+    def __init__(
+        self,
+        handler: Callable[[Req], Awaitable[Res]],
+        queue: RequestQueue[Ticket[Res]],
+        admission: Admission[Res],
+        accounting: Accounting,
+    ) -> None:
+        self.handler = handler
+        self.queue = queue
+        self.admission = admission
+        self.accounting = accounting
+        #: The backend's clock, set when the pool runs.
+        self.clock: Callable[[], float] = accounting.clock
+        #: Workers whose task has started and not yet ended.
+        self.live = 0
+        #: Set when the last live worker ends.
+        self.all_done = Event()
+
+    @ki_protected
+    async def work(self, worker: WorkerRecord) -> None:
+        """One worker's task: serve requests until the queue is closed and empty.
+
+        The pool counts it in ``live`` when it starts the task.
+        """
+        try:
+            while True:
+                with CancelScope() as scope:
+                    if not await self._serve(worker, scope):
+                        return  # the queue is closed and empty
+        finally:
+            ticket = worker.current
+            if ticket is not None:  # cancelled from outside: the pool is aborting
+                self.accounting.finish(
+                    worker, ticket, _CANCELLED, RequestCancelled("pool shut down")
+                )
+            self.live -= 1
+            if not self.live:
+                self.all_done.set()
+
+    @ki_protected
+    async def _serve(self, worker: WorkerRecord, scope: CancelScope) -> bool:
+        """Run requests in *scope* until a request spends it; ``False`` at the end.
+
+        Only the request running in it ever cancels *scope* (or moves its
+        deadline), so a scope that comes back from a run uncancelled is as good as
+        new.
+        """
+        queue = self.queue
+        take_nowait = queue.take_nowait
+        handover = self.admission.handover
+        acknowledge = queue.settled if queue.acknowledges else None
+        streak = 0
+        while True:
+            ticket = take_nowait() if streak < _STREAK else None
+            if ticket is None:
+                streak = 0
+                try:
+                    ticket = await queue.take()
+                except EndOfStream:
+                    return False
+                handover.discard(ticket)
+            else:
+                streak += 1
+            if ticket._state is _QUEUED:
+                now = self.clock()
+                if now >= ticket._queue_deadline or now >= ticket._deadline:
+                    # Expired before its timer fired: it must not start.
+                    self.admission.expire(ticket, now)
+                elif await self._run_one(worker, ticket, now, scope):
+                    if acknowledge is not None:
+                        acknowledge(ticket)
+                    return True  # it cut that request short: take a fresh scope
+            # else: cancelled or expired while handed over
+            if acknowledge is not None:
+                acknowledge(ticket)
+
+    @ki_unprotected
+    async def _run_one(
+        self, worker: WorkerRecord, ticket: Ticket[Res], now: float, scope: CancelScope
+    ) -> bool:
+        """Run *ticket*'s handler in *scope*; return whether the scope is now spent.
+
+        Not protected from Ctrl-C under Trio, so that neither is the handler.
+        """
+        deadline = self.accounting.start(worker, ticket, now, scope)
+        try:
+            awaitable: object = self.handler(ticket.request)  # type: ignore[arg-type]
+            if awaitable.__class__ is not CoroutineType and not inspect.isawaitable(
+                awaitable
+            ):
+                msg = (
+                    f"handler {self.handler!r} returned {awaitable!r}, which is "
+                    "not awaitable (an 'async def' handler returns a coroutine)"
+                )
+                raise TypeError(msg)  # noqa: TRY301
+            result = await cast("Awaitable[Res]", awaitable)
+        except BaseException as exc:  # noqa: BLE001 (every outcome is settled)
+            if self._handler_raised(worker, ticket, exc):
+                # A scope around this worker is cancelled: let the cancellation
+                # surface here, fresh, for the scope that issued it to catch.
+                await checkpoint()
+        else:
+            self.accounting.finish(worker, ticket, _SUCCEEDED, None, result)
+        if deadline != math.inf:
+            scope.deadline = math.inf
+        return scope.cancel_called
+
+    @ki_protected
+    def _handler_raised(
+        self, worker: WorkerRecord, ticket: Ticket[Res], exc: BaseException
+    ) -> bool:
+        """Settle *ticket*, whose handler raised *exc*; tell whether to checkpoint.
+
+        The handler's own errors (anything but cancellations, bare or in a group)
+        fail the request; a ``BaseException`` that is not an ``Exception``
+        (``KeyboardInterrupt``, ``SystemExit``...) then propagates. A cancellation
+        counts only if a cancel scope around the worker is cancelled: the
+        request's deadline, ``ticket.cancel()``, shutdown, or a cancellation of
+        the pool from outside. Any other cancellation is the handler's own doing:
+        it fails the request, and the worker goes on.
+
+        Returns whether a scope around the worker is cancelled.
+        """
+        cancelled = get_cancelled_exc_class()
+        cancels: BaseException | None
+        errors: BaseException | None
+        if isinstance(exc, cancelled):
+            cancels, errors = exc, None
+        elif isinstance(exc, BaseExceptionGroup):
+            cancels, errors = exc.split(cancelled)
+            if cancels is None:
+                errors = exc  # the handler's own group, not a copy of it
+        else:
+            cancels, errors = None, exc
+        now = self.clock()
+        in_effect = cancels is not None and current_effective_deadline() <= now
+        finish = self.accounting.finish
+        error: BaseException
+        if errors is not None:
+            finish(worker, ticket, _FAILED, errors)
+            if not isinstance(errors, Exception):
+                raise errors
+        elif not in_effect:
+            _forget_native_cancels()
+            error = RequestCancelled(
+                f"request {ticket.id} failed: its handler raised a cancellation "
+                f"that the pool did not issue ({exc!r})"
+            )
+            error.__cause__ = exc
+            finish(worker, ticket, _FAILED, error)
+        elif ticket._cancelled_at != math.inf:
+            error = RequestCancelled(f"request {ticket.id} was cancelled")
+            finish(worker, ticket, _CANCELLED, error)
+        elif now >= ticket._deadline:
+            error = RequestTimeout(f"request {ticket.id} timed out while running")
+            finish(worker, ticket, _TIMED_OUT, error)
+        else:
+            error = RequestCancelled("pool shut down")
+            finish(worker, ticket, _CANCELLED, error)
+        return in_effect
