@@ -14,7 +14,7 @@ import sys
 from bisect import insort
 from collections import OrderedDict, deque
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, final
 
 from anyio import (
     BrokenResourceError,
@@ -42,7 +42,6 @@ from ._util import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from anyio import TaskInfo
     from typing_extensions import Self
 
 __all__ = [
@@ -111,12 +110,17 @@ class _SendWaiter(Generic[T]):
 class _ReceiveWaiter(Generic[T]):
     __slots__ = ("endpoint", "event", "item", "priority", "task")
 
-    def __init__(self, endpoint: object, task: TaskInfo) -> None:
+    def __init__(self, endpoint: object, task: _Cancellable, event: Any) -> None:  # noqa: ANN401 (any backend's Event)
         self.endpoint = endpoint
+        # What can tell whether this receiver's wait is being cancelled.
         self.task = task
-        self.event = Event()
+        self.event = event
         self.item: object = _NOTHING
         self.priority = 0
+
+
+class _Cancellable(Protocol):
+    def has_pending_cancellation(self) -> bool: ...
 
 
 def _redelivered(exc: BaseException) -> bool:
@@ -228,7 +232,7 @@ class _ChannelState(Generic[T]):
         head = self.head
         if head is not None and not head:
             # The level the last receive emptied is still listed first: drop it
-            # (drop_emptied_head() inlined, and the head set once: with mixed
+            # (as take_slow() does, and the head set once: with mixed
             # priorities this runs for most items, and the call costs 8-14%).
             buckets = self.buckets
             emptied = levels.pop(0)
@@ -256,19 +260,6 @@ class _ChannelState(Generic[T]):
         self.ready_up()
         if len(buckets) > _KEEP_IDLE_LEVELS:
             del buckets[level]
-
-    @ki_protected
-    def drop_emptied_head(self) -> None:
-        """Drop the level the last receive emptied, if it is still listed."""
-        head = self.head
-        if head is not None and not head:
-            levels = self.levels
-            buckets = self.buckets
-            emptied = levels.pop(0)
-            head = self.head = buckets[levels[0]] if levels else None
-            self.ready = None if self.waiting_senders else head
-            if len(buckets) > _KEEP_IDLE_LEVELS:
-                del buckets[emptied]
 
     @ki_protected
     def admit_sender(self) -> None:
@@ -325,7 +316,16 @@ class _ChannelState(Generic[T]):
         A blocked sender's item moves in first. The fast path (``ready`` holds
         items: pop from it) is the caller's.
         """
-        self.drop_emptied_head()
+        head = self.head
+        if head is not None and not head:
+            # The level the last receive emptied is still listed: drop it.
+            levels = self.levels
+            buckets = self.buckets
+            emptied = levels.pop(0)
+            head = self.head = buckets[levels[0]] if levels else None
+            self.ready = None if self.waiting_senders else head
+            if len(buckets) > _KEEP_IDLE_LEVELS:
+                del buckets[emptied]
         if self.waiting_senders:
             self.admit_sender()
         head = self.head
@@ -657,12 +657,11 @@ class PriorityReceiveChannel(
                 waiting.
         """
         await checkpoint()
-        try:
+        state = self._state
+        if state.size or state.waiting_senders or not state.open_send or self._closed:
             return self.receive_nowait()
-        except WouldBlock:
-            pass
-        # Outside the except block, so what the wait raises is not chained to
-        # WouldBlock.
+        # Empty: wait (rather than have receive_nowait raise WouldBlock, which
+        # costs more than the four reads above).
         return await self._wait_for_item()
 
     async def __anext__(self) -> T_co:
@@ -673,10 +672,22 @@ class PriorityReceiveChannel(
             raise StopAsyncIteration from None
 
     @ki_protected
-    async def _wait_for_item(self) -> T_co:
-        """:meth:`receive` after :meth:`receive_nowait` found nothing to take."""
+    async def _wait_for_item(
+        self,
+        task: _Cancellable | None = None,
+        event: Any = None,  # noqa: ANN401
+    ) -> T_co:
+        """:meth:`receive` when the channel is empty and senders remain.
+
+        *task* and *event* are the waiting task's and a new event, anyio's by
+        default; a caller that knows its backend may pass cheaper ones.
+        """
         state = self._state
-        waiter: _ReceiveWaiter[T_co] = _ReceiveWaiter(self, get_current_task())
+        waiter: _ReceiveWaiter[T_co] = _ReceiveWaiter(
+            self,
+            get_current_task() if task is None else task,
+            Event() if event is None else event,
+        )
         state.waiting_receivers[waiter] = None
         state.gate()
         try:

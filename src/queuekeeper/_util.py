@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import math
 import sys
 from abc import ABCMeta
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar, cast
+
+from anyio import Event, current_time
+from anyio.lowlevel import checkpoint
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
 __all__ = [
+    "Backend",
     "NoPublicConstructor",
     "describe",
     "enable_ki_protection",
@@ -118,3 +124,44 @@ def fixup_module_metadata(module_name: str, namespace: dict[str, Any]) -> None:
                 obj.__module__ = module_name
             except (AttributeError, TypeError):  # pragma: no cover - builtins
                 continue
+
+
+class Backend:
+    """The running backend's checkpoint, clock and event, without anyio's dispatch.
+
+    anyio's ``checkpoint()``, ``current_time()`` and ``Event()`` look the backend up
+    (through sniffio) on every call. The pool does all three on every request:
+    bound once when it starts, they cost 4,000-6,000 fewer instructions a request
+    on Trio (a paired callgrind count of the end-to-end bench, 4-5 %). Outside a
+    running event loop, anyio's own functions stand in.
+
+    Attributes:
+        checkpoint: Awaiting ``checkpoint()`` is a checkpoint.
+        clock: The backend's clock (callable from any thread).
+        event: An event class with ``set()``, ``is_set()`` and ``await wait()``.
+    """
+
+    __slots__ = ("checkpoint", "clock", "event")
+
+    def __init__(self) -> None:
+        self.checkpoint: Callable[[], Awaitable[object]] = checkpoint
+        self.clock: Callable[[], float] = current_time
+        self.event: Callable[[], Any] = Event
+
+    def bind(self) -> None:
+        """Find the running backend's own primitives (inside an event loop)."""
+        trio = sys.modules.get("trio")
+        if trio is not None and trio.lowlevel.in_trio_run():
+            self.checkpoint = trio.lowlevel.checkpoint
+            self.clock = cast(
+                "Callable[[], float]", trio.lowlevel.current_clock().current_time
+            )
+            self.event = trio.Event
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover (another anyio backend)
+            return
+        self.checkpoint = functools.partial(asyncio.sleep, 0)
+        self.clock = loop.time
+        self.event = asyncio.Event

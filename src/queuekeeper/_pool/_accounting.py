@@ -21,8 +21,6 @@ from .._util import ki_protected
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from anyio import CancelScope
-
     from .._observer import PoolObserver
     from ._deadlines import Deadlines
     from ._ticket import Ticket
@@ -144,27 +142,6 @@ class Accounting:
     # -- running ------------------------------------------------------------------
 
     @ki_protected
-    def start(
-        self, worker: WorkerRecord, ticket: Ticket[Any], now: float, scope: CancelScope
-    ) -> float:
-        """Mark *ticket* running on *worker*, under *scope*; return its deadline."""
-        ticket._state = _RUNNING
-        ticket.started_at = now
-        wait = now - ticket.submitted_at
-        self.waits.append(wait)
-        worker.current = ticket
-        worker.busy_since = now
-        self.active += 1
-        observer = self.observer
-        if observer is not None:
-            observer.started(self.name, ticket._level, wait)
-        ticket._scope = scope
-        deadline = ticket._deadline
-        if deadline != math.inf:
-            scope.deadline = deadline
-        return deadline
-
-    @ki_protected
     def finish(
         self,
         worker: WorkerRecord,
@@ -187,6 +164,37 @@ class Accounting:
             worker.consecutive_errors = 0
         if not ticket.done():  # shutdown may have given up on it already
             self.settle(ticket, state, now, result, error)
+
+    @ki_protected
+    def succeeded(
+        self, worker: WorkerRecord, ticket: Ticket[Any], result: object
+    ) -> None:
+        """*worker*'s handler returned *result* for *ticket*: finish and settle it.
+
+        :meth:`finish` and :meth:`settle` for the common case, in one call.
+        """
+        now = self.clock()
+        self.active -= 1
+        worker.current = None
+        worker.busy_since = None
+        worker.processed += 1
+        worker.consecutive_errors = 0
+        if ticket._state is not _RUNNING:  # shutdown may have given up on it
+            return
+        self.completed += 1
+        if ticket._deadline_entry is not None:
+            self.deadlines.clear(ticket)
+        ticket._state = _SUCCEEDED
+        ticket.finished_at = now
+        ticket._result = result
+        ticket._scope = None
+        if ticket._event is not None:
+            ticket._event.set()
+        observer = self.observer
+        if observer is not None:
+            started = ticket.started_at
+            duration = None if started is None else now - started
+            observer.finished(self.name, ticket._level, _SUCCEEDED, duration)
 
     # -- out ----------------------------------------------------------------------
 

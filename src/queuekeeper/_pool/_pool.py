@@ -10,17 +10,15 @@ the part that does it.
 
 from __future__ import annotations
 
-import asyncio
 import math
-import sys
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
 
 from anyio import (
     TASK_STATUS_IGNORED,
     Event,
+    WouldBlock,
     create_task_group,
-    current_time,
     move_on_after,
 )
 from anyio.lowlevel import checkpoint
@@ -30,7 +28,7 @@ from .._errors import PoolClosed, RequestCancelled
 from .._memory import MemoryQueue
 from .._priority import Priority, check_priority
 from .._states import Backpressure, TicketState
-from .._util import enable_ki_protection, ki_protected
+from .._util import Backend, enable_ki_protection, ki_protected
 from ._accounting import Accounting
 from ._admission import Admission
 from ._checks import MAX_WORKERS, check_count, check_handler, check_name, check_seconds
@@ -62,20 +60,6 @@ _BLOCK: Final = Backpressure.BLOCK
 _UNSET: Final[Any] = object()
 _new_object: Final = object.__new__
 _init_ticket: Final = Ticket.__init__
-
-
-def _backend_clock() -> Callable[[], float]:
-    """The running backend's clock, read without anyio's dispatch.
-
-    Callable from any thread (a metrics scrape reads it through ``status()``).
-    """
-    trio = sys.modules.get("trio")
-    if trio is not None and trio.lowlevel.in_trio_run():
-        return cast("Callable[[], float]", trio.lowlevel.current_clock().current_time)
-    try:
-        return asyncio.get_running_loop().time
-    except RuntimeError:  # pragma: no cover (another anyio backend)
-        return current_time
 
 
 @final
@@ -166,9 +150,12 @@ class WorkerPool(Generic[Req, Res]):
         self._workers = Workers[Req, Res](
             handler, self._queue, self._admission, accounting
         )
-        # The backend's clock: anyio's current_time() until run() finds the
-        # backend's own (the same clock, without the dispatch).
-        self._clock: Callable[[], float] = current_time
+        # The backend's clock, checkpoint and event: anyio's until run() finds
+        # the backend's own (the same, without anyio's dispatch on every call).
+        backend = Backend()
+        self._clock: Callable[[], float] = backend.clock
+        self._checkpoint: Callable[[], Awaitable[object]] = backend.checkpoint
+        self._new_event: Callable[[], Any] = backend.event
 
         # Lifecycle.
         self._started = False
@@ -220,7 +207,11 @@ class WorkerPool(Generic[Req, Res]):
         self._check_not_started()
         self._started = True
         enable_ki_protection()
-        clock = self._clock = _backend_clock()
+        backend = Backend()
+        backend.bind()
+        clock = self._clock = backend.clock
+        self._checkpoint = backend.checkpoint
+        self._new_event = backend.event
         self._accounting.clock = self._admission.clock = self._workers.clock = clock
         workers = self._workers
         try:
@@ -411,14 +402,10 @@ class WorkerPool(Generic[Req, Res]):
     # -- submitting ---------------------------------------------------------------
 
     def _make_ticket(
-        self, request: Req, priority: object, timeout: object, queue_timeout: object
+        self, request: Req, priority: int, timeout: object, queue_timeout: object
     ) -> Ticket[Res]:
         cls = priority.__class__
-        level = (
-            cast("int", priority)
-            if cls is int or cls is Priority
-            else check_priority(priority)
-        )
+        level = priority if cls is int or cls is Priority else check_priority(priority)
         deadline = math.inf if timeout is None else check_seconds(timeout, "timeout")
         queue_deadline = (
             math.inf
@@ -475,13 +462,17 @@ class WorkerPool(Generic[Req, Res]):
             PoolClosed: The pool is shutting down or shut down.
         """
         ticket = self._make_ticket(request, priority, timeout, queue_timeout)
-        await checkpoint()
+        await self._checkpoint()
         if not self._accepting:  # shut down while we were at the checkpoint
             raise self._closed_error()
-        if self._admission.mode is _BLOCK:
-            await self._admission.enqueue(ticket, self._name)
-        else:
-            self._admission.enqueue_nowait(ticket)
+        admission = self._admission
+        try:
+            admission.put_nowait(ticket)
+        except WouldBlock:
+            if admission.mode is _BLOCK:
+                await admission.enqueue(ticket, self._name)
+            else:
+                admission.refuse_or_shed(ticket)
         return ticket
 
     @ki_protected
@@ -505,7 +496,11 @@ class WorkerPool(Generic[Req, Res]):
             PoolClosed: The pool is shutting down or shut down.
         """
         ticket = self._make_ticket(request, priority, timeout, queue_timeout)
-        self._admission.enqueue_nowait(ticket)
+        admission = self._admission
+        try:
+            admission.put_nowait(ticket)
+        except WouldBlock:
+            admission.refuse_or_shed(ticket)
         return ticket
 
     async def execute(

@@ -6,14 +6,12 @@ import itertools
 import math
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, final
 
-from anyio import Event
-from anyio.lowlevel import checkpoint
-
 from .._priority import display_priority, priority_name
 from .._states import TicketState
 from .._util import NoPublicConstructor
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
     from types import TracebackType
 
     from anyio import CancelScope
@@ -44,6 +42,14 @@ class TicketOwner(Protocol):
 
     def _cancel_ticket(self, ticket: Ticket[Any]) -> bool:
         """Cancel *ticket*'s request; ``False`` if it had already finished."""
+        ...
+
+    def _checkpoint(self) -> Awaitable[object]:
+        """A checkpoint of the backend the pool runs on (see ``result()``)."""
+        ...
+
+    def _new_event(self) -> Any:  # noqa: ANN401 (an anyio, trio or asyncio Event)
+        """A new event of the backend the pool runs on."""
         ...
 
 
@@ -108,7 +114,8 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
         self._state = _QUEUED
         self._result: R | None = None
         self._error: BaseException | None = None
-        self._event: Event | None = None
+        # Set when the request settles; made when someone waits before that.
+        self._event: Any = None
         self._scope: CancelScope | None = None
         # When cancel() (or shutdown) cancelled the running handler; inf if never.
         self._cancelled_at = math.inf
@@ -176,10 +183,10 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
         if self._state is _QUEUED or self._state is _RUNNING:
             event = self._event
             if event is None:
-                event = self._event = Event()
+                event = self._event = self._owner._new_event()
             await event.wait()
         else:
-            await checkpoint()
+            await self._owner._checkpoint()
         error = self._error
         if error is not None:
             # The same object for every awaiter, as the handler raised it: its
