@@ -460,7 +460,24 @@ class PrioritySendChannel(
             priority = check_priority(priority)
         if self._closed:
             raise ClosedResourceError
-        self._state.put(item, priority)
+        state = self._state
+        if state.size >= state.limit:
+            # Full, receivers waiting, or none left: _ChannelState.put decides.
+            state.put(item, priority)
+            return
+        # _ChannelState.put's room path, inlined: a paired single-task bench put
+        # the call at 1.14-1.19x the anyio stream's cost, against 0.97-1.02 with
+        # it inlined.
+        try:
+            bucket = state.buckets[priority]
+        except KeyError:
+            bucket = state.buckets[priority] = deque()
+        if not bucket and bucket is not state.head:
+            state.add_level(priority, bucket)
+        bucket.append(item)
+        size = state.size = state.size + 1
+        if size > state.peak_size:  # noqa: PLR1730 (cheaper than max())
+            state.peak_size = size
 
     @ki_protected
     async def send(self, item: T_contra, priority: int = Priority.NORMAL) -> None:
@@ -488,8 +505,19 @@ class PrioritySendChannel(
         await checkpoint()
         if self._closed:
             raise ClosedResourceError
+        state = self._state
+        if state.size < state.limit:
+            bucket = state.buckets.get(priority)
+            if bucket:
+                # Room, and the level is listed: the fast path, inlined (see
+                # receive() for what it is worth).
+                bucket.append(item)
+                size = state.size = state.size + 1
+                if size > state.peak_size:  # noqa: PLR1730 (cheaper than max())
+                    state.peak_size = size
+                return
         try:
-            self._state.put(item, priority)
+            state.put(item, priority)
         except WouldBlock:
             pass
         else:
@@ -658,6 +686,14 @@ class PriorityReceiveChannel(
         """
         await checkpoint()
         state = self._state
+        head = state.ready
+        if head and not self._closed:
+            # receive_nowait's fast path, inlined. The bench's 5+5 queue-latency
+            # p99 target (every item at one level, no worse than anyio's stream)
+            # was missed in 3 runs of 4 without the copies in send(), receive()
+            # and __anext__, and in none of 3 with them (one session).
+            state.size -= 1
+            return head.popleft()
         if state.size or state.waiting_senders or not state.open_send or self._closed:
             return self.receive_nowait()
         # Empty: wait (rather than have receive_nowait raise WouldBlock, which
@@ -666,8 +702,20 @@ class PriorityReceiveChannel(
 
     async def __anext__(self) -> T_co:
         """Receive the next item (see :meth:`receive`), for ``async for``."""
+        # receive()'s body rather than a call to it: one coroutine fewer per item
+        # of an ``async for`` loop (see receive()).
+        await checkpoint()
+        state = self._state
+        head = state.ready
+        if head and not self._closed:
+            state.size -= 1
+            return head.popleft()
         try:
-            return await self.receive()
+            if state.size or state.waiting_senders or not state.open_send:
+                return self.receive_nowait()
+            if self._closed:
+                raise ClosedResourceError
+            return await self._wait_for_item()
         except EndOfStream:
             raise StopAsyncIteration from None
 
