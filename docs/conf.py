@@ -34,7 +34,10 @@ nitpick_ignore_regex = [
         r"py:.*",
         r"(anyio|trio|prometheus_client|typing|typing_extensions|collections|types)\..*",
     ),
-    (r"py:.*", r"(queuekeeper\._\w+\.)?(T|T_co|T_contra|R|Req|Res|Self)"),
+    (r"py:.*", r"(queuekeeper(\._\w+)+\.)?(T|T_co|T_contra|R|Req|Res|Self)"),
+    # What PoolObserver.attach receives: a pool's name and status(), as its
+    # docstring says; a protocol of the observer module, not a public name.
+    (r"py:class", r"(queuekeeper\._observer\.)?ObservedPool"),
     (r"py:.*", r"math\..*"),
     (
         r"py:class",
