@@ -140,7 +140,9 @@ class MemoryQueue(Generic[T]):
         if head:
             state.size -= 1
             return head.popleft()
-        return state.take_slow(None)  # type: ignore[return-value]
+        if state.size or state.waiting_senders:
+            return state.take_slow(None)  # type: ignore[return-value]
+        return None  # empty (a level it emptied is dropped by the next put)
 
     def settled(self, request: T) -> None:
         """Nothing to release: a request taken from memory is the worker's."""

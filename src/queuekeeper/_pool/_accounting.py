@@ -48,7 +48,6 @@ class WorkerRecord:
     """What one worker is doing and has done: the source of its ``WorkerHealth``."""
 
     __slots__ = (
-        "busy_since",
         "consecutive_errors",
         "current",
         "errors",
@@ -62,8 +61,8 @@ class WorkerRecord:
         self.processed = 0
         self.errors = 0
         self.consecutive_errors = 0
+        # The request it runs (its started_at is when the worker became busy).
         self.current: Ticket[Any] | None = None
-        self.busy_since: float | None = None
         self.last_error: str | None = None
 
 
@@ -154,7 +153,6 @@ class Accounting:
         now = self.clock()
         self.active -= 1
         worker.current = None
-        worker.busy_since = None
         worker.processed += 1
         if state is _FAILED or state is _TIMED_OUT:
             worker.errors += 1
@@ -176,7 +174,6 @@ class Accounting:
         now = self.clock()
         self.active -= 1
         worker.current = None
-        worker.busy_since = None
         worker.processed += 1
         worker.consecutive_errors = 0
         if ticket._state is not _RUNNING:  # shutdown may have given up on it
@@ -232,13 +229,13 @@ class Accounting:
     def worker_health(self) -> tuple[WorkerHealth, ...]:
         """A :class:`WorkerHealth` for every worker (see ``WorkerPool``)."""
         workers = self.workers
-        busy = any(worker.busy_since is not None for worker in workers)
+        busy = any(worker.current is not None for worker in workers)
         now = self.clock() if busy else 0.0
         return tuple(self._health(worker, now) for worker in workers)
 
     def _health(self, worker: WorkerRecord, now: float) -> WorkerHealth:
-        busy_since = worker.busy_since
         current = worker.current
+        busy_since = None if current is None else current.started_at
         hung = busy_since is not None and now - busy_since > self.hung_after
         if current is not None:
             # Cancelled (deadline, ticket or shutdown) but still running past grace.

@@ -260,7 +260,6 @@ class Workers(Generic[Req, Res]):
                 accounting.waits.append(wait)
                 accounting.active += 1
                 worker.current = ticket
-                worker.busy_since = now
                 ticket._scope = scope
                 if deadline != _INF:
                     scope.deadline = deadline

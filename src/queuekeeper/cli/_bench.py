@@ -686,6 +686,92 @@ def _pool_anyio_stream(backend: str) -> Callable[[BenchConfig, list[Item]], Any]
     return run
 
 
+def _pool_aiojobs(config: BenchConfig, items: list[Item]) -> dict[str, Any]:
+    """The aiojobs Scheduler: a job per request, 5 at once, the rest pending (FIFO)."""
+    import aiojobs  # noqa: PLC0415 (the cli extra's; checked before the run)
+
+    async def sample() -> dict[str, Any]:
+        scheduler = aiojobs.Scheduler(
+            limit=config.consumers, pending_limit=config.capacity
+        )
+
+        async def produce(mine: list[Item]) -> None:
+            jobs = [await scheduler.spawn(_noop(item)) for item in mine]
+            for job in jobs:
+                await job.wait()
+
+        with _Quiet():
+            start = time.perf_counter_ns()
+            async with anyio.create_task_group() as producers:
+                for mine in _split(config, items):
+                    producers.start_soon(produce, mine)
+            elapsed = time.perf_counter_ns() - start
+        await scheduler.close()
+        return _pool_sample(config, elapsed)
+
+    return anyio.run(sample, backend="asyncio")
+
+
+def _pool_semaphore(config: BenchConfig, items: list[Item]) -> dict[str, Any]:
+    """A task per request, 5 at once under an asyncio.Semaphore (FIFO wake-ups)."""
+
+    async def sample() -> dict[str, Any]:
+        semaphore = asyncio.Semaphore(config.consumers)
+        loop = asyncio.get_running_loop()
+
+        async def run_one(item: Item) -> object:
+            async with semaphore:
+                return await _noop(item)
+
+        async def produce(mine: list[Item]) -> None:
+            tasks = []
+            for item in mine:
+                tasks.append(loop.create_task(run_one(item)))
+                await asyncio.sleep(0)  # as a submit would: one turn per request
+            for task in tasks:
+                await task
+
+        with _Quiet():
+            start = time.perf_counter_ns()
+            async with anyio.create_task_group() as producers:
+                for mine in _split(config, items):
+                    producers.start_soon(produce, mine)
+            elapsed = time.perf_counter_ns() - start
+        return _pool_sample(config, elapsed)
+
+    return anyio.run(sample, backend="asyncio")
+
+
+def _pool_capacity_limiter(backend: str) -> Callable[[BenchConfig, list[Item]], Any]:
+    """A task per request, 5 at once under an anyio.CapacityLimiter."""
+
+    def run(config: BenchConfig, items: list[Item]) -> dict[str, Any]:
+        async def sample() -> dict[str, Any]:
+            limiter = anyio.CapacityLimiter(config.consumers)
+
+            async def run_one(item: Item, box: _Box) -> None:
+                async with limiter:
+                    box.value = await _noop(item)
+
+            async def produce(mine: list[Item]) -> None:
+                async with anyio.create_task_group() as requests:
+                    for item in mine:
+                        requests.start_soon(run_one, item, _Box())
+                        await anyio.lowlevel.checkpoint()  # as a submit would
+
+            with _Quiet():
+                start = time.perf_counter_ns()
+                async with anyio.create_task_group() as producers:
+                    for mine in _split(config, items):
+                        producers.start_soon(produce, mine)
+                elapsed = time.perf_counter_ns() - start
+            return _pool_sample(config, elapsed)
+
+        return anyio.run(sample, backend=backend)
+
+    return run
+
+
 # -- the registry ----------------------------------------------------------------
 
 _IMPLEMENTATIONS: Final = (
@@ -801,6 +887,30 @@ _IMPLEMENTATIONS: Final = (
             f"anyio memory object stream + 5 workers + an Event per request, {backend}",
             "fifo",
             _pool_anyio_stream(backend),
+        )
+        for backend in ("asyncio", "trio")
+    ),
+    _Impl(
+        "pool-aiojobs",
+        "pool",
+        "aiojobs.Scheduler(limit=5, pending_limit=100): a job per request",
+        "fifo",
+        _pool_aiojobs,
+    ),
+    _Impl(
+        "pool-semaphore",
+        "pool",
+        "a task per request, 5 at once under asyncio.Semaphore",
+        "fifo",
+        _pool_semaphore,
+    ),
+    *(
+        _Impl(
+            f"pool-capacity-limiter@{backend}",
+            "pool",
+            f"a task per request, 5 at once under anyio.CapacityLimiter, {backend}",
+            "fifo",
+            _pool_capacity_limiter(backend),
         )
         for backend in ("asyncio", "trio")
     ),
@@ -936,6 +1046,7 @@ def _machine() -> dict[str, Any]:
         "queuekeeper": _version("queuekeeper"),
         "anyio": _version("anyio"),
         "trio": _version("trio"),
+        "aiojobs": _version("aiojobs"),
         "psutil": _version("psutil") if _rss() is not None else None,
     }
 
