@@ -9,7 +9,7 @@ from pathlib import Path
 import nox
 
 nox.needs_version = ">=2025.2.9"
-nox.options.sessions = ["tests", "lint", "typecheck", "examples", "docs"]
+nox.options.sessions = ["tests", "lint", "typecheck", "examples", "docs", "changelog"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -44,17 +44,22 @@ def typecheck(session: nox.Session) -> None:
 
     The tests are type-checked against what they import: the package with its own
     dependencies (anyio, trio, prometheus_client, rich, attrs) and the test group
-    (pytest, hypothesis, ...).
+    (pytest, hypothesis, ...). tests/typing/ holds typing tests of the public
+    generics (assert_type and deliberate errors): mypy reads them with the other
+    tests, and pyright checks them too, with tests/typing/pyrightconfig.json.
     """
     session.install(
         ".[cli,trio,prometheus]",
         *TEST_DEPS,
         "exceptiongroup",
+        "typing_extensions",
+        "tomli",  # what tests/test_changelog.py reads TOML with before Python 3.11
         "mypy>=1.10",
         "pyright[nodejs]>=1.1.380",
     )
     session.run("mypy", "--strict", "src", "tests")
     session.run("pyright", "--verifytypes", "queuekeeper", "--ignoreexternal")
+    session.run("pyright", "-p", "tests/typing")
 
 
 @nox.session
@@ -86,6 +91,13 @@ def docs(session: nox.Session) -> None:
             "docs",
             str(out / builder),
         )
+
+
+@nox.session
+def changelog(session: nox.Session) -> None:
+    """Render the changelog fragments as the next release would (towncrier)."""
+    session.install("towncrier>=24.7")
+    session.run("towncrier", "build", "--draft", "--version", "next")
 
 
 @nox.session

@@ -39,10 +39,10 @@ import attrs
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
+from helpers import FINAL, LEVELS, CountingObserver, settled, stray_cancellation
 from queuekeeper import (
     Backpressure,
     PoolClosed,
-    Priority,
     QueueFull,
     QueueKeeperError,
     TicketState,
@@ -50,55 +50,16 @@ from queuekeeper import (
 )
 
 if TYPE_CHECKING:
-    from queuekeeper import PoolStatus, Ticket
+    from collections.abc import Mapping
 
-FINAL = frozenset(TicketState) - {TicketState.QUEUED, TicketState.RUNNING}
-LEVELS = (Priority.CRITICAL, Priority.HIGH, Priority.NORMAL, Priority.LOW, 0, 10)
+    from queuekeeper import Ticket
+
 #: Traced memory may grow by at most this much between the first and last segment.
 MEMORY_BOUND = 8 * 1024 * 1024
 
 
 class Flaky(Exception):
     """What a failing handler raises."""
-
-
-@attrs.define
-class Counts:
-    """Events one pool reported."""
-
-    submitted: int = 0
-    rejected: int = 0
-    started: int = 0
-    finished: dict[str, int] = attrs.field(factory=dict)
-
-
-class Observer:
-    """A pool observer that counts events (the arguments are not needed)."""
-
-    def __init__(self) -> None:
-        self.counts = Counts()
-
-    def attach(self, pool: object) -> None:
-        """Accept any pool."""
-
-    def submitted(self, pool: str, priority: int) -> None:
-        """Count a request accepted into the queue."""
-        self.counts.submitted += 1
-
-    def rejected(self, pool: str, priority: int) -> None:
-        """Count a QueueFull."""
-        self.counts.rejected += 1
-
-    def started(self, pool: str, priority: int, wait: float) -> None:
-        """Count a start."""
-        self.counts.started += 1
-
-    def finished(
-        self, pool: str, priority: int, outcome: TicketState, duration: float | None
-    ) -> None:
-        """Count a final state."""
-        key = outcome.value
-        self.counts.finished[key] = self.counts.finished.get(key, 0) + 1
 
 
 @attrs.define
@@ -115,10 +76,10 @@ class Totals:
     memory_first: int = 0
     memory_last: int = 0
 
-    def add_outcomes(self, counts: dict[str, int]) -> None:
+    def add_outcomes(self, counts: Mapping[TicketState, int]) -> None:
         """Add a segment's final-state counts."""
-        for key, value in counts.items():
-            self.outcomes[key] = self.outcomes.get(key, 0) + value
+        for state, value in counts.items():
+            self.outcomes[state.value] = self.outcomes.get(state.value, 0) + value
 
 
 async def _handler(request: tuple[int, str]) -> int:
@@ -132,13 +93,7 @@ async def _handler(request: tuple[int, str]) -> int:
         raise Flaky(msg)
     if behaviour == "stray":
         # A cancellation caught in an inner scope that has exited: no pool's.
-        with anyio.CancelScope() as inner:
-            inner.cancel()
-            try:
-                await anyio.lowlevel.checkpoint()
-            except anyio.get_cancelled_exc_class() as exc:
-                stray = exc
-        raise stray
+        raise await stray_cancellation()
     if behaviour in {"group", "group-cut"}:
         # A task group whose child fails: at once, or when the timeout cuts it.
         async with anyio.create_task_group() as tg:
@@ -196,21 +151,10 @@ def _holds_a_cancellation(error: BaseException | None) -> bool:
     return isinstance(error, cancelled)
 
 
-def settled(status: PoolStatus) -> int:
-    """Count the requests that reached a final state."""
-    return (
-        status.completed
-        + status.failed
-        + status.cancelled
-        + status.timed_out
-        + status.shed
-    )
-
-
 async def _segment(size: int, seed: int, totals: Totals) -> None:
     """One pool: bursts, chaos, and a shutdown while producers still submit."""
     rng = random.Random(seed)
-    observer = Observer()
+    observer = CountingObserver()
     workers = 8
     pool: WorkerPool[tuple[int, str], int] = WorkerPool(
         _handler,
@@ -298,20 +242,19 @@ async def _segment(size: int, seed: int, totals: Totals) -> None:
         await pool.shutdown()
 
     status = pool.status()
-    counts = observer.counts
     problems = totals.problems
     if status.submitted != settled(status):
         problems.append(
             f"segment {seed}: submitted {status.submitted} != {settled(status)}"
         )
-    if counts.submitted != status.submitted:
-        problems.append(f"segment {seed}: observer saw {counts.submitted} submits")
-    if sum(counts.finished.values()) != counts.submitted:
+    if observer.submits != status.submitted:
+        problems.append(f"segment {seed}: observer saw {observer.submits} submits")
+    if sum(observer.outcomes.values()) != observer.submits:
         problems.append(
-            f"segment {seed}: {sum(counts.finished.values())} final events "
-            f"for {counts.submitted} tickets"
+            f"segment {seed}: {sum(observer.outcomes.values())} final events "
+            f"for {observer.submits} tickets"
         )
-    if not (status.rejected == counts.rejected and rejected <= status.rejected):
+    if not (status.rejected == observer.rejections and rejected <= status.rejected):
         problems.append(f"segment {seed}: rejected counters disagree")
     pending = [t for t in held if not t.done() or t.state not in FINAL]
     if pending:
@@ -342,7 +285,7 @@ async def _segment(size: int, seed: int, totals: Totals) -> None:
     totals.submitted += status.submitted
     totals.rejected += status.rejected
     totals.closed += closed
-    totals.add_outcomes(counts.finished)
+    totals.add_outcomes(observer.outcomes)
     totals.segments += 1
 
 

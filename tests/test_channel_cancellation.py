@@ -9,12 +9,9 @@ from typing import Any
 import anyio
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
+from helpers import CANCELLATION_SCENARIOS
 from queuekeeper import Priority, create_priority_channel
-
-BACKENDS = ["asyncio", "trio"]
-
 
 # -- exact races --------------------------------------------------------------------
 
@@ -105,20 +102,6 @@ async def test_cancelled_blocked_send_enqueues_nothing() -> None:
 
 # -- random cancellation, counted ---------------------------------------------------
 
-scenarios = st.fixed_dictionaries(
-    {
-        "max_size": st.integers(1, 4),
-        "producers": st.lists(
-            st.lists(st.sampled_from([0, 1, 2, 3, 4, 10]), min_size=1, max_size=8),
-            min_size=1,
-            max_size=4,
-        ),
-        "consumers": st.integers(1, 4),
-        # (checkpoints to wait, which operation to cancel)
-        "chaos": st.lists(st.tuples(st.integers(0, 6), st.integers(0, 7)), max_size=25),
-    }
-)
-
 
 async def _scenario(spec: dict[str, Any]) -> None:
     send, receive = create_priority_channel[tuple[int, int]](spec["max_size"])
@@ -188,14 +171,14 @@ async def _scenario(spec: dict[str, Any]) -> None:
     )
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.anyio
 @settings(max_examples=200, deadline=None, database=None)
-@given(spec=scenarios)
-def test_random_cancellation_loses_and_duplicates_nothing(
-    backend: str, spec: dict[str, Any]
+@given(spec=CANCELLATION_SCENARIOS)
+async def test_random_cancellation_loses_and_duplicates_nothing(
+    spec: dict[str, Any],
 ) -> None:
     """Producers and consumers cancelled at random points: every item accounted for."""
-    anyio.run(_scenario, spec, backend=backend)
+    await _scenario(spec)
 
 
 # -- stress -------------------------------------------------------------------------

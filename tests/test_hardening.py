@@ -22,9 +22,17 @@ import anyio.lowlevel
 import pytest
 from prometheus_client import CollectorRegistry
 
+from helpers import (
+    Boom,
+    Gate,
+    echo,
+    metric_total,
+    settled,
+    stray_cancellation,
+    worker_names,
+)
 from queuekeeper import (
     Backpressure,
-    PoolStatus,
     Priority,
     PrometheusMetrics,
     QueueFull,
@@ -44,27 +52,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.anyio
 
 
-def pool_task_names(pool: WorkerPool[Any, Any]) -> list[str]:
-    """Names of the running tasks that belong to *pool* (workers, timekeeper)."""
-    prefix = f"{pool.name}-"
-    return sorted(
-        task.name
-        for task in anyio.get_running_tasks()
-        if task.name is not None and task.name.startswith(prefix)
-    )
-
-
-def worker_names(pool: WorkerPool[Any, Any]) -> list[str]:
-    """Names of *pool*'s worker tasks that are still alive."""
-    return [name for name in pool_task_names(pool) if "-worker-" in name]
-
-
-async def echo(request: object) -> object:
-    """Return the request after a checkpoint."""
-    await anyio.lowlevel.checkpoint()
-    return request
-
-
 # -- 1. a cancellation the pool did not issue ------------------------------------------
 
 
@@ -74,15 +61,7 @@ async def stray_from_a_finished_scope() -> NoReturn:
     On Trio that is a ``trio.Cancelled``; on asyncio an anyio-flavoured
     ``CancelledError``. No scope around the caller is cancelled.
     """
-    caught: BaseException | None = None
-    with anyio.CancelScope() as inner:
-        inner.cancel()
-        try:
-            await anyio.lowlevel.checkpoint()
-        except anyio.get_cancelled_exc_class() as exc:
-            caught = exc
-    assert caught is not None
-    raise caught
+    raise await stray_cancellation()
 
 
 async def stray_from_a_cancelled_future() -> NoReturn:
@@ -248,19 +227,6 @@ async def test_handler_task_group_cut_by_the_pool_ends_the_same_on_both_backends
 # -- 2. a request handed straight to an idle worker ------------------------------------
 
 
-class Recorder:
-    """A handler that records which requests started and waits to be let through."""
-
-    def __init__(self) -> None:
-        self.started: list[object] = []
-        self.release = anyio.Event()
-
-    async def __call__(self, request: object) -> object:
-        self.started.append(request)
-        await self.release.wait()
-        return request
-
-
 @pytest.mark.parametrize(
     ("backpressure", "nowait"),
     [
@@ -274,7 +240,7 @@ async def test_shutdown_without_drain_cancels_a_request_handed_to_an_idle_worker
     backpressure: Backpressure, nowait: bool
 ) -> None:
     """The request never starts, fails with RequestCancelled, and no grace is waited."""
-    handler = Recorder()
+    handler = Gate()
     pool = WorkerPool(
         handler,
         workers=1,
@@ -312,7 +278,7 @@ async def test_shutdown_without_drain_cancels_a_request_handed_to_an_idle_worker
 
 async def test_body_error_cancels_a_request_handed_to_an_idle_worker() -> None:
     """Leaving ``async with`` by an exception never starts a handed-over request."""
-    handler = Recorder()
+    handler = Gate()
     with anyio.fail_after(10), pytest.raises(KeyError):  # noqa: PT012
         async with WorkerPool(handler, workers=2, name="handover-body") as pool:
             await anyio.wait_all_tasks_blocked()
@@ -324,8 +290,8 @@ async def test_body_error_cancels_a_request_handed_to_an_idle_worker() -> None:
 
 async def test_a_handed_over_request_cancelled_or_expired_never_starts() -> None:
     """ticket.cancel() and a deadline reach a request its worker has not started."""
-    handler = Recorder()
-    handler.release.set()
+    handler = Gate()
+    handler.open.set()
     async with WorkerPool(handler, workers=1, name="handover-cancel") as pool:
         await anyio.wait_all_tasks_blocked()
         cancelled = pool.submit_nowait("cancelled")
@@ -340,27 +306,6 @@ async def test_a_handed_over_request_cancelled_or_expired_never_starts() -> None
 
 
 # -- 10. counted at the moment it enters the queue -------------------------------------
-
-
-def settled(status: PoolStatus) -> int:
-    """Requests that reached a final state."""
-    return (
-        status.completed
-        + status.failed
-        + status.cancelled
-        + status.timed_out
-        + status.shed
-    )
-
-
-def metric_total(registry: CollectorRegistry, name: str) -> float:
-    """The sum of every sample of metric *name* in *registry*."""
-    return sum(
-        sample.value
-        for metric in registry.collect()
-        for sample in metric.samples
-        if sample.name == name
-    )
 
 
 async def test_block_counts_a_request_when_it_moves_into_the_queue() -> None:
@@ -457,10 +402,6 @@ async def test_finished_requests_results_and_errors_are_released(
 
 
 # -- 6. result() leaves the handler's exception as the handler raised it ---------------
-
-
-class Boom(Exception):
-    """What the handler raises."""
 
 
 def frames(error: BaseException) -> list[str]:
@@ -628,7 +569,7 @@ async def test_huge_request_timeouts_are_value_errors_that_lose_nothing(
     option: str,
 ) -> None:
     """submit, submit_nowait and execute refuse them; the queue is untouched."""
-    handler = Recorder()
+    handler = Gate()
     async with WorkerPool(handler, workers=1, name="huge") as pool:
         await pool.submit("running")
         await anyio.wait_all_tasks_blocked()
@@ -643,7 +584,7 @@ async def test_huge_request_timeouts_are_value_errors_that_lose_nothing(
         with pytest.raises(ValueError, match=r"^timeout must be .* \(too large\)$"):
             await pool.shutdown(timeout=HUGE)
         assert (0, 2) == (queued.position, pool.status().submitted)
-        handler.release.set()
+        handler.open.set()
     assert ["running", "queued"] == handler.started
 
 
@@ -728,7 +669,7 @@ async def test_entering_a_pool_again_is_a_plain_runtime_error(how: str) -> None:
 
 async def test_messages_and_str_use_the_names_users_read() -> None:
     """QueueFull and RequestShed say LOW, not <Priority.LOW: 4>; states say queued."""
-    handler = Recorder()
+    handler = Gate()
     pool = WorkerPool(
         handler,
         workers=1,
@@ -751,7 +692,7 @@ async def test_messages_and_str_use_the_names_users_read() -> None:
         message = str(full.value)
         assert message.endswith("request at priority 7 rejected")
         assert (7, 1) == (full.value.priority, full.value.max_size)
-        handler.release.set()
+        handler.open.set()
     assert "queue is full (1 request waiting); request at priority LOW rejected" == str(
         QueueFull(1, Priority.LOW)
     )
@@ -794,7 +735,7 @@ async def test_cancelling_the_pool_from_outside_cancels_a_handed_over_request() 
 async def test_priorities_too_long_to_print_cannot_break_messages_or_metrics() -> None:
     """A 5,000-digit custom level queues, runs, is refused and measured cleanly."""
     huge = 10**5000
-    handler = Recorder()
+    handler = Gate()
     registry = CollectorRegistry()
     metrics = PrometheusMetrics(registry)
     async with WorkerPool(
@@ -806,6 +747,6 @@ async def test_priorities_too_long_to_print_cannot_break_messages_or_metrics() -
         assert "priority=an int of 5001 digits" in repr(queued)
         with pytest.raises(QueueFull, match="priority an int of 5001 digits rejected"):
             await pool.submit("refused", priority=huge)
-        handler.release.set()
+        handler.open.set()
     assert ["running", "queued"] == handler.started
     assert 2 == metric_total(registry, "queuekeeper_requests_completed_total")

@@ -9,6 +9,7 @@ import anyio
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
 
+from helpers import Gate
 from queuekeeper import (
     Backpressure,
     Priority,
@@ -27,17 +28,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 pytestmark = pytest.mark.anyio
-
-
-class Gate:
-    """A handler whose requests wait until the test lets them through."""
-
-    def __init__(self) -> None:
-        self.open = anyio.Event()
-
-    async def __call__(self, request: object) -> object:
-        await self.open.wait()
-        return request
 
 
 async def scripted(request: str) -> str:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
+from helpers import CANCELLATION_SCENARIOS
 from queuekeeper import (
     Backpressure,
     Priority,
@@ -298,20 +298,6 @@ def test_execute_in_block_mode_cancelled_as_its_request_is_taken() -> None:
 
 # -- random native cancellation, counted ----------------------------------------------
 
-native_scenarios = st.fixed_dictionaries(
-    {
-        "max_size": st.integers(1, 4),
-        "producers": st.lists(
-            st.lists(st.sampled_from([0, 1, 2, 3, 4, 10]), min_size=1, max_size=8),
-            min_size=1,
-            max_size=4,
-        ),
-        "consumers": st.integers(1, 4),
-        # (loop turns to wait, which task's current call to cancel)
-        "chaos": st.lists(st.tuples(st.integers(0, 6), st.integers(0, 7)), max_size=25),
-    }
-)
-
 
 async def _native_scenario(spec: dict[str, Any]) -> None:
     send, receive = create_priority_channel[tuple[int, int]](spec["max_size"])
@@ -385,7 +371,7 @@ async def _native_scenario(spec: dict[str, Any]) -> None:
 
 
 @settings(max_examples=300, deadline=None, database=None)
-@given(spec=native_scenarios)
+@given(spec=CANCELLATION_SCENARIOS)
 def test_random_native_cancellation_loses_and_duplicates_nothing(
     spec: dict[str, Any],
 ) -> None:

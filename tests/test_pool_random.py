@@ -23,6 +23,17 @@ import anyio.lowlevel
 import pytest
 from prometheus_client import CollectorRegistry
 
+from helpers import (
+    FINAL,
+    LEVELS,
+    Boom,
+    CountingObserver,
+    metric_total,
+    pool_task_names,
+    settled,
+    stray_cancellation,
+    worker_names,
+)
 from queuekeeper import (
     Backpressure,
     PoolClosed,
@@ -38,19 +49,11 @@ from queuekeeper import (
     TicketState,
     WorkerPool,
 )
-from soak import settled
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup, ExceptionGroup
 
 pytestmark = pytest.mark.anyio
-
-FINAL = frozenset(TicketState) - {TicketState.QUEUED, TicketState.RUNNING}
-LEVELS = (Priority.CRITICAL, Priority.HIGH, Priority.NORMAL, Priority.LOW, 0, 10)
-
-
-class Boom(Exception):
-    """What a handler told to fail raises."""
 
 
 class Fatal(BaseException):
@@ -72,24 +75,11 @@ def request_of(ticket: Ticket[int]) -> Request:
     return request
 
 
-def pool_task_names(pool: WorkerPool[Any, Any]) -> list[str]:
-    """Names of the running tasks that belong to *pool* (workers, timekeeper)."""
-    prefix = f"{pool.name}-"
-    return sorted(
-        task.name
-        for task in anyio.get_running_tasks()
-        if task.name is not None and task.name.startswith(prefix)
-    )
-
-
-class Observer:
+class Observer(CountingObserver):
     """A pool observer counting every event, and passing it on to Prometheus."""
 
     def __init__(self) -> None:
-        self.submits = 0
-        self.rejections = 0
-        self.starts = 0
-        self.outcomes: Counter[TicketState] = Counter()
+        super().__init__()
         self.registry = CollectorRegistry()
         self.prometheus = PrometheusMetrics(self.registry)
 
@@ -99,35 +89,29 @@ class Observer:
 
     def submitted(self, pool: str, priority: int) -> None:
         """Count a request that entered the queue."""
-        self.submits += 1
+        super().submitted(pool, priority)
         self.prometheus.submitted(pool, priority)
 
     def rejected(self, pool: str, priority: int) -> None:
         """Count a QueueFull."""
-        self.rejections += 1
+        super().rejected(pool, priority)
         self.prometheus.rejected(pool, priority)
 
     def started(self, pool: str, priority: int, wait: float) -> None:
         """Count a start."""
-        self.starts += 1
+        super().started(pool, priority, wait)
         self.prometheus.started(pool, priority, wait)
 
     def finished(
         self, pool: str, priority: int, outcome: TicketState, duration: float | None
     ) -> None:
         """Count a final state."""
-        self.outcomes[outcome] += 1
+        super().finished(pool, priority, outcome, duration)
         self.prometheus.finished(pool, priority, outcome, duration)
 
     def sample(self, name: str, **labels: str) -> float:
         """The sum of the Prometheus samples *name* with *labels*."""
-        return sum(
-            sample.value
-            for family in self.registry.collect()
-            for sample in family.samples
-            if sample.name == name
-            and all(sample.labels.get(k) == v for k, v in labels.items())
-        )
+        return metric_total(self.registry, name, **labels)
 
 
 # -- randomized scenarios -----------------------------------------------------------
@@ -603,9 +587,7 @@ async def test_shutdown_gives_up_on_a_handler_ignoring_cancellation_after_grace(
             assert (False, stubborn.id) == (health.is_healthy, health.current_request)
             assert health.busy_since is not None
             # Structured concurrency: the worker still runs until the handler returns.
-            assert [f"{pool.name}-worker-0"] == [
-                name for name in pool_task_names(pool) if "-worker-" in name
-            ]
+            assert [f"{pool.name}-worker-0"] == worker_names(pool)
         finally:
             release.set()  # even on failure: a shielded handler would hang the test
     assert [] == pool_task_names(pool)
@@ -617,17 +599,6 @@ async def test_shutdown_gives_up_on_a_handler_ignoring_cancellation_after_grace(
 
 
 # -- handlers raising BaseException, or swallowing their cancellation ---------------
-
-
-async def stray_cancellation() -> BaseException:
-    """A cancellation caught in an inner scope that has exited: no pool issued it."""
-    with anyio.CancelScope() as inner:
-        inner.cancel()
-        try:
-            await anyio.lowlevel.checkpoint()
-        except anyio.get_cancelled_exc_class() as exc:
-            return exc
-    raise AssertionError  # pragma: no cover
 
 
 async def make_error(kind: str) -> BaseException:
@@ -686,9 +657,7 @@ async def test_every_exception_short_of_an_interrupt_fails_only_its_request(
         if isinstance(error, BaseExceptionGroup):
             assert error.subgroup(cancelled) is None
         assert "after" == await pool.execute("after")
-        assert ["kinds-worker-0"] == [
-            name for name in pool_task_names(pool) if "-worker-" in name
-        ]
+        assert ["kinds-worker-0"] == worker_names(pool)
         health = pool.worker_health()[0]
         assert (2, 1) == (health.total_processed, health.total_errors)
 

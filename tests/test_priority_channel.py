@@ -40,7 +40,7 @@ def drain(receive: PriorityReceiveChannel[T]) -> list[T]:
 # -- priorities ---------------------------------------------------------------------
 
 
-async def test_priority_is_an_int_enum_with_four_levels() -> None:
+def test_priority_is_an_int_enum_with_four_levels() -> None:
     """Priority names CRITICAL=1, HIGH=2, NORMAL=3, LOW=4, and is an int."""
     assert [1, 2, 3, 4] == [
         Priority.CRITICAL,
@@ -59,7 +59,7 @@ async def test_levels_are_served_lowest_value_first() -> None:
     assert ["CRITICAL", "HIGH", "NORMAL", "LOW"] == drain(receive)
 
 
-async def test_custom_int_levels_sort_among_the_named_ones() -> None:
+def test_custom_int_levels_sort_among_the_named_ones() -> None:
     """0 goes before CRITICAL, 10 after LOW, negative ints first of all."""
     send, receive = create_priority_channel[int]()
     for level in (10, 4, 0, 1, -5, 3, 2):
@@ -67,7 +67,7 @@ async def test_custom_int_levels_sort_among_the_named_ones() -> None:
     assert [-5, 0, 1, 2, 3, 4, 10] == drain(receive)
 
 
-async def test_fifo_within_a_level_across_interleaved_levels() -> None:
+def test_fifo_within_a_level_across_interleaved_levels() -> None:
     """Within one level, items leave in the order they were sent."""
     send, receive = create_priority_channel[tuple[int, int]]()
     for i in range(50):
@@ -90,7 +90,7 @@ async def test_default_priority_is_normal() -> None:
 # -- capacity -----------------------------------------------------------------------
 
 
-async def test_send_nowait_raises_would_block_when_full_at_any_priority() -> None:
+def test_send_nowait_raises_would_block_when_full_at_any_priority() -> None:
     """A full channel never evicts, not even for CRITICAL or a custom 0."""
     send, receive = create_priority_channel[str](2)
     send.send_nowait("a", Priority.LOW)
@@ -185,7 +185,7 @@ async def test_channel_never_holds_more_than_max_size() -> None:
 
 
 @pytest.mark.parametrize("unbounded", [None, math.inf])
-async def test_unbounded_channel_accepts_everything(unbounded: float | None) -> None:
+def test_unbounded_channel_accepts_everything(unbounded: float | None) -> None:
     """None and math.inf both mean no limit."""
     send, receive = create_priority_channel[int](unbounded)
     for i in range(10_000):
@@ -353,7 +353,7 @@ async def test_endpoints_are_anyio_object_streams() -> None:
     await stapled.aclose()
 
 
-async def test_endpoints_have_no_public_constructor() -> None:
+def test_endpoints_have_no_public_constructor() -> None:
     """Only create_priority_channel builds endpoints."""
     send, _receive = create_priority_channel[int]()
     with pytest.raises(TypeError, match="no public constructor"):
@@ -365,7 +365,7 @@ async def test_endpoints_have_no_public_constructor() -> None:
 # -- statistics ---------------------------------------------------------------------
 
 
-async def test_statistics_report_every_field() -> None:
+def test_statistics_report_every_field() -> None:
     """statistics() is a frozen snapshot of sizes, levels, endpoints and waiters."""
     send, receive = create_priority_channel[str](3)
     clone = send.clone()
@@ -434,7 +434,7 @@ async def test_waiter_counts_return_to_zero_after_cancellation() -> None:
         (-math.inf, TypeError, "-inf"),
     ],
 )
-async def test_bad_max_size_is_rejected_naming_the_value(
+def test_bad_max_size_is_rejected_naming_the_value(
     max_size: object, error: type[Exception], shown: str
 ) -> None:
     """max_size must be None, math.inf or an int >= 1; the error names the value."""
@@ -463,9 +463,7 @@ async def test_bad_priority_is_rejected_and_the_channel_keeps_working(
     assert ["after", "kept"] == drain(receive)
 
 
-async def test_bad_priority_in_a_full_channel_raises_type_error_not_would_block() -> (
-    None
-):
+def test_bad_priority_in_a_full_channel_raises_type_error_not_would_block() -> None:
     """Validation comes first: bad input is reported even when the channel is full."""
     send, _receive = create_priority_channel[str](1)
     send.send_nowait("x")

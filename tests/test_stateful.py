@@ -29,6 +29,7 @@ from hypothesis.stateful import (
 )
 from trio.testing import MockClock
 
+from helpers import Boom
 from queuekeeper import (
     Backpressure,
     PoolClosed,
@@ -46,10 +47,6 @@ SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-
-
-class Boom(Exception):
-    """What a handler told to fail raises."""
 
 
 def _portal_context(backend: str) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
+from helpers import Gate, echo, hang, pool_task_names, settled
 from queuekeeper import (
     Backpressure,
     PoolClosed,
@@ -23,38 +24,8 @@ from queuekeeper import (
     WorkerHealth,
     WorkerPool,
 )
-from soak import settled
 
 pytestmark = pytest.mark.anyio
-
-
-class Gate:
-    """A handler whose requests wait until the test lets them through."""
-
-    def __init__(self) -> None:
-        self.open = anyio.Event()
-        self.started: list[object] = []
-        self.finished: list[object] = []
-
-    async def __call__(self, request: object) -> object:
-        self.started.append(request)
-        await self.open.wait()
-        if isinstance(request, BaseException):
-            raise request
-        self.finished.append(request)
-        return request
-
-
-async def echo(request: object) -> object:
-    """Return the request after a checkpoint."""
-    await anyio.lowlevel.checkpoint()
-    return request
-
-
-async def hang(request: object) -> object:
-    """Never return on its own."""
-    await anyio.sleep_forever()
-    return request  # pragma: no cover
 
 
 def state_of(ticket: Ticket[Any]) -> TicketState:
@@ -124,13 +95,9 @@ async def test_run_twice_is_an_error() -> None:
 
 async def test_only_workers_and_one_timekeeper_run() -> None:
     """The pool's task group holds its workers and its timekeeper, nothing else."""
-    async with WorkerPool(echo, workers=4, name="p"):
+    async with WorkerPool(echo, workers=4, name="p") as pool:
         await anyio.wait_all_tasks_blocked()
-        names = sorted(
-            task.name
-            for task in anyio.get_running_tasks()
-            if task.name is not None and task.name.startswith("p-")
-        )
+        names = pool_task_names(pool)
         assert sorted([*(f"p-worker-{i}" for i in range(4)), "p-timekeeper"]) == names
 
 
@@ -545,11 +512,7 @@ async def test_nothing_pending_and_no_worker_alive_after_shutdown() -> None:
         await anyio.wait_all_tasks_blocked()
         await pool.shutdown(timeout=0.01)
         assert all(ticket.done() for ticket in tickets)
-        assert [] == [
-            t.name
-            for t in anyio.get_running_tasks()
-            if t.name is not None and t.name.startswith("gone-")
-        ]
+        assert [] == pool_task_names(pool)
         status = pool.status()
         assert (10, 10, 0) == (status.submitted, settled(status), status.active_workers)
 
@@ -707,7 +670,7 @@ def plain(request: object) -> object:
         ({"cancel_grace": True}, TypeError, r"^cancel_grace must be .* not True"),
     ],
 )
-async def test_bad_construction_arguments_name_the_value(
+def test_bad_construction_arguments_name_the_value(
     kwargs: dict[str, object], error: type[Exception], pattern: str
 ) -> None:
     """Every bad option raises TypeError/ValueError naming it and its value."""
@@ -716,7 +679,7 @@ async def test_bad_construction_arguments_name_the_value(
 
 
 @pytest.mark.parametrize("handler", [None, 42, "handler", plain])
-async def test_handler_must_be_an_async_callable(handler: object) -> None:
+def test_handler_must_be_an_async_callable(handler: object) -> None:
     """A missing or synchronous handler is refused at construction."""
     with pytest.raises(TypeError, match="handler must be an async callable"):
         WorkerPool(handler)  # type: ignore[arg-type]

@@ -33,9 +33,9 @@ class PoolObserver(Protocol):
     """What a pool tells the object passed as its ``metrics``.
 
     Every method is called on the event loop's thread, synchronously, as the event
-    happens, so each must be cheap and must not raise. Priorities are plain ints
-    (``1`` for :attr:`Priority.CRITICAL` ... ``4`` for :attr:`Priority.LOW`, or a
-    custom level); times are seconds on the backend's clock. ``isinstance(obj,
+    happens, so each must be cheap and must not raise. Priorities are ints (a
+    :class:`Priority` member for the named levels, as submitted, or a custom
+    level); times are seconds on the backend's clock. ``isinstance(obj,
     PoolObserver)`` checks that an object has the five methods.
 
     .. versionadded:: 0.2
