@@ -47,7 +47,7 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup, ExceptionGroup
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Generator
 
 pytestmark = pytest.mark.anyio
 
@@ -487,6 +487,24 @@ class SyncCallable:
         return 2 * request
 
 
+class Doubling:
+    """A class as a handler: calling it makes an awaitable object, no coroutine."""
+
+    def __init__(self, request: int) -> None:
+        self.request = request
+
+    def __await__(self) -> Generator[Any, None, int]:
+        return double(self.request).__await__()
+
+
+def wrapped_in_itself(request: int) -> int:
+    """A plain function whose ``__wrapped__`` is itself: a loop to look through."""
+    return 2 * request
+
+
+wrapped_in_itself.__wrapped__ = wrapped_in_itself  # type: ignore[attr-defined]
+
+
 VALID_HANDLERS = {
     "async def": double,
     "lambda returning a coroutine": lambda request: double(request),  # noqa: PLW0108
@@ -495,6 +513,7 @@ VALID_HANDLERS = {
     "partial of a wraps-decorated async def": functools.partial(logged(double)),
     "async __call__": AsyncCallable(),
     "bound async method": AsyncCallable().__call__,
+    "class of awaitable objects": Doubling,
 }
 
 INVALID_HANDLERS = {
@@ -509,6 +528,8 @@ INVALID_HANDLERS = {
     "async generator function": (async_generator, "an async generator function"),
     "built-in": (abs, "a built-in function"),
     "plain __call__": (SyncCallable(), "a plain function"),
+    "bound plain method": (SyncCallable().__call__, "a plain function"),
+    "__wrapped__ loop": (wrapped_in_itself, "a plain function"),
 }
 
 
@@ -596,6 +617,9 @@ def test_values_too_long_to_print_are_named_by_their_length() -> None:
         WorkerPool(echo, drain_timeout=10**5000)
     with pytest.raises(ValueError, match=r"not an int of 5001 digits$"):
         WorkerPool(echo, workers=10**5000)
+    # All nines: one digit fewer than its bit length suggests.
+    with pytest.raises(ValueError, match=r"not an int of 5000 digits$"):
+        WorkerPool(echo, workers=10**5000 - 1)
 
 
 # -- 12. a pool that has not started says so -------------------------------------------

@@ -15,6 +15,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import given, settings
 
@@ -161,6 +162,57 @@ def test_receive_under_asyncio_timeout_expiring_at_the_hand_over() -> None:
         run(main)
 
 
+def test_receive_cancelled_as_it_is_handed_an_item_while_every_receiver_closes() -> (
+    None
+):
+    """With no receiver left, the item goes where queued items go: nowhere."""
+
+    async def main() -> None:
+        send, receive = create_priority_channel[str](1)
+        task = asyncio.get_running_loop().create_task(receive.receive())
+        await blocked()
+        send.send_nowait("handed")
+        task.cancel()
+        receive.close()  # the same loop turn, before the receiver sees either
+        assert asyncio.CancelledError is await outcome(task)
+        stats = send.statistics()
+        assert (0, 0, 0) == (
+            stats.current_size,
+            stats.tasks_waiting_send,
+            stats.tasks_waiting_receive,
+        )
+        with pytest.raises(anyio.BrokenResourceError):
+            send.send_nowait("nobody to take it")
+
+    run(main)
+
+
+def test_a_cancelled_scope_keeps_the_handed_item_despite_a_native_cancel() -> None:
+    """Its cancel scope raises again at the next checkpoint: the item is kept."""
+
+    async def main() -> None:
+        send, receive = create_priority_channel[str](1)
+        got: list[str] = []
+        scopes: list[anyio.CancelScope] = []
+
+        async def receiver() -> None:
+            with anyio.CancelScope() as scope:
+                scopes.append(scope)
+                got.append(await receive.receive())
+                await anyio.lowlevel.checkpoint()  # where the scope's cancel lands
+
+        task = asyncio.get_running_loop().create_task(receiver())
+        await blocked()
+        send.send_nowait("handed")
+        scopes[0].cancel()  # the wait is over: anyio leaves the task alone...
+        task.cancel()  # ...and a native cancel lands in the same loop turn
+        await asyncio.wait([task])
+        assert ["handed"] == got
+        assert 0 == send.statistics().current_size
+
+    run(main)
+
+
 # -- send ---------------------------------------------------------------------------
 
 
@@ -202,6 +254,46 @@ def test_send_cancelled_after_its_item_was_received_raises_and_delivers_once() -
         task.cancel()
         assert asyncio.CancelledError is await outcome(task)
         assert "low" == receive.receive_nowait()
+        assert 0 == send.statistics().current_size
+
+    run(main)
+
+
+def test_send_cancelled_as_its_item_moves_in_finds_it_behind_a_later_one() -> None:
+    """Taking back searches its level from the newest: a later item stays queued."""
+
+    async def main() -> None:
+        send, receive = create_priority_channel[str](2)
+        send.send_nowait("a")
+        send.send_nowait("b")
+        task = asyncio.get_running_loop().create_task(send.send("moved in"))
+        await blocked()
+        assert "a" == receive.receive_nowait()  # "moved in" moves in behind "b"
+        assert "b" == receive.receive_nowait()
+        send.send_nowait("after")  # same level, behind "moved in"
+        task.cancel()
+        assert asyncio.CancelledError is await outcome(task)
+        assert "after" == receive.receive_nowait()
+        with pytest.raises(anyio.WouldBlock):
+            receive.receive_nowait()
+
+    run(main)
+
+
+def test_send_cancelled_after_its_item_was_received_leaves_its_level_alone() -> None:
+    """Already taken: nothing is taken back, and the level's other items stay."""
+
+    async def main() -> None:
+        send, receive = create_priority_channel[str](2)
+        send.send_nowait("a")
+        send.send_nowait("b")
+        task = asyncio.get_running_loop().create_task(send.send("moved in"))
+        await blocked()
+        assert ["a", "b", "moved in"] == [receive.receive_nowait() for _ in range(3)]
+        send.send_nowait("after")
+        task.cancel()
+        assert asyncio.CancelledError is await outcome(task)
+        assert "after" == receive.receive_nowait()
         assert 0 == send.statistics().current_size
 
     run(main)

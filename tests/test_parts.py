@@ -8,7 +8,8 @@ tested apart from the wiring.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections import Counter
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -30,6 +31,13 @@ from queuekeeper._memory import MemoryQueue
 from queuekeeper._pool._accounting import Accounting
 from queuekeeper._pool._admission import Admission
 from queuekeeper._pool._deadlines import Deadlines
+from queuekeeper._pool._workers import Workers
+from queuekeeper._util import fixup_module_metadata
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from queuekeeper import ChannelStatistics
 
 pytestmark = pytest.mark.anyio
 
@@ -274,3 +282,135 @@ def test_accounting_status_adds_up_at_every_step() -> None:
     accounting.succeeded(worker, taken, "done")
     check()
     assert ("done", 1, 1) == (taken._result, worker.processed, accounting.completed)
+
+
+def test_evict_finds_nothing_when_only_a_just_emptied_level_is_listed() -> None:
+    """The level the last take emptied stays listed until the next put: not a victim."""
+    queue = MemoryQueue[str](1)
+    queue.put_nowait("low", Priority.LOW)
+    assert "low" == queue.take_nowait()
+    assert queue.evict(Priority.HIGH) is None
+    assert (0, {}) == (queue.sizes()[0], dict(queue.sizes()[1]))
+
+
+# -- the workers over a queue that leases ----------------------------------------------
+
+
+class LeasingQueue:
+    """The memory queue, wanting to hear of every request taken once it is settled.
+
+    What a queue in another process does: each request it hands out is under a
+    lease until the pool acknowledges it.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.memory = MemoryQueue[Ticket[Any]](capacity)
+        self.acknowledges = True
+        self.leased: Counter[Ticket[Any]] = Counter()
+        self.acknowledged: list[Ticket[Any]] = []
+
+    @property
+    def on_admit(self) -> Callable[[Ticket[Any]], object] | None:
+        return self.memory.on_admit
+
+    @on_admit.setter
+    def on_admit(self, callback: Callable[[Ticket[Any]], object] | None) -> None:
+        self.memory.on_admit = callback
+
+    def put_nowait(self, request: Ticket[Any], priority: int) -> bool:
+        return self.memory.put_nowait(request, priority)
+
+    async def put(self, request: Ticket[Any], priority: int) -> bool:
+        return await self.memory.put(request, priority)
+
+    def evict(self, above: int) -> tuple[Ticket[Any], int] | None:
+        return self.memory.evict(above)
+
+    def take_nowait(self) -> Ticket[Any] | None:
+        taken = self.memory.take_nowait()
+        if taken is not None:
+            self.leased[taken] += 1
+        return taken
+
+    async def take(self) -> Ticket[Any]:
+        taken = await self.memory.take()
+        self.leased[taken] += 1
+        return taken
+
+    def settled(self, request: Ticket[Any]) -> None:
+        assert self.leased[request] == 1, "acknowledged without a lease"
+        self.leased[request] -= 1
+        self.acknowledged.append(request)
+
+    def remove(self, request: Ticket[Any], priority: int) -> bool:
+        return self.memory.remove(request, priority)
+
+    def position(self, request: Ticket[Any], priority: int) -> int | None:
+        return self.memory.position(request, priority)
+
+    def sizes(self) -> tuple[int, Mapping[int, int]]:
+        return self.memory.sizes()
+
+    def statistics(self) -> ChannelStatistics:
+        return self.memory.statistics()
+
+    def close(self) -> None:
+        self.memory.close()
+
+    def drain(self) -> list[Ticket[Any]]:
+        return self.memory.drain()
+
+
+async def test_workers_acknowledge_every_request_they_take_once_it_is_settled() -> None:
+    """Served, failed or found expired: each taken request is acknowledged once."""
+    queue = LeasingQueue(4)
+    deadlines = Deadlines()
+    accounting = Accounting(
+        "parts",
+        1,
+        None,
+        deadlines,
+        hung_after=60.0,
+        unhealthy_after=5,
+        cancel_grace=1.0,
+    )
+    accounting.clock = lambda: 0.0
+    admission = Admission[Any](queue, Backpressure.REJECT, 4, accounting, deadlines)
+    admission.clock = accounting.clock
+
+    async def halve(request: int) -> float:
+        await anyio.lowlevel.checkpoint()
+        if request == 0:
+            raise ZeroDivisionError(request)
+        return 1 / request
+
+    workers = Workers[int, float](halve, queue, admission, accounting)
+    served, failed = ticket(2), ticket(0)
+    late = ticket(3, now=-2.0, queue_timeout=1.0)  # its queue time ran out at -1.0
+    for t in (served, late, failed):
+        admission.put_nowait(t)
+    queue.close()
+    workers.live = 1  # what the pool does as it starts a worker
+    await workers.work(accounting.workers[0])
+    assert (TicketState.SUCCEEDED, TicketState.TIMED_OUT, TicketState.FAILED) == (
+        served.state,
+        late.state,
+        failed.state,
+    )
+    assert isinstance(late._error, QueueTimeout)
+    assert [served, late, failed] == queue.acknowledged
+    assert 0 == sum(queue.leased.values())
+    assert workers.all_done.is_set()
+
+
+def test_module_metadata_points_only_the_package_own_names_at_the_package() -> None:
+    """A re-exported name from elsewhere keeps the module it really lives in."""
+    own = type("Own", (), {"__module__": "somepackage._private"})
+    namespace: dict[str, Any] = {
+        "__all__": ["Own", "WouldBlock"],
+        "Own": own,
+        "WouldBlock": anyio.WouldBlock,
+    }
+    fixup_module_metadata("somepackage", namespace)
+    assert "somepackage" == own.__module__
+    assert anyio.WouldBlock.__module__.startswith("anyio")

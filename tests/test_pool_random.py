@@ -598,6 +598,51 @@ async def test_shutdown_gives_up_on_a_handler_ignoring_cancellation_after_grace(
     assert None is pool.worker_health()[0].current_request
 
 
+@pytest.mark.parametrize("late", ["returns", "raises"])
+async def test_shutdown_gives_up_only_on_the_worker_whose_handler_ignores_it(
+    late: str,
+) -> None:
+    """The idle worker is left alone; what the handler does later changes nothing."""
+    entered = anyio.Event()
+    release = anyio.Event()
+
+    async def stubborn(request: str) -> str:
+        entered.set()
+        with anyio.CancelScope(shield=True):
+            await release.wait()
+        if late == "raises":
+            raise Boom(request)
+        return request
+
+    pool = WorkerPool(
+        stubborn, workers=2, name=f"one-stubborn-{late}", cancel_grace=0.01
+    )
+    async with anyio.create_task_group() as tg:
+        await tg.start(pool.run)
+        try:
+            ticket = await pool.submit("stubborn")
+            with anyio.fail_after(10):  # a hang guard, not a timing assertion
+                await entered.wait()
+                await pool.shutdown(drain=False)
+            busy, idle = sorted(
+                pool.worker_health(), key=lambda h: h.current_request is None
+            )
+            assert (ticket.id, None) == (busy.current_request, idle.current_request)
+            assert idle.is_healthy
+        finally:
+            release.set()
+    assert TicketState.CANCELLED is ticket.state
+    with pytest.raises(RequestCancelled, match="ignores it"):
+        await ticket.result()
+    status = pool.status()
+    assert (1, 0, 0, 1) == (
+        status.submitted,
+        status.completed,
+        status.failed,
+        status.cancelled,
+    )
+
+
 # -- handlers raising BaseException, or swallowing their cancellation ---------------
 
 

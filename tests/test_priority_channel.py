@@ -298,6 +298,30 @@ async def test_closed_endpoints_raise_closed_resource_error() -> None:
         await receive.receive()
 
 
+async def test_async_for_on_a_closed_receiver_raises_while_senders_remain() -> None:
+    """A closed endpoint is an error for ``async for`` too, not an end of stream."""
+    send, receive = create_priority_channel[int](5)
+    receive.close()
+    with pytest.raises(anyio.ClosedResourceError):
+        await receive.__anext__()  # what each turn of an ``async for`` calls
+    send.close()
+
+
+def test_endpoints_repr_says_whether_they_are_open() -> None:
+    """Named by their public class, with open or closed."""
+    send, receive = create_priority_channel[int](5)
+    assert repr(send).startswith("<queuekeeper.PrioritySendChannel at 0x")
+    assert repr(receive).startswith("<queuekeeper.PriorityReceiveChannel at 0x")
+    assert (repr(send).endswith(", open>"), repr(receive).endswith(", open>")) == (
+        True,
+        True,
+    )
+    send.close()
+    receive.close()
+    assert repr(send).endswith(", closed>")
+    assert repr(receive).endswith(", closed>")
+
+
 async def test_closing_an_endpoint_wakes_its_own_blocked_tasks() -> None:
     """Tasks blocked on an endpoint that gets closed raise ClosedResourceError."""
     send, receive = create_priority_channel[int](1)
@@ -441,6 +465,21 @@ def test_bad_max_size_is_rejected_naming_the_value(
     pattern = rf"^max_size must be None, math.inf or an int >= 1, not {shown}( |$)"
     with pytest.raises(error, match=pattern):
         create_priority_channel(max_size)  # type: ignore[arg-type]
+
+
+def test_int_subclass_priorities_are_plain_ints() -> None:
+    """A user's own int subclass is accepted, and counted as the int it is."""
+
+    class Tier(int):
+        pass
+
+    send, receive = create_priority_channel[str](2)
+    send.send_nowait("tier 3", Tier(3))
+    send.send_nowait("critical", Priority.CRITICAL)
+    sizes = send.statistics().size_by_priority
+    assert {3: 1, Priority.CRITICAL: 1} == dict(sizes)
+    assert [int] == [type(level) for level in sizes if level == 3]
+    assert ["critical", "tier 3"] == drain(receive)
 
 
 @pytest.mark.parametrize(

@@ -101,6 +101,72 @@ async def test_only_workers_and_one_timekeeper_run() -> None:
         assert sorted([*(f"p-worker-{i}" for i in range(4)), "p-timekeeper"]) == names
 
 
+def test_properties_report_what_the_pool_was_built_with() -> None:
+    """name, backpressure, max_workers and max_queue_size, as given."""
+    pool = WorkerPool(
+        echo, workers=3, max_queue_size=7, backpressure=Backpressure.SHED, name="p"
+    )
+    assert ("p", Backpressure.SHED, 3, 7) == (
+        pool.name,
+        pool.backpressure,
+        pool.max_workers,
+        pool.max_queue_size,
+    )
+    unbounded = WorkerPool(echo, max_queue_size=None)
+    assert (Backpressure.REJECT, None) == (
+        unbounded.backpressure,
+        unbounded.max_queue_size,
+    )
+
+
+async def test_aexit_without_aenter_is_a_runtime_error() -> None:
+    """Exiting a pool never entered says so, and leaves the pool usable."""
+    pool = WorkerPool(echo, name="never-entered")
+    with pytest.raises(RuntimeError, match="without __aenter__"):
+        await pool.__aexit__(None, None, None)
+    async with pool:
+        assert 1 == await pool.execute(1)
+
+
+async def test_entering_in_a_cancelled_scope_starts_nothing_and_closes() -> None:
+    """The cancellation propagates from __aenter__; no task is left behind."""
+    pool = WorkerPool(echo, name="cancelled-entry")
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        async with pool:
+            pytest.fail("the body ran in a cancelled scope")
+    assert scope.cancelled_caught
+    assert ("closed", []) == (pool.status().state, pool_task_names(pool))
+    with pytest.raises(PoolClosed):
+        pool.submit_nowait("late")
+
+
+async def test_cancelled_while_exiting_cancels_the_drain_and_its_requests() -> None:
+    """A cancellation of the caller during __aexit__'s drain stops the pool at once."""
+    gate = Gate()
+    states: list[str] = []
+    async with anyio.create_task_group() as tg:
+        with anyio.CancelScope() as outer:
+            async with WorkerPool(gate, workers=1, name="exit-cancelled") as pool:
+                running = await pool.submit("running")
+                queued = await pool.submit("queued")
+
+                async def cancel_the_drain() -> None:
+                    await anyio.wait_all_tasks_blocked()  # __aexit__ is draining
+                    states.append(pool.status().state)
+                    outer.cancel()
+
+                tg.start_soon(cancel_the_drain)
+    assert outer.cancelled_caught
+    assert ["draining"] == states
+    assert (TicketState.CANCELLED, TicketState.CANCELLED) == (
+        running.state,
+        queued.state,
+    )
+    assert (["running"], []) == (gate.started, gate.finished)
+    assert ("closed", []) == (pool.status().state, pool_task_names(pool))
+
+
 # -- backpressure -------------------------------------------------------------------
 
 

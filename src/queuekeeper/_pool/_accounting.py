@@ -146,22 +146,22 @@ class Accounting:
         worker: WorkerRecord,
         ticket: Ticket[Any],
         state: TicketState,
-        error: BaseException | None,
-        result: object = None,
+        error: BaseException,
     ) -> None:
-        """*worker* is done with *ticket*, which ends in *state*."""
+        """*worker* is done with *ticket*, which ends in *state* because of *error*.
+
+        For every outcome but success (see :meth:`succeeded`).
+        """
         now = self.clock()
         self.active -= 1
         worker.current = None
         worker.processed += 1
-        if state is _FAILED or state is _TIMED_OUT:
+        if state is not _CANCELLED:  # failed or timed out: the handler's error
             worker.errors += 1
             worker.consecutive_errors += 1
             worker.last_error = repr(error)
-        elif state is _SUCCEEDED:
-            worker.consecutive_errors = 0
         if not ticket.done():  # shutdown may have given up on it already
-            self.settle(ticket, state, now, result, error)
+            self.settle(ticket, state, now, error)
 
     @ki_protected
     def succeeded(
@@ -201,13 +201,13 @@ class Accounting:
         ticket: Ticket[Any],
         state: TicketState,
         now: float,
-        result: object = None,
-        error: BaseException | None = None,
+        error: BaseException,
     ) -> None:
-        """Put *ticket* in its final *state*, count it and report it."""
-        if state is _SUCCEEDED:
-            self.completed += 1
-        elif state is _FAILED:
+        """Put *ticket* in its final *state*, failed with *error*; count and report it.
+
+        For every outcome but success (see :meth:`succeeded`).
+        """
+        if state is _FAILED:
             self.failed += 1
         elif state is _CANCELLED:
             self.cancelled += 1
@@ -218,7 +218,7 @@ class Accounting:
         if ticket._deadline_entry is not None:
             self.deadlines.clear(ticket)
         started = ticket.started_at
-        ticket._finish(state, now, result, error)
+        ticket._finish(state, now, error)
         observer = self.observer
         if observer is not None:
             duration = None if started is None else now - started

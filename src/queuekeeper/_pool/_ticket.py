@@ -204,16 +204,14 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
         self,
         state: TicketState,
         now: float,
-        result: R | None = None,
-        error: BaseException | None = None,
+        error: BaseException,
     ) -> None:
+        """End in *state*, failed with *error* (success is Accounting.succeeded's)."""
         self._state = state
         self.finished_at = now
-        self._result = result
         self._error = error
-        if error is not None:
-            self._error_traceback = error.__traceback__
-            self._error_context = error.__context__
+        self._error_traceback = error.__traceback__
+        self._error_context = error.__context__
         self._scope = None
         if self._event is not None:
             self._event.set()
