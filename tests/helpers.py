@@ -5,14 +5,15 @@ Test modules import them with ``from helpers import ...``: ``tests/`` is on
 ``sys.path`` (pytest puts a rootdir-less test directory there, and running
 ``python tests/soak.py`` puts the script's own directory first).
 
-Only anyio, hypothesis and queuekeeper are imported at run time, so that the soak
-runs with ``queuekeeper[trio]`` and the test group alone (no prometheus_client).
+Only anyio, hypothesis and queuekeeper are imported at run time (and Trio, by
+``run_on_virtual_time`` when called), so that the soak runs with
+``queuekeeper[trio]`` and the test group alone (no prometheus_client).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -21,9 +22,13 @@ from hypothesis import strategies as st
 from queuekeeper import Priority, TicketState
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from prometheus_client import CollectorRegistry
 
     from queuekeeper import PoolStatus, WorkerPool
+
+T = TypeVar("T")
 
 #: The states a ticket ends in.
 FINAL = frozenset(TicketState) - {TicketState.QUEUED, TicketState.RUNNING}
@@ -168,3 +173,21 @@ CANCELLATION_SCENARIOS = st.fixed_dictionaries(
         "chaos": st.lists(st.tuples(st.integers(0, 6), st.integers(0, 7)), max_size=25),
     }
 )
+
+
+# -- virtual time -------------------------------------------------------------------
+
+
+def run_on_virtual_time(scenario: Callable[[], Awaitable[T]]) -> T:
+    """Run *scenario* on Trio with a clock that jumps ahead whenever all tasks wait.
+
+    Sleeps and timeouts then take no real time, and what happens when is decided
+    by the virtual clock alone, never by how fast the machine runs.
+    """
+    from trio.testing import MockClock  # noqa: PLC0415 (trio is an extra)
+
+    return anyio.run(
+        scenario,
+        backend="trio",
+        backend_options={"clock": MockClock(autojump_threshold=0)},
+    )

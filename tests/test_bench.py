@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+import io
 import json
 import math
+import re
 import runpy
 import subprocess
 import sys
@@ -15,10 +18,13 @@ import pytest
 from queuekeeper.cli._app import main
 from queuekeeper.cli._bench import (
     BenchConfig,
+    _concurrent_sample,
+    _Quiet,
     _targets,
     correctness_verdict,
     implementation_names,
     latency_verdict,
+    plot,
     run_bench,
     throughput_verdict,
 )
@@ -254,10 +260,11 @@ def test_bad_flags_are_one_line_errors(
     assert message in err
 
 
-def test_plot_needs_matplotlib_or_draws(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_plot_without_matplotlib_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """--plot draws a file, or says in one line that matplotlib is missing."""
+    """--plot without the plot extra: one line naming the extra to install; exit 2."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
     path = tmp_path / "bench.png"
     status = main(
         [
@@ -272,14 +279,11 @@ def test_plot_needs_matplotlib_or_draws(
             str(path),
         ]
     )
-    try:
-        import matplotlib as mpl  # noqa: F401, PLC0415
-    except ImportError:
-        assert 2 == status
-        assert "matplotlib is not installed" in capsys.readouterr().err
-    else:  # pragma: no cover (matplotlib is an optional extra)
-        assert 0 == status
-        assert path.stat().st_size > 0
+    assert 2 == status
+    err = capsys.readouterr().err
+    assert 1 == len(err.strip().splitlines())
+    assert "matplotlib is not installed (pip install 'queuekeeper[plot]')" in err
+    assert not path.exists()
 
 
 @pytest.mark.parametrize(
@@ -390,3 +394,180 @@ def test_targets_pair_the_samples_of_each_round() -> None:
     assert math.isclose(target["ratio"], 1.1)
     assert target["passed"]
     assert 5 == target["pairs"]
+
+
+#: The smallest bench the command runs: the heapq reference alone, once.
+TINY = ("--tasks", "100", "--repeat", "1", "--only", "heapq")
+
+
+def test_json_written_to_an_unwritable_path_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--json at a directory: the report, then one line naming the path; exit 2."""
+    assert 2 == main(["bench", *TINY, "--json", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert "COMPARISON: Priority Queue Implementations" in out
+    assert 1 == len(err.splitlines()), err
+    assert err.startswith(f"queuekeeper bench: error: --json: {str(tmp_path)!r}: ")
+    assert "Traceback" not in err
+
+
+def test_json_holds_the_figures_of_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--json PATH writes every figure of the run and says where."""
+    path = tmp_path / "bench.json"
+    assert 0 == main(["bench", *TINY, "--json", str(path)])
+    out, err = capsys.readouterr()
+    assert "" == err
+    assert out.endswith(f"results written to {path}\n")
+    results = json.loads(path.read_text(encoding="utf-8"))
+    assert ["heapq"] == [r["name"] for r in results["results"]]
+    assert (100, 1, ["heapq"]) == tuple(
+        results["config"][key] for key in ("tasks", "repeat", "only")
+    )
+    assert results["results"][0]["median"]["ns_per_op"] > 0
+
+
+def test_a_failing_implementation_is_reported_and_the_others_still_run() -> None:
+    """An implementation that raises: FAILED, an ERROR row, no target for it."""
+    # The priority channel refuses a capacity of 0; the anyio stream takes it.
+    config = BenchConfig(
+        tasks=100,
+        repeat=1,
+        capacity=0,
+        only=("concurrent-queuekeeper@trio", "concurrent-anyio-stream@trio"),
+    )
+    out = io.StringIO()
+    results = run_bench(config, out)
+    by_name = {r["name"]: r for r in results["results"]}
+    failed = by_name["concurrent-queuekeeper@trio"]
+    assert {"errors": 1} == failed["median"]
+    (sample,) = failed["samples"]
+    assert "ns_per_op" not in sample
+    assert "ratio_to_heapq" not in sample
+    assert sample["error"].startswith("ValueError('max_size must be")
+    stream = by_name["concurrent-anyio-stream@trio"]["median"]
+    assert 0 == stream["errors"]
+    assert stream["ns_per_op"] > 0
+    assert [] == results["targets"]  # the one target of the pair needs both
+    text = out.getvalue()
+    assert "FAILED: concurrent-queuekeeper@trio: ValueError('max_size must be" in text
+    assert re.search(
+        r"^ERROR +concurrent-queuekeeper@trio +1 failed runs$", text, re.MULTILINE
+    )
+    assert re.search(r"^PASS +heapq ", text, re.MULTILINE)
+
+
+def test_concurrent_figures_count_fifo_violations_per_level() -> None:
+    """Each consumer must get each producer's items of a level in their order."""
+    config = BenchConfig(tasks=5)
+    # Consumer 1 got producer 0's CRITICAL items 3 and 2 the wrong way round.
+    got = [[(1, 0, 0), (1, 0, 1), (2, 1, 0)], [(1, 0, 3), (1, 0, 2)]]
+    sample = _concurrent_sample(config, 10_000, [5000, 1000, 3000, 2000, 4000], got)
+    assert 1 == sample["violations"]
+    assert {"CRITICAL": 1, "HIGH": 0, "NORMAL": 0, "LOW": 0} == sample[
+        "violations_per_level"
+    ]
+    assert 0 == sample["errors"]
+    assert (3.0, 5.0) == (sample["latency_us_p50"], sample["latency_us_p99"])
+    assert 1000.0 == sample["ns_per_op"]
+
+
+def test_concurrent_figures_of_a_run_that_delivered_nothing() -> None:
+    """No item arrived: every one counts as an error, and no latency is made up."""
+    config = BenchConfig(tasks=5)
+    sample = _concurrent_sample(config, 10_000, [], [[], []])
+    assert 5 == sample["errors"]
+    assert 0 == sample["violations"]
+    assert math.isnan(sample["latency_us_p50"])
+    assert math.isnan(sample["latency_us_p99"])
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_quiet_keeps_the_collector_out_then_leaves_it_as_it_was(
+    enabled: bool,
+) -> None:
+    """Inside _Quiet the collector is off; after it, as it was before."""
+    was = gc.isenabled()
+    if enabled:
+        gc.enable()
+    else:
+        gc.disable()
+    try:
+        with _Quiet():
+            assert not gc.isenabled()
+        assert enabled == gc.isenabled()
+    finally:
+        if was:
+            gc.enable()
+        else:
+            gc.disable()
+
+
+def test_memory_is_measured_with_psutil() -> None:
+    """With psutil, each single-task sample holds what its queue grew the RSS by."""
+    out = io.StringIO()
+    results = run_bench(BenchConfig(tasks=100, repeat=2, only=("heapq",)), out)
+    (result,) = results["results"]
+    assert all(isinstance(s["memory_bytes"], int) for s in result["samples"])
+    assert isinstance(result["median"]["memory_bytes"], (int, float))
+    text = out.getvalue()
+    assert "  psutil: yes\n" in text
+    assert re.search(r"^  Memory: \+-?\d+\.\d\d MiB\n", text, re.MULTILINE), text
+
+
+def test_memory_is_left_out_without_psutil(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without psutil the bench runs, and says the memory column shows '-'."""
+    monkeypatch.setitem(sys.modules, "psutil", None)  # as if not installed
+    out = io.StringIO()
+    results = run_bench(BenchConfig(tasks=100, repeat=1, only=("heapq",)), out)
+    (result,) = results["results"]
+    assert [None] == [s.get("memory_bytes") for s in result["samples"]]
+    assert "  psutil: no (memory column shows -)\n" in out.getvalue()
+
+
+# -- --plot ---------------------------------------------------------------------------
+
+
+def test_plot_draws_the_implementations_that_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Throughput and cost bars for each implementation with figures, then saved."""
+    import matplotlib.axes  # noqa: PLC0415 (the plot extra)
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    drawn: list[dict[str, float]] = []
+    barh = matplotlib.axes.Axes.barh
+
+    def recording_barh(self: Any, names: Any, widths: Any, **kwargs: Any) -> Any:
+        drawn.append(dict(zip(names, widths, strict=True)))
+        return barh(self, names, widths, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "barh", recording_barh)
+    results = {
+        "results": [
+            {"name": "heapq", "median": {"ns_per_op": 50.0, "ratio_to_heapq": 1.0}},
+            {"name": "broken", "median": {"errors": 1}},
+            {"name": "channel", "median": {"ns_per_op": 200.0, "ratio_to_heapq": 4.0}},
+        ]
+    }
+    path = tmp_path / "bench.png"
+    plot(results, path)
+    assert [{"heapq": 2e7, "channel": 5e6}, {"heapq": 1.0, "channel": 4.0}] == drawn
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert [] == plt.get_fignums()  # closed once saved
+
+
+def test_plot_to_an_unwritable_path_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--plot at a folder: the report, then one line naming the path; exit 2."""
+    path = tmp_path / "bench.png"
+    path.mkdir()  # a folder of that name: found writable up front, refused at the end
+    assert 2 == main(["bench", *TINY, "--plot", str(path)])
+    out, err = capsys.readouterr()
+    assert "COMPARISON: Priority Queue Implementations" in out
+    assert 1 == len(err.splitlines()), err
+    assert err.startswith(f"queuekeeper bench: error: --plot: {str(path)!r}: ")
+    assert "Traceback" not in err

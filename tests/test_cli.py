@@ -17,18 +17,25 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 from rich.console import Console
+from rich.progress_bar import ProgressBar
 
 import queuekeeper
+from helpers import run_on_virtual_time
+from queuekeeper import WorkerPool
 from queuekeeper.cli._app import (
     _PIPED_WIDTH,
     INTERRUPTED,
     USAGE_ERROR,
+    _live_view,
     _print_summary,
+    _show,
     main,
 )
-from queuekeeper.cli._workload import RunReport
+from queuekeeper.cli._workload import RunReport, Workload
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -273,14 +280,16 @@ def child() -> Iterator[type[Child]]:
 # -- run, in process ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_run_prints_the_per_priority_summary(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], backend: str
 ) -> None:
     """run drives the workload, prints a table per priority plus "all", exits 0."""
-    assert 0 == main(["run", *QUICK])
+    assert 0 == main(["run", *QUICK, "--backend", backend])
     out, err = capsys.readouterr()
     assert "" == err
-    rows = check_summary_table(out, "asyncio")
+    assert "summary written" not in out
+    rows = check_summary_table(out, backend)
     assert ("40", "40", "40") == (
         rows["all"]["offered"],
         rows["all"]["submitted"],
@@ -348,16 +357,17 @@ def test_run_with_a_small_queue_accounts_for_every_request(
         assert totals["shed"] + totals["rejected"] > 0
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_metrics_port_zero_serves_on_a_free_port_for_the_run_only(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], backend: str
 ) -> None:
     """--metrics-port 0 prints the URL it picked; the server ends with the run."""
-    assert 0 == main(["run", *QUICK, "--metrics-port", "0"])
+    assert 0 == main(["run", *QUICK, "--metrics-port", "0", "--backend", backend])
     out, err = capsys.readouterr()
     assert "" == err
     match = METRICS_LINE.match(out.splitlines()[0])
     assert match is not None, out
-    check_summary_table(out, "asyncio")
+    check_summary_table(out, backend)
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(match.group(0).removeprefix("metrics: "), timeout=10)  # noqa: S310 (a local http URL)
 
@@ -377,13 +387,15 @@ def test_metrics_port_in_use_is_a_usage_error(
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_json_write_failure_is_one_line_not_a_traceback(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], backend: str
 ) -> None:
     """A --json file that cannot be written: the summary, then a one-line error."""
-    assert USAGE_ERROR == main(["run", *QUICK, "--json", "/dev/full"])
+    argv = ["run", *QUICK, "--json", "/dev/full", "--backend", backend]
+    assert USAGE_ERROR == main(argv)
     out, err = capsys.readouterr()
-    check_summary_table(out, "asyncio")
+    check_summary_table(out, backend)
     check_one_line_error(err, "--json: '/dev/full': ")
 
 
@@ -403,6 +415,11 @@ BAD_FLAGS = [
     pytest.param(["nope"], "invalid choice: 'nope'", id="bad-command"),
     pytest.param(["run", "--workers", "0"], "--workers: '0' must be >= 1", id="w0"),
     pytest.param(["run", "--workers", "abc"], "'abc' is not an integer", id="wabc"),
+    pytest.param(
+        ["run", "--workers", "1000001"],
+        "--workers: '1000001' must be from 1 to 1,000,000",
+        id="w-max",
+    ),
     pytest.param(
         ["run", "--mix", "garbage"], "--mix: bad mix entry 'garbage'", id="mix"
     ),
@@ -636,7 +653,8 @@ def test_live_view_on_a_terminal(
         return Console(file=screen, force_terminal=True, width=120, color_system=None)
 
     monkeypatch.setattr(cli, "_Console", terminal)
-    argv = ["run", *QUICK, "--rate", "200", "--latency", "const:5", *extra]
+    argv = ["run", "--rate", "200", "--max-queue-size", "0", "--fail-rate", "0"]
+    argv += ["--latency", "const:5", *extra]
     assert 0 == main(argv)
     out = screen.getvalue()
     assert "queuekeeper run" in out
@@ -662,3 +680,114 @@ def test_piped_summary_keeps_every_header_whole_with_wide_figures() -> None:
     rows = table_rows(text)
     assert HEADER[1:] == rows.pop("priority")
     assert {"9999999", "9999999.9"} <= set(rows["all"])
+
+
+# -- the live view and the status lines, on virtual time ----------------------------
+
+
+def _status_pool() -> WorkerPool[int, None]:
+    """A pool that is never run: what the views read is its status."""
+
+    async def handler(request: int) -> None:
+        await anyio.lowlevel.checkpoint()
+
+    return WorkerPool(handler, workers=3, max_queue_size=50, name="run")
+
+
+def test_live_view_progress_counts_requests_or_time() -> None:
+    """The bar counts arrivals toward --requests, else time toward --duration."""
+    status = _status_pool().status()
+    for workload, elapsed, total, completed in [
+        (Workload(requests=40), 2.0, 40.0, 0.0),
+        (Workload(requests=None, duration=8.0), 2.0, 8.0, 2.0),
+        (Workload(requests=None, duration=8.0), 9.5, 8.0, 8.0),  # never past full
+    ]:
+        bar = _live_view(workload, status, elapsed).renderables[1]
+        assert isinstance(bar, ProgressBar)
+        assert (total, completed) == (bar.total, bar.completed)
+
+
+def test_piped_status_lines_start_once_the_pool_exists() -> None:
+    """Piped: a status line a second, none while the run has no pool yet."""
+    out = io.StringIO()
+    console = Console(file=out, width=_PIPED_WIDTH, highlight=False)
+    report = RunReport({})
+
+    async def scenario() -> str:
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(_show, Workload(), report, console)
+            await anyio.sleep(1.5)  # the tick at 1 s finds no pool
+            before = out.getvalue()
+            report.pool = _status_pool()
+            await anyio.sleep(1)  # the tick at 2 s finds it
+            task_group.cancel_scope.cancel()
+        return before
+
+    assert "" == run_on_virtual_time(scenario)
+    (line,) = out.getvalue().splitlines()
+    match = STATUS_LINE.match(line)
+    assert match is not None, line
+    assert ("created", "0") == match.groups()
+    assert line.startswith("t=   2.0s ")
+    assert " active=0/3 " in line
+
+
+def test_live_view_starts_once_the_pool_exists() -> None:
+    """On a terminal: nothing drawn while the run has no pool, then the view."""
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=120, color_system=None)
+    report = RunReport({})
+
+    async def scenario() -> str:
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(_show, Workload(requests=40), report, console)
+            await anyio.sleep(0.6)  # the ticks at 0, 0.25 and 0.5 s find no pool
+            before = screen.getvalue()
+            report.pool = _status_pool()
+            await anyio.sleep(0.25)  # the tick at 0.75 s finds it
+            task_group.cancel_scope.cancel()
+        return before
+
+    before = run_on_virtual_time(scenario)
+    assert "queuekeeper run" not in before
+    after = screen.getvalue()[len(before) :]
+    assert "queuekeeper run created    0.8s  workers 0/3 busy" in after
+    assert "queued 0/50" in after
+
+
+# -- the entry points ---------------------------------------------------------------
+
+
+def python(code: str) -> subprocess.CompletedProcess[str]:
+    """Run *code* in a fresh interpreter."""
+    return subprocess.run(  # noqa: S603 (our own interpreter and code)
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def test_importing_the_main_module_runs_no_command() -> None:
+    """``import queuekeeper.__main__`` (a doc build, pydoc) neither runs nor exits."""
+    done = python(
+        "import queuekeeper.__main__ as entry, queuekeeper.cli as cli\n"
+        "print(entry.main is cli.main)\n"
+    )
+    assert (0, "True\n", "") == (done.returncode, done.stdout, done.stderr)
+
+
+def test_a_missing_module_other_than_rich_is_not_blamed_on_the_extra() -> None:
+    """Only rich missing means the cli extra is; any other import error propagates."""
+    done = python(
+        "import sys\n"
+        "from queuekeeper.cli import main\n"
+        "sys.modules['attrs'] = None  # as if a broken install had lost it\n"
+        "try:\n"
+        "    main(['--version'])\n"
+        "except ModuleNotFoundError as exc:\n"
+        "    print(exc.name)\n"
+    )
+    assert (0, "attrs\n", "") == (done.returncode, done.stdout, done.stderr)

@@ -1,13 +1,25 @@
-"""The synthetic workload's parsers and latency distributions."""
+"""The synthetic workload: its parsers and latency distributions, and its runs."""
 
 from __future__ import annotations
 
+import functools
 import random
 
+import anyio
+import anyio.lowlevel
 import pytest
 
+from helpers import run_on_virtual_time
 from queuekeeper import Priority
-from queuekeeper.cli._workload import parse_latency, parse_mix
+from queuekeeper.cli._workload import (
+    Latency,
+    PriorityStats,
+    RunReport,
+    Workload,
+    parse_latency,
+    parse_mix,
+    run_workload,
+)
 
 
 @pytest.mark.parametrize(
@@ -56,3 +68,99 @@ def test_bad_latency_names_the_text(spec: str, fragment: str) -> None:
     """A malformed latency is a ValueError naming it."""
     with pytest.raises(ValueError, match=fragment):
         parse_latency(spec)
+
+
+# -- runs, on virtual time -----------------------------------------------------------
+
+
+def totals(report: RunReport) -> dict[str, int]:
+    """The report's counts over every level, outcomes by their JSON names."""
+    everything = PriorityStats(0)
+    for stats in report.levels.values():
+        everything.merge(stats)
+    figures = everything.as_dict()
+    return {key: value for key, value in figures.items() if isinstance(value, int)}
+
+
+def test_a_run_without_a_report_returns_one() -> None:
+    """run_workload on its own: a fresh report with every request accounted for."""
+    workload = Workload(
+        requests=30, rate=100, latency=Latency("const", 0.01), fail_rate=0
+    )
+    report = run_on_virtual_time(functools.partial(run_workload, workload))
+    assert [1, 2, 3, 4] == sorted(report.levels)
+    figures = totals(report)
+    assert (30, 30, 30) == (
+        figures["offered"],
+        figures["submitted"],
+        figures["completed"],
+    )
+    assert report.pool is not None
+    assert "closed" == report.pool.status().state
+    assert report.elapsed > 0
+    assert report.interrupted is None
+
+
+def test_the_duration_ends_the_arrivals() -> None:
+    """Without --requests, arrivals stop at the duration and the pool drains."""
+    workload = Workload(
+        requests=None,
+        duration=5.0,
+        rate=20,
+        latency=Latency("const", 0.01),
+        fail_rate=0,
+        max_queue_size=None,
+    )
+    report = run_on_virtual_time(functools.partial(run_workload, workload))
+    figures = totals(report)
+    # About rate x duration arrivals, fixed by the seed.
+    assert 50 < figures["offered"] < 150
+    assert figures["offered"] == figures["completed"]
+    # Arrivals went on close to the duration, none after it; each took 10 ms.
+    assert workload.duration - 1 < report.elapsed < workload.duration + 0.01 + 1e-9
+
+
+def test_a_long_run_keeps_every_ticket_it_has_not_yet_collected() -> None:
+    """Past 4096 pending tickets the run counts the finished ones and keeps the rest."""
+    requests = 5000
+    workload = Workload(
+        workers=100,
+        requests=requests,
+        rate=1000,
+        latency=Latency("const", 1.0),  # most are still queued at each collection
+        fail_rate=0,
+        max_queue_size=None,
+    )
+    report = run_on_virtual_time(functools.partial(run_workload, workload))
+    figures = totals(report)
+    assert (requests,) * 3 == (
+        figures["offered"],
+        figures["submitted"],
+        figures["completed"],
+    )
+    for stats in report.levels.values():
+        # Each ticket counted once: one wait and one run time per request.
+        assert stats.submitted == len(stats.waits) == len(stats.run_times)
+
+
+def test_a_pool_shut_down_under_the_arrivals_ends_them() -> None:
+    """Arrivals stop at a closed pool: the run returns, nothing was submitted."""
+    workload = Workload(requests=10, rate=10, fail_rate=0)
+    report = RunReport({})
+
+    async def scenario() -> None:
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(
+                functools.partial(run_workload, workload, report=report)
+            )
+            # Virtual time stands still while this task runs: no arrival yet.
+            while report.pool is None or report.pool.status().state != "running":
+                await anyio.lowlevel.checkpoint()
+            await report.pool.shutdown()
+
+    run_on_virtual_time(scenario)
+    figures = totals(report)
+    # The first arrival met the closed pool: offered, neither submitted nor rejected.
+    assert (1, 0, 0) == (figures["offered"], figures["submitted"], figures["rejected"])
+    assert report.pool is not None
+    assert "closed" == report.pool.status().state

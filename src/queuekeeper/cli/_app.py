@@ -19,6 +19,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from .._pool._checks import MAX_WORKERS
 from .._priority import priority_label
 from .._states import Backpressure
 from .._version import __version__
@@ -88,6 +89,14 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(msg) from None
     if value < 1:
         msg = f"{text!r} must be >= 1"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _worker_count(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_WORKERS:
+        msg = f"{text!r} must be from 1 to {MAX_WORKERS:,}"
         raise argparse.ArgumentTypeError(msg)
     return value
 
@@ -171,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     defaults = Workload()
-    run.add_argument("--workers", type=_positive_int, default=defaults.workers)
+    run.add_argument("--workers", type=_worker_count, default=defaults.workers)
     run.add_argument(
         "--max-queue-size",
         type=_non_negative_int,
@@ -595,7 +604,12 @@ def _bench(args: argparse.Namespace) -> int:
     config = BenchConfig(tasks=args.tasks, repeat=args.repeat, only=tuple(args.only))
     results = run_bench(config, sys.stdout)
     if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        try:
+            args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            where = str(args.json)
+            msg = f"queuekeeper bench: error: --json: {where!r}: {exc.strerror or exc}"
+            raise _UsageError(msg) from None
         print(f"results written to {args.json}")  # noqa: T201
     if args.plot is not None:
         from ._bench import plot  # noqa: PLC0415
@@ -604,5 +618,9 @@ def _bench(args: argparse.Namespace) -> int:
             plot(results, args.plot)
         except RuntimeError as exc:
             msg = f"queuekeeper bench: error: --plot: {exc}"
+            raise _UsageError(msg) from None
+        except OSError as exc:
+            where = str(args.plot)
+            msg = f"queuekeeper bench: error: --plot: {where!r}: {exc.strerror or exc}"
             raise _UsageError(msg) from None
     return 0
