@@ -17,9 +17,12 @@ import pytest
 
 from queuekeeper.cli._app import main
 from queuekeeper.cli._bench import (
+    _IMPLEMENTATIONS,
     BenchConfig,
     _concurrent_sample,
     _Quiet,
+    _round_groups,
+    _round_order,
     _targets,
     correctness_verdict,
     implementation_names,
@@ -571,3 +574,26 @@ def test_plot_to_an_unwritable_path_is_a_one_line_error(
     assert 1 == len(err.splitlines()), err
     assert err.startswith(f"queuekeeper bench: error: --plot: {str(path)!r}: ")
     assert "Traceback" not in err
+
+
+def test_rounds_alternate_the_order_of_their_groups_within_each_section() -> None:
+    """Odd rounds run each section's groups in order, even rounds backwards."""
+    groups = _round_groups(list(_IMPLEMENTATIONS))
+    names = [[impl.name for impl in group] for group in groups]
+    first = [[impl.name for impl in group] for group in _round_order(groups, 1)]
+    second = [[impl.name for impl in group] for group in _round_order(groups, 2)]
+    assert names == first
+
+    def sections(order: list[list[str]]) -> list[str]:
+        by_name = {impl.name: impl.section for impl in _IMPLEMENTATIONS}
+        return [by_name[group[0]] for group in order]
+
+    assert sections(first) == sections(second)  # the sections keep their order
+    for section in ("single", "concurrent", "pool"):
+        forward = [
+            g for g, s in zip(first, sections(first), strict=True) if s == section
+        ]
+        backward = [
+            g for g, s in zip(second, sections(second), strict=True) if s == section
+        ]
+        assert forward[::-1] == backward
