@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
+import attrs
 import pytest
 from rich.console import Console
 from rich.progress_bar import ProgressBar
+from rich.text import Text
 
 import queuekeeper
 from helpers import run_on_virtual_time
@@ -682,6 +684,32 @@ def test_piped_summary_keeps_every_header_whole_with_wide_figures() -> None:
     assert {"9999999", "9999999.9"} <= set(rows["all"])
 
 
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_summary_on_a_narrow_terminal_splits_rather_than_cuts(width: int) -> None:
+    """Tables that fit the terminal, each column whole, in order, priorities in each."""
+    wide = dict.fromkeys(COUNTS, 9999999) | dict.fromkeys(TIMES, 9_999_999.9)
+    summary = {
+        "backend": "asyncio",
+        "priorities": dict.fromkeys(LEVELS, wide),
+        "totals": wide,
+    }
+    out = io.StringIO()
+    console = Console(file=out, width=width, highlight=False, force_terminal=True)
+    _print_summary(console, summary, RunReport({}, elapsed=1.0))
+    text = Text.from_ansi(out.getvalue()).plain
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= width
+    headers = [
+        line.strip("┃").split("┃") for line in text.splitlines() if line[:1] == "┃"
+    ]
+    assert len(headers) > 1  # split: the whole table needs more than 120 columns
+    assert all(cells[0].strip() == "priority" for cells in headers)
+    assert HEADER[1:] == [cell.strip() for cells in headers for cell in cells[1:]]
+    assert 1 == text.count("per-priority summary (asyncio, 1.0 s)")
+    rows = sum(1 for line in text.splitlines() if line[:1] == "│")
+    assert 5 * len(headers) == rows  # four levels and "all" in each table
+
+
 # -- the live view and the status lines, on virtual time ----------------------------
 
 
@@ -730,6 +758,35 @@ def test_piped_status_lines_start_once_the_pool_exists() -> None:
     assert ("created", "0") == match.groups()
     assert line.startswith("t=   2.0s ")
     assert " active=0/3 " in line
+
+
+@pytest.mark.parametrize("width", [40, 80, 120])
+def test_live_view_lines_break_between_phrases_only(width: int) -> None:
+    """A narrow terminal wraps the header and counts, never inside "p99 … ms"."""
+    status = attrs.evolve(
+        _status_pool().status(),
+        submitted=1_234_567,
+        completed=1_234_000,
+        wait_time_ms_p50=84.0,
+        wait_time_ms_p99=5_343.2,
+    )
+    screen = io.StringIO()
+    console = Console(file=screen, width=width, color_system=None)
+    console.print(_live_view(Workload(requests=2_000_000), status, 6.6))
+    lines = screen.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= width
+    text = "\n".join(lines)
+    for phrase in (
+        "queuekeeper run created    6.6s",
+        "workers 0/3 busy",
+        "wait p50 84.0 ms",
+        "p99 5343.2 ms",
+        "submitted 1234567",
+        "completed 1234000",
+        "timed out 0",
+        "queued 0/50",
+    ):
+        assert phrase in text, (phrase, text)
 
 
 def test_live_view_starts_once_the_pool_exists() -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 import anyio
 from rich.console import Console, Group
 from rich.live import Live
+from rich.measure import Measurement
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -34,7 +35,9 @@ from ._workload import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
+
+    from rich.console import ConsoleOptions
 
     from .._prometheus import PrometheusMetrics
     from .._status import PoolStatus
@@ -447,6 +450,30 @@ def _plain_line(status: PoolStatus, elapsed: float) -> str:
     )
 
 
+class _Phrases:
+    """Phrases two spaces apart, wrapped between phrases, never inside one.
+
+    (Rich wraps at any space: "p99 5343.2" at the end of one line, "ms" at the
+    start of the next.)
+    """
+
+    def __init__(self, *phrases: Text) -> None:
+        self.phrases = phrases
+
+    def __rich_console__(
+        self, console: Console, options: ConsoleOptions
+    ) -> Iterator[Text]:
+        line = Text()
+        for phrase in self.phrases:
+            if line and line.cell_len + 2 + phrase.cell_len > options.max_width:
+                yield line
+                line = Text()
+            if line:
+                line.append("  ")
+            line.append_text(phrase)
+        yield line
+
+
 def _live_view(workload: Workload, status: PoolStatus, elapsed: float) -> Group:
     if workload.requests is not None:
         total, progress = (
@@ -455,12 +482,11 @@ def _live_view(workload: Workload, status: PoolStatus, elapsed: float) -> Group:
         )
     else:
         total, progress = workload.duration, min(elapsed, workload.duration)
-    header = Text.assemble(
-        ("queuekeeper run ", "bold"),
-        f"{status.state}  {elapsed:5.1f}s  ",
-        f"workers {status.active_workers}/{status.max_workers} busy  ",
-        f"wait p50 {status.wait_time_ms_p50:.1f} ms  ",
-        f"p99 {status.wait_time_ms_p99:.1f} ms",
+    header = _Phrases(
+        Text.assemble(("queuekeeper run", "bold"), f" {status.state}  {elapsed:5.1f}s"),
+        Text(f"workers {status.active_workers}/{status.max_workers} busy"),
+        Text(f"wait p50 {status.wait_time_ms_p50:.1f} ms"),
+        Text(f"p99 {status.wait_time_ms_p99:.1f} ms"),
     )
     depth = Table.grid(padding=(0, 1))
     depth.add_column(justify="right")
@@ -474,11 +500,22 @@ def _live_view(workload: Workload, status: PoolStatus, elapsed: float) -> Group:
             ProgressBar(total=capacity, completed=count, width=40),
             str(count),
         )
-    counts = Text(
-        f"submitted {status.submitted}  completed {status.completed}  "
-        f"failed {status.failed}  rejected {status.rejected}  shed {status.shed}  "
-        f"timed out {status.timed_out}  queued {status.queue_size}"
-        + (f"/{status.max_queue_size}" if status.max_queue_size else "")
+    queued = f"queued {status.queue_size}"
+    if status.max_queue_size:
+        queued += f"/{status.max_queue_size}"
+    counts = _Phrases(
+        *(
+            Text(phrase)
+            for phrase in (
+                f"submitted {status.submitted}",
+                f"completed {status.completed}",
+                f"failed {status.failed}",
+                f"rejected {status.rejected}",
+                f"shed {status.shed}",
+                f"timed out {status.timed_out}",
+                queued,
+            )
+        )
     )
     return Group(
         header,
@@ -507,6 +544,8 @@ _COLUMNS: Final = (
     ("run_ms_p50", "run p50"),
     ("run_ms_p99", "p99"),
 )
+#: Wide enough for any summary table: what it is measured against.
+_UNBOUNDED_WIDTH: Final = 1_000
 
 
 def _summary(workload: Workload, report: RunReport, backend: str) -> dict[str, Any]:
@@ -556,20 +595,50 @@ def _summary(workload: Workload, report: RunReport, backend: str) -> dict[str, A
 def _print_summary(
     console: Console, summary: dict[str, Any], report: RunReport
 ) -> None:
-    table = Table(
-        caption="wait and run times in milliseconds",
-        title=f"per-priority summary ({summary['backend']}, {report.elapsed:.1f} s)",
-    )
-    table.add_column("priority")
-    for _, title in _COLUMNS:
-        table.add_column(title, justify="right")
-    for label, figures in summary["priorities"].items():
-        table.add_row(label, *(_cell(figures[key]) for key, _ in _COLUMNS))
-    totals = summary["totals"]
-    table.add_row("all", *(_cell(totals.get(key)) for key, _ in _COLUMNS), style="bold")
-    console.print(table)
+    title = f"per-priority summary ({summary['backend']}, {report.elapsed:.1f} s)"
+    caption = "wait and run times in milliseconds"
+    # As many tables as the terminal's width needs (at 80 columns, one table cut
+    # every cell short): each takes the next columns while it still fits whole.
+    unbounded = console.options.update(max_width=_UNBOUNDED_WIDTH)
+
+    def fits(columns: tuple[tuple[str, str], ...]) -> bool:
+        table = _summary_table(summary, columns, title, caption)
+        return Measurement.get(console, unbounded, table).maximum <= console.width
+
+    parts: list[tuple[tuple[str, str], ...]] = []
+    for column in _COLUMNS:
+        if parts and fits((*parts[-1], column)):
+            parts[-1] = (*parts[-1], column)
+        else:
+            parts.append((column,))
+    for index, columns in enumerate(parts):
+        console.print(
+            _summary_table(
+                summary,
+                columns,
+                title if index == 0 else None,
+                caption if index == len(parts) - 1 else None,
+            )
+        )
     if report.interrupted:
         console.print(f"interrupted: {report.interrupted}")
+
+
+def _summary_table(
+    summary: dict[str, Any],
+    columns: tuple[tuple[str, str], ...],
+    title: str | None,
+    caption: str | None,
+) -> Table:
+    table = Table(caption=caption, title=title)
+    table.add_column("priority")
+    for _, heading in columns:
+        table.add_column(heading, justify="right")
+    for label, figures in summary["priorities"].items():
+        table.add_row(label, *(_cell(figures[key]) for key, _ in columns))
+    totals = summary["totals"]
+    table.add_row("all", *(_cell(totals.get(key)) for key, _ in columns), style="bold")
+    return table
 
 
 def _cell(value: object) -> str:
