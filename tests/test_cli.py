@@ -710,6 +710,25 @@ def test_summary_on_a_narrow_terminal_splits_rather_than_cuts(width: int) -> Non
     assert 5 * len(headers) == rows  # four levels and "all" in each table
 
 
+def test_summary_on_a_very_narrow_terminal_gives_each_column_a_table() -> None:
+    """Where no even split of the counts fits, one count a table, every one in order."""
+    summary = {
+        "backend": "asyncio",
+        "priorities": dict.fromkeys(LEVELS, dict.fromkeys(COUNTS + TIMES, 1)),
+        "totals": dict.fromkeys(COUNTS + TIMES, 4),
+    }
+    out = io.StringIO()
+    console = Console(file=out, width=30, highlight=False)
+    _print_summary(console, summary, RunReport({}, elapsed=1.0))
+    headers = [
+        [cell.strip() for cell in line.strip("┃").split("┃")][1:]
+        for line in out.getvalue().splitlines()
+        if line[:1] == "┃"
+    ]
+    assert HEADER[1:] == [heading for cells in headers for heading in cells]
+    assert [1] * 8 == [len(cells) for cells in headers[:8]]  # the counts, one each
+
+
 # -- the live view and the status lines, on virtual time ----------------------------
 
 

@@ -544,6 +544,8 @@ _COLUMNS: Final = (
     ("run_ms_p50", "run p50"),
     ("run_ms_p99", "p99"),
 )
+#: The leading columns of _COLUMNS that count requests (the rest are times).
+_COUNT_COLUMNS: Final = 8
 #: Wide enough for any summary table: what it is measured against.
 _UNBOUNDED_WIDTH: Final = 1_000
 
@@ -598,19 +600,20 @@ def _print_summary(
     title = f"per-priority summary ({summary['backend']}, {report.elapsed:.1f} s)"
     caption = "wait and run times in milliseconds"
     # As many tables as the terminal's width needs (at 80 columns, one table cut
-    # every cell short): each takes the next columns while it still fits whole.
+    # every cell short): one if it fits, else the counts apart from the times,
+    # each cut into as few even parts as fit whole.
     unbounded = console.options.update(max_width=_UNBOUNDED_WIDTH)
 
-    def fits(columns: tuple[tuple[str, str], ...]) -> bool:
+    def fits(columns: Sequence[tuple[str, str]]) -> bool:
         table = _summary_table(summary, columns, title, caption)
         return Measurement.get(console, unbounded, table).maximum <= console.width
 
-    parts: list[tuple[tuple[str, str], ...]] = []
-    for column in _COLUMNS:
-        if parts and fits((*parts[-1], column)):
-            parts[-1] = (*parts[-1], column)
-        else:
-            parts.append((column,))
+    parts: list[Sequence[tuple[str, str]]] = []
+    if fits(_COLUMNS):
+        parts.append(_COLUMNS)
+    else:
+        for section in (_COLUMNS[:_COUNT_COLUMNS], _COLUMNS[_COUNT_COLUMNS:]):
+            parts.extend(_even_parts(section, fits))
     for index, columns in enumerate(parts):
         console.print(
             _summary_table(
@@ -624,9 +627,24 @@ def _print_summary(
         console.print(f"interrupted: {report.interrupted}")
 
 
+def _even_parts(
+    columns: Sequence[tuple[str, str]],
+    fits: Callable[[Sequence[tuple[str, str]]], bool],
+) -> list[Sequence[tuple[str, str]]]:
+    """*columns* in as few parts of even size as each *fits* (one column at least)."""
+    for count in range(1, len(columns)):
+        size = -(-len(columns) // count)  # ceiling division
+        parts = [
+            columns[start : start + size] for start in range(0, len(columns), size)
+        ]
+        if all(fits(part) for part in parts):
+            return parts
+    return [columns[index : index + 1] for index in range(len(columns))]
+
+
 def _summary_table(
     summary: dict[str, Any],
-    columns: tuple[tuple[str, str], ...],
+    columns: Sequence[tuple[str, str]],
     title: str | None,
     caption: str | None,
 ) -> Table:
