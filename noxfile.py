@@ -22,7 +22,7 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite on asyncio and trio, with branch coverage (100 %)."""
-    session.install(".[cli,trio,prometheus,plot]", *TEST_DEPS)
+    session.install(".[cli,trio,prometheus,plot,redis]", *TEST_DEPS)
     session.env["COVERAGE_FILE"] = str(ROOT / ".coverage")
     session.run("coverage", "erase")
     session.run("coverage", "run", "-m", "pytest", *session.posargs)
@@ -43,13 +43,13 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on src/ and tests/; pyright checks the public API is fully typed.
 
     The tests are type-checked against what they import: the package with its own
-    dependencies (anyio, trio, prometheus_client, rich, attrs) and the test group
+    dependencies (anyio, trio, prometheus_client, rich, attrs, coredis) and the test group
     (pytest, hypothesis, ...). tests/typing/ holds typing tests of the public
     generics (assert_type and deliberate errors): mypy reads them with the other
     tests, and pyright checks them too, with tests/typing/pyrightconfig.json.
     """
     session.install(
-        ".[cli,trio,prometheus]",
+        ".[cli,trio,prometheus,redis]",
         *TEST_DEPS,
         "exceptiongroup",
         "typing_extensions",

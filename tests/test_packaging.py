@@ -22,7 +22,7 @@ LAYERS = {
         "_status",
         "_observer",
     },
-    "queue": {"_queue", "_channel", "_memory"},
+    "queue": {"_queue", "_channel", "_memory", "_redis"},
     "pool": {"_pool"},
     "integrations": {"_prometheus"},
     "tools": {"cli", "__main__"},
@@ -50,7 +50,8 @@ def test_import_queuekeeper_pulls_in_no_optional_package() -> None:
         "start = time.perf_counter()\n"
         "import queuekeeper\n"
         "took = time.perf_counter() - start\n"
-        "optional = ('trio', 'rich', 'prometheus_client', 'aiojobs', 'matplotlib')\n"
+        "optional = ('trio', 'rich', 'prometheus_client', 'aiojobs', 'matplotlib',"
+        " 'coredis')\n"
         "print(sorted(name for name in optional if name in sys.modules))\n"
         "print(f'import queuekeeper: {1000 * took:.0f} ms', file=sys.stderr)\n"
     )

@@ -1,0 +1,195 @@
+"""The queue's operations on the server: the Lua library in ``library.lua``.
+
+:class:`ServerQueue` calls the library's functions for one queue, loading the
+library the first time a server does not have it. Every call is shielded from
+cancellation: coredis loses a connection-pool slot for each command cancelled in
+flight, and a cancelled caller could not tell whether a take or a put happened. A
+call therefore always completes, and a cancellation takes effect at the caller's next
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from typing import TYPE_CHECKING, Any, Final, cast, final
+
+import attrs
+from anyio import CancelScope
+
+try:
+    from coredis.exceptions import ResponseError
+except ImportError as exc:  # pragma: no cover (the extra is installed where tested)
+    msg = "the Redis queue needs coredis: pip install 'queuekeeper[redis]'"
+    raise ImportError(msg) from exc
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import coredis
+
+__all__ = ["MAX_PRIORITY", "ServerQueue", "Taken"]
+
+#: Priorities on Redis are 0 to 255: with a 40-bit sequence number, a score stays
+#: an exact integer in a double.
+MAX_PRIORITY: Final = 255
+#: The library's version: its name and its functions' prefix. A new version loads
+#: beside the old one, so processes of two releases can share a server.
+_VERSION: Final = 1
+_LIBRARY: Final = f"queuekeeper_{_VERSION}"
+_PREFIX: Final = f"qk{_VERSION}_"
+_PARTS: Final = ("queue", "items", "meta", "inflight", "holds", "bell")
+
+
+def _source() -> str:
+    return (
+        importlib.resources.files(__package__)
+        .joinpath("library.lua")
+        .read_text("utf-8")
+    )
+
+
+def check_priority(priority: object) -> int:
+    """Return *priority* as an int from 0 to 255, or raise naming the value."""
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        msg = (
+            f"priority must be an int from 0 to {MAX_PRIORITY} on Redis, "
+            f"not {priority!r} ({type(priority).__name__})"
+        )
+        raise TypeError(msg)
+    if not 0 <= priority <= MAX_PRIORITY:
+        msg = (
+            f"priority must be an int from 0 to {MAX_PRIORITY} on Redis, not {priority}"
+        )
+        raise ValueError(msg)
+    return int(priority)
+
+
+@final
+@attrs.frozen
+class Taken:
+    """A request taken from the queue, under a lease."""
+
+    id: str
+    payload: bytes
+    priority: int
+    #: How many times it has been handed to a worker, this time included.
+    deliveries: int
+
+
+@final
+class ServerQueue:
+    """One queue's keys on one server, and the library's functions over them.
+
+    All keys share the hash tag ``{name}``: one slot on Redis Cluster.
+    """
+
+    __slots__ = ("client", "keys", "name")
+
+    def __init__(self, client: coredis.Redis[Any], name: str) -> None:
+        if not name:
+            msg = f"name must be a non-empty str, not {name!r}"
+            raise ValueError(msg)
+        self.client = client
+        self.name = name
+        tag = name.replace("{", "").replace("}", "")
+        self.keys: tuple[str, ...] = tuple(f"qk:{{{tag}}}:{part}" for part in _PARTS)
+
+    @property
+    def bell(self) -> str:
+        """The stream rung when the queue goes from empty to non-empty."""
+        return self.keys[5]
+
+    async def _call(self, function: str, args: Sequence[object]) -> Any:  # noqa: ANN401
+        values = [str(arg) if isinstance(arg, int) else arg for arg in args]
+        with CancelScope(shield=True):
+            try:
+                return await self.client.fcall(_PREFIX + function, self.keys, values)
+            except ResponseError as exc:
+                if "Function not found" not in str(exc):
+                    raise
+            await self.load()
+            return await self.client.fcall(_PREFIX + function, self.keys, values)
+
+    async def load(self) -> None:
+        """Load the library on the server, unless it is there already."""
+        with CancelScope(shield=True):
+            try:
+                await self.client.function_load(_source())
+            except ResponseError as exc:
+                if f"'{_LIBRARY}' already exists" not in str(exc):
+                    raise
+
+    async def put(
+        self,
+        requests: Sequence[tuple[str, int, bytes]],
+        max_size: int | None,
+    ) -> list[int | None]:
+        """Queue *requests* (id, priority, payload) in order, in one call.
+
+        Returns, for each, its sequence number, or ``None`` if there was no room
+        for it (nor then for any after it: a batch never jumps its own queue).
+
+        Raises:
+            ValueError: A request's id is queued or taken already (ids are
+                made unique by the caller: this is a bug; the batch's other
+                requests were queued or refused as usual).
+        """
+        args: list[object] = [-1 if max_size is None else max_size]
+        for request_id, priority, payload in requests:
+            args += (request_id, check_priority(priority), payload)
+        statuses = await self._call("put", args)
+        for (request_id, _, _), status in zip(requests, statuses, strict=True):
+            if status == -1:
+                msg = f"request id {request_id!r} is in the queue already"
+                raise ValueError(msg)
+        return [int(status) or None for status in statuses]
+
+    async def take(self, count: int, lease: float, token: str) -> list[Taken]:
+        """Take up to *count* requests, lowest priority value first, FIFO within one.
+
+        Each is leased to *token* for *lease* seconds; requests whose lease ran out
+        are first put back where they were.
+        """
+        reply = await self._call("take", [count, round(lease * 1000), token])
+        return [
+            Taken(reply[i].decode(), reply[i + 1], int(reply[i + 2]), int(reply[i + 3]))
+            for i in range(0, len(reply), 4)
+        ]
+
+    async def ack(self, token: str, ids: Sequence[str]) -> int:
+        """Finish requests taken under *token*; how many were still held by it."""
+        return int(await self._call("ack", [token, *ids]))
+
+    async def renew(self, lease: float, token: str, ids: Sequence[str]) -> int:
+        """Extend the leases of requests held by *token*; how many were renewed."""
+        return int(await self._call("renew", [round(lease * 1000), token, *ids]))
+
+    async def release(self, token: str, request_id: str) -> bool:
+        """Put a request held by *token* back where it was; ``False`` if not held."""
+        return bool(await self._call("release", [token, request_id]))
+
+    async def remove(self, request_id: str) -> bool:
+        """Take a queued request out; ``False`` if it was not queued."""
+        return bool(await self._call("remove", [request_id]))
+
+    async def evict(self, above: int) -> Taken | None:
+        """Remove the newest request of the lowest level, if that level is > *above*.
+
+        Returned with ``deliveries`` 0: it never reached a worker.
+        """
+        reply = await self._call("evict", [above])
+        if not reply:
+            return None
+        return Taken(reply[0].decode(), reply[1], int(reply[2]), 0)
+
+    async def sizes(self) -> tuple[int, int, dict[int, int]]:
+        """Requests queued, requests taken and not finished, and queued by level."""
+        reply = await self._call("sizes", [])
+        by_level = {int(reply[i]): int(reply[i + 1]) for i in range(2, len(reply), 2)}
+        return int(reply[0]), int(reply[1]), by_level
+
+    async def position(self, request_id: str) -> int | None:
+        """Queued requests ahead of *request_id*; ``None`` if it is not queued."""
+        with CancelScope(shield=True):
+            rank = await self.client.zrank(self.keys[0], request_id)
+        return None if rank is None else int(cast("int", rank))

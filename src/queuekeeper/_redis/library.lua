@@ -1,0 +1,213 @@
+#!lua name=queuekeeper_1
+--[[
+The server side of queuekeeper's Redis queue, version 1. Every function takes the
+keys of one queue, which share the hash tag {name} (one slot on Redis Cluster):
+
+  KEYS[1] queue     sorted set: id -> priority * 2^40 + seq (lowest first)
+  KEYS[2] items     hash: id -> payload
+  KEYS[3] meta      hash: seq (the last sequence number), and the count of queued
+                    requests per priority, under "p<priority>"
+  KEYS[4] inflight  sorted set: id -> lease deadline, in ms of the server's clock
+  KEYS[5] holds     hash: id -> "<score>:<deliveries>:<token>" of a taken request
+  KEYS[6] bell      stream rung when the queue goes from empty to non-empty
+
+Scores are exact integers: priorities are 0..255 and sequence numbers below 2^40, so
+a score stays below 2^48, well inside a double's 2^53. They are formatted with
+string.format('%.0f'), never tostring (which prints 2.8147497671066e+14).
+]]
+
+local SEQ_SPAN = 1099511627776 -- 2^40
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function exact(n)
+  return string.format('%.0f', n)
+end
+-- (Every number passed to redis.call goes through exact(): Redis would print a Lua
+-- number with %.17g, 1.7e+12 for a deadline.)
+
+local function level_count(meta, priority, delta)
+  redis.call('HINCRBY', meta, 'p' .. priority, delta)
+end
+
+local function enqueue(keys, id, score)
+  local was_empty = redis.call('ZCARD', keys[1]) == 0
+  redis.call('ZADD', keys[1], exact(score), id)
+  level_count(keys[3], math.floor(score / SEQ_SPAN), 1)
+  if was_empty then
+    redis.call('XADD', keys[6], 'MAXLEN', '~', '64', '*', 'ring', '1')
+  end
+end
+
+-- Requeue requests whose lease ran out, at their original place; at most limit.
+local function reap(keys, now, limit)
+  local expired = redis.call('ZRANGE', keys[4], '-inf', exact(now), 'BYSCORE', 'LIMIT', 0, limit)
+  for _, id in ipairs(expired) do
+    local hold = redis.call('HGET', keys[5], id)
+    redis.call('ZREM', keys[4], id)
+    if hold then
+      local score, deliveries = string.match(hold, '^(%d+):(%d+):')
+      redis.call('HSET', keys[5], id, score .. ':' .. deliveries .. ':')
+      enqueue(keys, id, tonumber(score))
+    end
+  end
+  return #expired
+end
+
+-- put(max_size, id, priority, payload, id, priority, payload, ...) -> one status per
+-- request, in order: its sequence number (> 0) if queued, 0 if the queue was full,
+-- -1 if its id is in use. A request refused for room refuses the ones after it too,
+-- so that a batch never jumps its own queue.
+local function put(keys, args)
+  local max_size, out, full = tonumber(args[1]), {}, false
+  local size = redis.call('ZCARD', keys[1])
+  for i = 2, #args, 3 do
+    local id, priority, payload = args[i], tonumber(args[i + 1]), args[i + 2]
+    if full or (max_size >= 0 and size >= max_size) then
+      full = true
+      out[#out + 1] = 0
+    elseif redis.call('HEXISTS', keys[2], id) == 1 then
+      out[#out + 1] = -1
+    else
+      local seq = redis.call('HINCRBY', keys[3], 'seq', 1)
+      local score = priority * SEQ_SPAN + seq
+      redis.call('HSET', keys[2], id, payload)
+      redis.call('HSET', keys[5], id, exact(score) .. ':0:')
+      enqueue(keys, id, score)
+      size = size + 1
+      out[#out + 1] = seq
+    end
+  end
+  return out
+end
+
+-- take(count, lease_ms, token) -> {id, payload, priority, deliveries, ...}
+local function take(keys, args)
+  local count, lease_ms, token = tonumber(args[1]), tonumber(args[2]), args[3]
+  local now = now_ms()
+  reap(keys, now, 100)
+  local popped = redis.call('ZPOPMIN', keys[1], count)
+  local out = {}
+  for i = 1, #popped, 2 do
+    local id, score = popped[i], tonumber(popped[i + 1])
+    local priority = math.floor(score / SEQ_SPAN)
+    level_count(keys[3], priority, -1)
+    local hold = redis.call('HGET', keys[5], id)
+    local deliveries = tonumber(string.match(hold, '^%d+:(%d+):')) + 1
+    redis.call('HSET', keys[5], id, exact(score) .. ':' .. deliveries .. ':' .. token)
+    redis.call('ZADD', keys[4], exact(now + lease_ms), id)
+    out[#out + 1] = id
+    out[#out + 1] = redis.call('HGET', keys[2], id)
+    out[#out + 1] = priority
+    out[#out + 1] = deliveries
+  end
+  return out
+end
+
+local function held_by(keys, id, token)
+  local hold = redis.call('HGET', keys[5], id)
+  return hold and string.sub(hold, -#token - 1) == ':' .. token
+    and redis.call('ZSCORE', keys[4], id) ~= false
+end
+
+local function forget(keys, id)
+  redis.call('HDEL', keys[2], id)
+  redis.call('HDEL', keys[5], id)
+end
+
+-- ack(token, id...) -> how many were still held under token (a stale ack counts 0)
+local function ack(keys, args)
+  local token, done = args[1], 0
+  for i = 2, #args do
+    local id = args[i]
+    if held_by(keys, id, token) then
+      redis.call('ZREM', keys[4], id)
+      forget(keys, id)
+      done = done + 1
+    end
+  end
+  return done
+end
+
+-- renew(lease_ms, token, id...) -> how many leases were renewed
+local function renew(keys, args)
+  local deadline, token, renewed = now_ms() + tonumber(args[1]), args[2], 0
+  for i = 3, #args do
+    if held_by(keys, args[i], token) then
+      redis.call('ZADD', keys[4], 'XX', exact(deadline), args[i])
+      renewed = renewed + 1
+    end
+  end
+  return renewed
+end
+
+-- release(token, id) -> 1 if put back at its original place, 0 if no longer held
+local function release(keys, args)
+  local token, id = args[1], args[2]
+  if not held_by(keys, id, token) then
+    return 0
+  end
+  redis.call('ZREM', keys[4], id)
+  local score, deliveries = string.match(redis.call('HGET', keys[5], id), '^(%d+):(%d+):')
+  redis.call('HSET', keys[5], id, score .. ':' .. deliveries .. ':')
+  enqueue(keys, id, tonumber(score))
+  return 1
+end
+
+-- remove(id) -> 1 if it was queued (and is now gone), else 0
+local function remove(keys, args)
+  local id = args[1]
+  local score = redis.call('ZSCORE', keys[1], id)
+  if not score then
+    return 0
+  end
+  redis.call('ZREM', keys[1], id)
+  level_count(keys[3], math.floor(tonumber(score) / SEQ_SPAN), -1)
+  forget(keys, id)
+  return 1
+end
+
+-- evict(above) -> {id, payload, priority} of the newest request of the lowest level,
+-- removed, if that level's value is greater than above; else {}
+local function evict(keys, args)
+  local above = tonumber(args[1])
+  local last = redis.call('ZRANGE', keys[1], -1, -1, 'WITHSCORES')
+  if #last == 0 then
+    return {}
+  end
+  local id, priority = last[1], math.floor(tonumber(last[2]) / SEQ_SPAN)
+  if priority <= above then
+    return {}
+  end
+  local payload = redis.call('HGET', keys[2], id)
+  redis.call('ZREM', keys[1], id)
+  level_count(keys[3], priority, -1)
+  forget(keys, id)
+  return {id, payload, priority}
+end
+
+-- sizes() -> {queued, in flight, priority, count, priority, count, ...}
+local function sizes(keys, args)
+  local out = {redis.call('ZCARD', keys[1]), redis.call('ZCARD', keys[4])}
+  local meta = redis.call('HGETALL', keys[3])
+  for i = 1, #meta, 2 do
+    local field, count = meta[i], tonumber(meta[i + 1])
+    if string.sub(field, 1, 1) == 'p' and count > 0 then
+      out[#out + 1] = tonumber(string.sub(field, 2))
+      out[#out + 1] = count
+    end
+  end
+  return out
+end
+
+redis.register_function('qk1_put', put)
+redis.register_function('qk1_take', take)
+redis.register_function('qk1_ack', ack)
+redis.register_function('qk1_renew', renew)
+redis.register_function('qk1_release', release)
+redis.register_function('qk1_remove', remove)
+redis.register_function('qk1_evict', evict)
+redis.register_function{function_name = 'qk1_sizes', callback = sizes, flags = {'no-writes'}}
