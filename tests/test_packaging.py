@@ -26,7 +26,7 @@ LAYERS = {
     "pool": {"_pool"},
     "integrations": {"_prometheus"},
     "tools": {"cli", "__main__"},
-    "package": {"__init__"},
+    "package": {"__init__", "redis"},
 }
 RANK = {top: rank for rank, tops in enumerate(LAYERS.values()) for top in tops}
 
@@ -60,6 +60,22 @@ def test_import_queuekeeper_pulls_in_no_optional_package() -> None:
 
 
 MISSING = "import sys\nsys.modules[{name!r}] = None  # as if it were not installed\n"
+
+
+def test_the_redis_module_without_its_extra_names_the_extra() -> None:
+    """No coredis: ImportError naming queuekeeper[redis]; queuekeeper still imports."""
+    done = python(
+        MISSING.format(name="coredis")
+        + "import queuekeeper\n"
+        + "try:\n"
+        + "    import queuekeeper.redis\n"
+        + "except ImportError as exc:\n"
+        + "    print(exc)\n"
+    )
+    assert (0, "the Redis queue needs coredis: pip install 'queuekeeper[redis]'") == (
+        done.returncode,
+        done.stdout.strip(),
+    ), done.stderr
 
 
 def test_the_command_without_the_cli_extra_says_so_in_one_line() -> None:

@@ -18,7 +18,7 @@ from anyio import CancelScope
 
 try:
     from coredis.exceptions import ResponseError
-except ImportError as exc:  # pragma: no cover (the extra is installed where tested)
+except ImportError as exc:
     msg = "the Redis queue needs coredis: pip install 'queuekeeper[redis]'"
     raise ImportError(msg) from exc
 
@@ -37,7 +37,7 @@ MAX_PRIORITY: Final = 255
 _VERSION: Final = 1
 _LIBRARY: Final = f"queuekeeper_{_VERSION}"
 _PREFIX: Final = f"qk{_VERSION}_"
-_PARTS: Final = ("queue", "items", "meta", "inflight", "holds", "bell")
+_PARTS: Final = ("queue", "items", "meta", "inflight", "holds", "bell", "room")
 
 
 def _source() -> str:
@@ -89,8 +89,8 @@ class ServerQueue:
         if not name:
             msg = f"name must be a non-empty str, not {name!r}"
             raise ValueError(msg)
-        self.client = client
-        self.name = name
+        self.client: coredis.Redis[Any] = client
+        self.name: str = name
         tag = name.replace("{", "").replace("}", "")
         self.keys: tuple[str, ...] = tuple(f"qk:{{{tag}}}:{part}" for part in _PARTS)
 
@@ -98,6 +98,11 @@ class ServerQueue:
     def bell(self) -> str:
         """The stream rung when the queue goes from empty to non-empty."""
         return self.keys[5]
+
+    @property
+    def room(self) -> str:
+        """The stream rung when the queue goes from full to not full."""
+        return self.keys[6]
 
     async def _call(self, function: str, args: Sequence[object]) -> Any:  # noqa: ANN401
         values = [str(arg) if isinstance(arg, int) else arg for arg in args]
@@ -123,11 +128,13 @@ class ServerQueue:
         self,
         requests: Sequence[tuple[str, int, bytes]],
         max_size: int | None,
-    ) -> list[int | None]:
+    ) -> tuple[list[int | None], str | None]:
         """Queue *requests* (id, priority, payload) in order, in one call.
 
         Returns, for each, its sequence number, or ``None`` if there was no room
-        for it (nor then for any after it: a batch never jumps its own queue).
+        for it (nor then for any after it: a batch never jumps its own queue);
+        and, if one found no room, the last ring of :attr:`room` (wait for a
+        later one), else ``None``.
 
         Raises:
             ValueError: A request's id is queued or taken already (ids are
@@ -137,24 +144,44 @@ class ServerQueue:
         args: list[object] = [-1 if max_size is None else max_size]
         for request_id, priority, payload in requests:
             args += (request_id, check_priority(priority), payload)
-        statuses = await self._call("put", args)
+        reply = await self._call("put", args)
+        statuses, rest = reply[: len(requests)], reply[len(requests) :]
         for (request_id, _, _), status in zip(requests, statuses, strict=True):
             if status == -1:
                 msg = f"request id {request_id!r} is in the queue already"
                 raise ValueError(msg)
-        return [int(status) or None for status in statuses]
+        room = rest[0].decode() if rest else None
+        return [int(status) or None for status in statuses], room
 
-    async def take(self, count: int, lease: float, token: str) -> list[Taken]:
+    async def take(
+        self, count: int, lease: float, token: str
+    ) -> tuple[list[Taken], str | None]:
         """Take up to *count* requests, lowest priority value first, FIFO within one.
 
         Each is leased to *token* for *lease* seconds; requests whose lease ran out
-        are first put back where they were.
+        are first put back where they were. With nothing queued, also returns the
+        last ring of :attr:`bell` (wait for a later one), else ``None``.
         """
         reply = await self._call("take", [count, round(lease * 1000), token])
-        return [
+        if len(reply) == 1:
+            return [], reply[0].decode()
+        taken = [
             Taken(reply[i].decode(), reply[i + 1], int(reply[i + 2]), int(reply[i + 3]))
-            for i in range(0, len(reply), 4)
+            for i in range(1, len(reply), 4)
         ]
+        return taken, None
+
+    async def wait(self, stream: str, after: str, block: float) -> bool:
+        """Wait up to *block* seconds for a ring of *stream* later than *after*.
+
+        ``True`` if one came. The wait is shielded (see the module), so a
+        cancellation takes effect when it ends: keep *block* short.
+        """
+        with CancelScope(shield=True):
+            reply = await self.client.xread(
+                {stream: after}, count=1, block=max(1, round(block * 1000))
+            )
+        return bool(reply)
 
     async def ack(self, token: str, ids: Sequence[str]) -> int:
         """Finish requests taken under *token*; how many were still held by it."""
@@ -182,11 +209,11 @@ class ServerQueue:
             return None
         return Taken(reply[0].decode(), reply[1], int(reply[2]), 0)
 
-    async def sizes(self) -> tuple[int, int, dict[int, int]]:
-        """Requests queued, requests taken and not finished, and queued by level."""
+    async def sizes(self) -> tuple[int, int, int, dict[int, int]]:
+        """Queued, taken and unfinished, most ever queued, and queued by level."""
         reply = await self._call("sizes", [])
-        by_level = {int(reply[i]): int(reply[i + 1]) for i in range(2, len(reply), 2)}
-        return int(reply[0]), int(reply[1]), by_level
+        by_level = {int(reply[i]): int(reply[i + 1]) for i in range(3, len(reply), 2)}
+        return int(reply[0]), int(reply[1]), int(reply[2]), by_level
 
     async def position(self, request_id: str) -> int | None:
         """Queued requests ahead of *request_id*; ``None`` if it is not queued."""

@@ -5,11 +5,18 @@ keys of one queue, which share the hash tag {name} (one slot on Redis Cluster):
 
   KEYS[1] queue     sorted set: id -> priority * 2^40 + seq (lowest first)
   KEYS[2] items     hash: id -> payload
-  KEYS[3] meta      hash: seq (the last sequence number), and the count of queued
-                    requests per priority, under "p<priority>"
+  KEYS[3] meta      hash: seq (the last sequence number), max (the size limit),
+                    peak (the most requests queued at once), and the count of
+                    queued requests per priority, under "p<priority>"
   KEYS[4] inflight  sorted set: id -> lease deadline, in ms of the server's clock
   KEYS[5] holds     hash: id -> "<score>:<deliveries>:<token>" of a taken request
   KEYS[6] bell      stream rung when the queue goes from empty to non-empty
+  KEYS[7] room      stream rung when the queue goes from full to not full (full:
+                    at the max_size of the last put that gave one, kept in meta)
+
+Whoever finds nothing to take (or no room) is told the last ring of the stream it
+would wait on, in the same atomic step, and waits for a ring after that one
+(XREAD BLOCK): a ring between its call and its wait is never missed.
 
 Scores are exact integers: priorities are 0..255 and sequence numbers below 2^40, so
 a score stays below 2^48, well inside a double's 2^53. They are formatted with
@@ -29,17 +36,47 @@ end
 -- (Every number passed to redis.call goes through exact(): Redis would print a Lua
 -- number with %.17g, 1.7e+12 for a deadline.)
 
+local function last_ring(stream)
+  local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  if #last == 0 then
+    return '0-0'
+  end
+  return last[1][1]
+end
+
+local function ring(stream)
+  redis.call('XADD', stream, 'MAXLEN', '~', '64', '*', 'ring', '1')
+end
+
+-- After queued requests left (taken, removed, evicted): ring room if that ended
+-- the queue being full.
+local function left(keys, before)
+  local max_size = tonumber(redis.call('HGET', keys[3], 'max') or '-1')
+  if max_size >= 0 and before >= max_size and redis.call('ZCARD', keys[1]) < max_size then
+    ring(keys[7])
+  end
+end
+
 local function level_count(meta, priority, delta)
   redis.call('HINCRBY', meta, 'p' .. priority, delta)
 end
 
 local function enqueue(keys, id, score)
-  local was_empty = redis.call('ZCARD', keys[1]) == 0
+  local size = redis.call('ZCARD', keys[1])
+  local was_empty = size == 0
   redis.call('ZADD', keys[1], exact(score), id)
+  if size + 1 > tonumber(redis.call('HGET', keys[3], 'peak') or '0') then
+    redis.call('HSET', keys[3], 'peak', size + 1)
+  end
   level_count(keys[3], math.floor(score / SEQ_SPAN), 1)
   if was_empty then
-    redis.call('XADD', keys[6], 'MAXLEN', '~', '64', '*', 'ring', '1')
+    ring(keys[6])
   end
+end
+
+local function forget(keys, id)
+  redis.call('HDEL', keys[2], id)
+  redis.call('HDEL', keys[5], id)
 end
 
 -- Requeue requests whose lease ran out, at their original place; at most limit.
@@ -59,11 +96,17 @@ end
 
 -- put(max_size, id, priority, payload, id, priority, payload, ...) -> one status per
 -- request, in order: its sequence number (> 0) if queued, 0 if the queue was full,
--- -1 if its id is in use. A request refused for room refuses the ones after it too,
--- so that a batch never jumps its own queue.
+-- -1 if its id is in use; then, if one was refused for room, the last ring of room.
+-- A request refused for room refuses the ones after it too, so that a batch never
+-- jumps its own queue.
 local function put(keys, args)
   local max_size, out, full = tonumber(args[1]), {}, false
   local size = redis.call('ZCARD', keys[1])
+  if max_size >= 0 then
+    redis.call('HSET', keys[3], 'max', args[1])
+  else
+    redis.call('HDEL', keys[3], 'max')
+  end
   for i = 2, #args, 3 do
     local id, priority, payload = args[i], tonumber(args[i + 1]), args[i + 2]
     if full or (max_size >= 0 and size >= max_size) then
@@ -81,29 +124,44 @@ local function put(keys, args)
       out[#out + 1] = seq
     end
   end
+  if full then
+    out[#out + 1] = last_ring(keys[7])
+  end
   return out
 end
 
--- take(count, lease_ms, token) -> {id, payload, priority, deliveries, ...}
+-- take(count, lease_ms, token) -> {'', id, payload, priority, deliveries, ...}, or
+-- {last ring of bell} if nothing is queued. A lease of 0 takes them for good (at most
+-- once): no lease, nothing to acknowledge.
 local function take(keys, args)
   local count, lease_ms, token = tonumber(args[1]), tonumber(args[2]), args[3]
   local now = now_ms()
   reap(keys, now, 100)
+  local before = redis.call('ZCARD', keys[1])
   local popped = redis.call('ZPOPMIN', keys[1], count)
-  local out = {}
+  if #popped == 0 then
+    return {last_ring(keys[6])}
+  end
+  local out = {''}
   for i = 1, #popped, 2 do
     local id, score = popped[i], tonumber(popped[i + 1])
     local priority = math.floor(score / SEQ_SPAN)
     level_count(keys[3], priority, -1)
     local hold = redis.call('HGET', keys[5], id)
     local deliveries = tonumber(string.match(hold, '^%d+:(%d+):')) + 1
-    redis.call('HSET', keys[5], id, exact(score) .. ':' .. deliveries .. ':' .. token)
-    redis.call('ZADD', keys[4], exact(now + lease_ms), id)
+    local payload = redis.call('HGET', keys[2], id)
+    if lease_ms > 0 then
+      redis.call('HSET', keys[5], id, exact(score) .. ':' .. deliveries .. ':' .. token)
+      redis.call('ZADD', keys[4], exact(now + lease_ms), id)
+    else
+      forget(keys, id) -- at most once: done with as it is taken
+    end
     out[#out + 1] = id
-    out[#out + 1] = redis.call('HGET', keys[2], id)
+    out[#out + 1] = payload
     out[#out + 1] = priority
     out[#out + 1] = deliveries
   end
+  left(keys, before)
   return out
 end
 
@@ -111,11 +169,6 @@ local function held_by(keys, id, token)
   local hold = redis.call('HGET', keys[5], id)
   return hold and string.sub(hold, -#token - 1) == ':' .. token
     and redis.call('ZSCORE', keys[4], id) ~= false
-end
-
-local function forget(keys, id)
-  redis.call('HDEL', keys[2], id)
-  redis.call('HDEL', keys[5], id)
 end
 
 -- ack(token, id...) -> how many were still held under token (a stale ack counts 0)
@@ -164,9 +217,11 @@ local function remove(keys, args)
   if not score then
     return 0
   end
+  local before = redis.call('ZCARD', keys[1])
   redis.call('ZREM', keys[1], id)
   level_count(keys[3], math.floor(tonumber(score) / SEQ_SPAN), -1)
   forget(keys, id)
+  left(keys, before)
   return 1
 end
 
@@ -183,20 +238,23 @@ local function evict(keys, args)
     return {}
   end
   local payload = redis.call('HGET', keys[2], id)
+  local before = redis.call('ZCARD', keys[1])
   redis.call('ZREM', keys[1], id)
   level_count(keys[3], priority, -1)
   forget(keys, id)
+  left(keys, before)
   return {id, payload, priority}
 end
 
--- sizes() -> {queued, in flight, priority, count, priority, count, ...}
+-- sizes() -> {queued, in flight, peak queued, priority, count, priority, count, ...}
 local function sizes(keys, args)
-  local out = {redis.call('ZCARD', keys[1]), redis.call('ZCARD', keys[4])}
+  local peak = tonumber(redis.call('HGET', keys[3], 'peak') or '0')
+  local out = {redis.call('ZCARD', keys[1]), redis.call('ZCARD', keys[4]), peak}
   local meta = redis.call('HGETALL', keys[3])
   for i = 1, #meta, 2 do
-    local field, count = meta[i], tonumber(meta[i + 1])
-    if string.sub(field, 1, 1) == 'p' and count > 0 then
-      out[#out + 1] = tonumber(string.sub(field, 2))
+    local level, count = string.match(meta[i], '^p(%d+)$'), tonumber(meta[i + 1])
+    if level and count > 0 then
+      out[#out + 1] = tonumber(level)
       out[#out + 1] = count
     end
   end
