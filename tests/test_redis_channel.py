@@ -424,3 +424,52 @@ async def test_random_cancellation_loses_and_duplicates_nothing(
         received.append(await receive.receive())
     assert not [item for item, count in Counter(received).items() if count > 1]
     assert sorted(sent) == sorted(received)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "coredis 6.9 loses a connection-pool slot for each blocking command "
+        "cancelled in flight; once the pool is used up, every command waits forever"
+    ),
+)
+async def test_upstream_coredis_survives_cancelled_blocking_commands(
+    redis_port: int,
+) -> None:
+    """The client-library bug the channel works around: when it is fixed, this passes.
+
+    queuekeeper never cancels a command in flight (see the next test).
+    """
+    small: coredis.Redis[Any] = coredis.Redis(
+        host="127.0.0.1", port=redis_port, max_connections=2
+    )
+    async with small:
+        for _ in range(3):
+            with anyio.move_on_after(0.05):
+                await small.blpop([f"nothing-{uuid.uuid4().hex}"], timeout=1)
+        with anyio.fail_after(5):  # the 1 s server timeout has long passed by then
+            assert b"PONG" == await small.ping()
+
+
+async def test_cancelled_waits_never_use_up_the_connection_pool(
+    redis_port: int, name: str
+) -> None:
+    """Waiters cancelled on a client of two connections: the channel still works.
+
+    Each receiver is cancelled while it waits on the server, many times over.
+    """
+    # A starved pool raises after pool_timeout, rather than hang in a shielded call.
+    small: coredis.Redis[Any] = coredis.Redis(
+        host="127.0.0.1", port=redis_port, max_connections=2, pool_timeout=5
+    )
+    async with small:
+        send, receive = create_redis_priority_channel(small, name)
+        for _ in range(6):
+            with anyio.move_on_after(0.05):
+                await receive.receive()
+            with anyio.move_on_after(0.05):
+                async with receive.lease():
+                    pytest.fail("nothing was sent")  # pragma: no cover
+        with anyio.fail_after(10):
+            await send.send("still works")
+            assert "still works" == await receive.receive()
