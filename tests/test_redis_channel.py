@@ -19,7 +19,7 @@ pytest.importorskip("coredis", reason="the redis extra is not installed")
 import coredis
 
 from queuekeeper import ChannelStatistics, Priority
-from queuekeeper._redis._channel import (
+from queuekeeper.redis import (
     Delivery,
     RedisPriorityReceiveChannel,
     RedisPrioritySendChannel,
@@ -473,3 +473,21 @@ async def test_cancelled_waits_never_use_up_the_connection_pool(
         with anyio.fail_after(10):
             await send.send("still works")
             assert "still works" == await receive.receive()
+
+
+def test_the_public_names_live_in_queuekeeper_redis() -> None:
+    """What tracebacks and reprs show, and what the module exports."""
+    import queuekeeper.redis  # noqa: PLC0415
+
+    assert sorted(queuekeeper.redis.__all__) == [
+        "Delivery",
+        "JSONSerializer",
+        "RedisPriorityReceiveChannel",
+        "RedisPrioritySendChannel",
+        "Serializer",
+        "create_redis_priority_channel",
+    ]
+    for name in queuekeeper.redis.__all__:
+        assert "queuekeeper.redis" == getattr(queuekeeper.redis, name).__module__
+    with pytest.raises(TypeError, match="has no public constructor"):
+        RedisPrioritySendChannel()  # type: ignore[call-arg]
