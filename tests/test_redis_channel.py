@@ -6,12 +6,16 @@ import itertools
 import math
 import pickle
 import random
+import subprocess
+import sys
 import uuid
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import pytest
 
 pytest.importorskip("coredis", reason="the redis extra is not installed")
@@ -491,3 +495,71 @@ def test_the_public_names_live_in_queuekeeper_redis() -> None:
         assert "queuekeeper.redis" == getattr(queuekeeper.redis, name).__module__
     with pytest.raises(TypeError, match="has no public constructor"):
         RedisPrioritySendChannel()  # type: ignore[call-arg]
+
+
+# -- several processes -------------------------------------------------------------
+
+
+PROCESS = Path(__file__).with_name("redis_process.py")
+
+
+def spawn(backend: str, port: int, name: str, *args: str) -> subprocess.Popen[str]:
+    """Start tests/redis_process.py: another process on the same queue."""
+    return subprocess.Popen(  # noqa: S603 (our interpreter and script)
+        [sys.executable, str(PROCESS), backend, str(port), name, *args],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def test_four_producer_processes_never_exceed_the_size_limit(
+    opener: Callable[..., Channel], redis_port: int, name: str, anyio_backend: str
+) -> None:
+    """200 items through a queue of 20: the server's peak never passes 20."""
+    _, receive = opener()
+    producers = [
+        spawn(anyio_backend, redis_port, name, "produce", str(1000 * n), "50", "20")
+        for n in range(4)
+    ]
+    try:
+        received: list[int] = []
+        with anyio.fail_after(60):  # a hang guard
+            while len(received) < 200:
+                received.append(await receive.receive())
+                await anyio.sleep(0.001)  # slower than the producers: they wait
+        statistics = await receive.fetch_statistics()
+        assert (0, 20) == (statistics.current_size, statistics.peak_size)
+        expected = [1000 * n + i for n in range(4) for i in range(50)]
+        assert sorted(expected) == sorted(received)
+        for producer in producers:
+            out, _ = await anyio.to_thread.run_sync(producer.communicate)
+            assert (0, "sent\n") == (producer.returncode, out)
+    finally:
+        for producer in producers:
+            producer.kill()  # a no-op for one that ended
+            if producer.stdout is not None and not producer.stdout.closed:
+                producer.communicate()  # reaps it, and closes its pipe
+
+
+async def test_an_item_held_by_a_killed_process_comes_back_exactly_once(
+    opener: Callable[..., Channel], redis_port: int, name: str, anyio_backend: str
+) -> None:
+    """SIGKILL mid-lease: once the lease runs out the item is delivered again, once."""
+    send, receive = opener()
+    await send.send("precious")
+    holder = spawn(anyio_backend, redis_port, name, "lease", "0.5")
+    try:
+        assert holder.stdout is not None
+        line = await anyio.to_thread.run_sync(holder.stdout.readline)
+        assert "leased precious 1\n" == line
+    finally:
+        holder.kill()  # SIGKILL: no acknowledgement, no release
+        holder.communicate()
+    with anyio.fail_after(30):  # a hang guard: the lease is half a second
+        async with receive.lease() as delivery:
+            assert ("precious", 2) == (delivery.item, delivery.deliveries)
+    statistics = await receive.fetch_statistics()
+    assert 0 == statistics.current_size
+    with anyio.move_on_after(1.0) as nothing_more:  # 2 leases: nothing comes back
+        await receive.receive()
+    assert nothing_more.cancelled_caught
