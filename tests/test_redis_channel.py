@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import pickle
@@ -563,3 +564,117 @@ async def test_an_item_held_by_a_killed_process_comes_back_exactly_once(
     with anyio.move_on_after(1.0) as nothing_more:  # 2 leases: nothing comes back
         await receive.receive()
     assert nothing_more.cancelled_caught
+
+
+# -- native asyncio cancellation ----------------------------------------------------
+
+
+def test_native_asyncio_cancellation_loses_and_duplicates_nothing(
+    redis_port: int, name: str
+) -> None:
+    """task.cancel() at random moments of send, receive and lease, under plain asyncio.
+
+    A native cancellation is delivered once: the call raises it and undoes what it
+    did (an item sent comes out again, one taken goes back first in line). Every
+    item is counted once, and the client's two connections are never used up.
+    """
+    rng = random.Random(11)
+
+    async def main() -> None:
+        client: coredis.Redis[Any] = coredis.Redis(
+            host="127.0.0.1", port=redis_port, max_connections=2, pool_timeout=5
+        )
+        async with client:
+            send, receive = create_redis_priority_channel(client, name, max_size=3)
+            loop = asyncio.get_running_loop()
+            sent: list[int] = []
+            received: list[int] = []
+
+            async def send_one(item: int) -> None:
+                await send.send(item, item % 4)
+                sent.append(item)
+
+            async def receive_one() -> None:
+                if rng.random() < 0.5:
+                    received.append(await receive.receive())
+                else:
+                    async with receive.lease() as delivery:
+                        received.append(delivery.item)
+
+            for item in range(120):
+                task = loop.create_task(send_one(item) if item % 2 else receive_one())
+                for _ in range(rng.randrange(4)):
+                    await asyncio.sleep(0)
+                task.cancel()
+                await asyncio.wait([task])
+            while (await send.fetch_statistics()).current_size:
+                received.append(await receive.receive())
+            assert not [i for i, count in Counter(received).items() if count > 1]
+            assert sorted(sent) == sorted(received)
+            assert b"PONG" == await client.ping()
+
+    asyncio.run(asyncio.wait_for(main(), 60))  # wait_for: a hang guard
+
+
+@pytest.mark.parametrize("call", ["send", "receive", "lease", "send-when-full", "wait"])
+def test_native_cancellation_at_each_step_of_a_call_undoes_it(
+    redis_port: int, name: str, call: str
+) -> None:
+    """task.cancel() after 0, 1, 2... loop turns: the call happened, or left no trace.
+
+    A call that raises CancelledError left the queue as it was: an item sent came
+    out again, one taken went back first in line, a send refused for room sent
+    nothing, a receiver waiting on the server took nothing.
+    """
+
+    async def main() -> None:
+        client: coredis.Redis[Any] = coredis.Redis(
+            host="127.0.0.1", port=redis_port, max_connections=2, pool_timeout=5
+        )
+        async with client:
+            send, receive = create_redis_priority_channel(client, name, max_size=2)
+            loop = asyncio.get_running_loop()
+            outcomes: Counter[str] = Counter()
+            for turns in range(12):
+                queued = 0 if call in {"send", "wait"} else 1
+                if call == "send-when-full":
+                    queued = 2
+                for item in range(queued):
+                    await send.send(f"before-{item}", Priority.HIGH)
+                if call not in {"send-when-full", "wait"}:
+                    await send.send("later", Priority.LOW)
+                before = (await send.fetch_statistics()).current_size
+
+                async def run() -> object:
+                    if call in {"send", "send-when-full"}:
+                        await send.send("new", Priority.CRITICAL)
+                        return "sent"
+                    if call in {"receive", "wait"}:
+                        return await receive.receive()
+                    async with receive.lease() as delivery:
+                        return delivery.item
+
+                task = loop.create_task(run())
+                if call == "wait":  # once it waits on the server, or soon after
+                    await waiting(receive, receivers=1)
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+                task.cancel()
+                await asyncio.wait([task])
+                statistics = await send.fetch_statistics()
+                if task.cancelled():
+                    outcomes["cancelled"] += 1
+                    assert before == statistics.current_size
+                else:
+                    outcomes["done"] += 1
+                left = []
+                while (await send.fetch_statistics()).current_size:
+                    left.append(await receive.receive())
+                if task.cancelled() and call in {"receive", "lease"}:
+                    assert ["before-0", "later"] == left  # first in line again
+                if call == "wait":
+                    assert (True, []) == (task.cancelled(), left)  # it took nothing
+            assert outcomes["cancelled"], outcomes  # some cancellations landed
+            assert b"PONG" == await client.ping()
+
+    asyncio.run(asyncio.wait_for(main(), 60))  # wait_for: a hang guard

@@ -1,20 +1,27 @@
 """The queue's operations on the server: the Lua library in ``library.lua``.
 
 :class:`ServerQueue` calls the library's functions for one queue, loading the
-library the first time a server does not have it. Every call is shielded from
-cancellation: coredis loses a connection-pool slot for each command cancelled in
-flight, and a cancelled caller could not tell whether a take or a put happened. A
-call therefore always completes, and a cancellation takes effect at the caller's next
-checkpoint.
+library the first time a server does not have it. No call is ever cancelled in
+flight: coredis loses a connection-pool slot for each command cancelled in flight
+(and then waits forever for a connection), and a cancelled caller could not tell
+whether a take or a put happened. Each call therefore runs to its end (see
+:func:`complete`), and a cancellation takes effect at the caller's next checkpoint.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.resources
-from typing import TYPE_CHECKING, Any, Final, cast, final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
 
 import attrs
-from anyio import CancelScope
+from anyio import (
+    CancelScope,
+    create_task_group,
+    current_effective_deadline,
+    current_time,
+    get_cancelled_exc_class,
+)
 
 try:
     from coredis.exceptions import ResponseError
@@ -23,11 +30,13 @@ except ImportError as exc:
     raise ImportError(msg) from exc
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     import coredis
 
-__all__ = ["MAX_PRIORITY", "ServerQueue", "Taken"]
+__all__ = ["MAX_PRIORITY", "ServerQueue", "Taken", "complete"]
+
+R = TypeVar("R")
 
 #: Priorities on Redis are 0 to 255: with a 40-bit sequence number, a score stays
 #: an exact integer in a double.
@@ -38,6 +47,69 @@ _VERSION: Final = 1
 _LIBRARY: Final = f"queuekeeper_{_VERSION}"
 _PREFIX: Final = f"qk{_VERSION}_"
 _PARTS: Final = ("queue", "items", "meta", "inflight", "holds", "bell", "room")
+
+
+async def complete(
+    call: Callable[[], Awaitable[R]],
+    undo: Callable[[R], Awaitable[object]] | None = None,
+) -> R:
+    """Run *call* to its end whatever cancels the caller meanwhile; its outcome.
+
+    A cancel scope is held off by a shield: the call returns, and the scope's
+    cancellation is raised at the caller's next checkpoint. A native asyncio
+    cancellation (``task.cancel()``, ``asyncio.timeout()``, ``wait_for()``) is
+    delivered once and cannot wait for a checkpoint: on asyncio the call runs in
+    a child task, which a task group waits for, then *undo* (if given) reverses
+    what the call did, and the cancellation is raised.
+    """
+    outcome: list[tuple[bool, Any]] = []
+
+    async def run() -> None:
+        with CancelScope(shield=True):
+            try:
+                outcome.append((True, await call()))
+            except BaseException as exc:  # noqa: BLE001 (raised in the caller)
+                outcome.append((False, exc))
+
+    if not _on_asyncio():
+        await run()
+    else:
+        try:
+            async with create_task_group() as task_group:
+                task_group.start_soon(run)
+        except get_cancelled_exc_class():
+            if current_effective_deadline() <= current_time():
+                pass  # a cancel scope's: raised again at the next checkpoint
+            else:
+                ok, value = outcome[0]
+                if ok and undo is not None:
+                    await complete(lambda: undo(value))
+                raise
+    ok, value = outcome[0]
+    if ok:
+        return cast("R", value)
+    raise value
+
+
+def _taken(reply: list[Any]) -> list[Taken]:
+    """The requests of a take's reply (after its first field)."""
+    taken = []
+    for i in range(1, len(reply), 4):
+        score = int(reply[i + 2])
+        taken.append(
+            Taken(
+                reply[i].decode(), reply[i + 1], score >> 40, int(reply[i + 3]), score
+            )
+        )
+    return taken
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _source() -> str:
@@ -74,6 +146,8 @@ class Taken:
     priority: int
     #: How many times it has been handed to a worker, this time included.
     deliveries: int
+    #: Its place in the queue (priority * 2**40 + sequence number).
+    score: int = 0
 
 
 @final
@@ -104,25 +178,35 @@ class ServerQueue:
         """The stream rung when the queue goes from full to not full."""
         return self.keys[6]
 
-    async def _call(self, function: str, args: Sequence[object]) -> Any:  # noqa: ANN401
+    async def _call(
+        self,
+        function: str,
+        args: Sequence[object],
+        undo: Callable[[Any], Awaitable[object]] | None = None,
+    ) -> Any:  # noqa: ANN401
         values = [str(arg) if isinstance(arg, int) else arg for arg in args]
-        with CancelScope(shield=True):
+
+        async def call() -> Any:  # noqa: ANN401
             try:
                 return await self.client.fcall(_PREFIX + function, self.keys, values)
             except ResponseError as exc:
                 if "Function not found" not in str(exc):
                     raise
-            await self.load()
+            await self._load()
             return await self.client.fcall(_PREFIX + function, self.keys, values)
+
+        return await complete(call, undo)
 
     async def load(self) -> None:
         """Load the library on the server, unless it is there already."""
-        with CancelScope(shield=True):
-            try:
-                await self.client.function_load(_source())
-            except ResponseError as exc:
-                if f"'{_LIBRARY}' already exists" not in str(exc):
-                    raise
+        await complete(self._load)
+
+    async def _load(self) -> None:
+        try:
+            await self.client.function_load(_source())
+        except ResponseError as exc:
+            if f"'{_LIBRARY}' already exists" not in str(exc):
+                raise
 
     async def put(
         self,
@@ -144,7 +228,15 @@ class ServerQueue:
         args: list[object] = [-1 if max_size is None else max_size]
         for request_id, priority, payload in requests:
             args += (request_id, check_priority(priority), payload)
-        reply = await self._call("put", args)
+
+        async def take_back(reply: Any) -> None:  # noqa: ANN401
+            # Cancelled natively: whichever went in comes out again (unless a
+            # receiver has it already, which then keeps it).
+            for (request_id, _, _), status in zip(requests, reply, strict=False):
+                if isinstance(status, int) and status > 0:
+                    await self._call("remove", [request_id])
+
+        reply = await self._call("put", args, take_back)
         statuses, rest = reply[: len(requests)], reply[len(requests) :]
         for (request_id, _, _), status in zip(requests, statuses, strict=True):
             if status == -1:
@@ -162,14 +254,20 @@ class ServerQueue:
         are first put back where they were. With nothing queued, also returns the
         last ring of :attr:`bell` (wait for a later one), else ``None``.
         """
-        reply = await self._call("take", [count, round(lease * 1000), token])
+
+        async def give_back(reply: Any) -> None:  # noqa: ANN401
+            # Cancelled natively: each goes back to its place, first in line.
+            for taken in _taken(reply):
+                if lease > 0:
+                    await self._call("release", [token, taken.id])
+                else:
+                    args = [taken.id, taken.score, taken.payload, taken.deliveries]
+                    await self._call("restore", args)
+
+        reply = await self._call("take", [count, round(lease * 1000), token], give_back)
         if len(reply) == 1:
             return [], reply[0].decode()
-        taken = [
-            Taken(reply[i].decode(), reply[i + 1], int(reply[i + 2]), int(reply[i + 3]))
-            for i in range(1, len(reply), 4)
-        ]
-        return taken, None
+        return _taken(reply), None
 
     async def wait(self, stream: str, after: str, block: float) -> bool:
         """Wait up to *block* seconds for a ring of *stream* later than *after*.
@@ -177,10 +275,11 @@ class ServerQueue:
         ``True`` if one came. The wait is shielded (see the module), so a
         cancellation takes effect when it ends: keep *block* short.
         """
-        with CancelScope(shield=True):
-            reply = await self.client.xread(
+        reply = await complete(
+            lambda: self.client.xread(
                 {stream: after}, count=1, block=max(1, round(block * 1000))
             )
+        )
         return bool(reply)
 
     async def ack(self, token: str, ids: Sequence[str]) -> int:
@@ -217,6 +316,5 @@ class ServerQueue:
 
     async def position(self, request_id: str) -> int | None:
         """Queued requests ahead of *request_id*; ``None`` if it is not queued."""
-        with CancelScope(shield=True):
-            rank = await self.client.zrank(self.keys[0], request_id)
+        rank = await complete(lambda: self.client.zrank(self.keys[0], request_id))
         return None if rank is None else int(cast("int", rank))

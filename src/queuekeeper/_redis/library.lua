@@ -130,7 +130,7 @@ local function put(keys, args)
   return out
 end
 
--- take(count, lease_ms, token) -> {'', id, payload, priority, deliveries, ...}, or
+-- take(count, lease_ms, token) -> {'', id, payload, score, deliveries, ...}, or
 -- {last ring of bell} if nothing is queued. A lease of 0 takes them for good (at most
 -- once): no lease, nothing to acknowledge.
 local function take(keys, args)
@@ -158,7 +158,7 @@ local function take(keys, args)
     end
     out[#out + 1] = id
     out[#out + 1] = payload
-    out[#out + 1] = priority
+    out[#out + 1] = exact(score)
     out[#out + 1] = deliveries
   end
   left(keys, before)
@@ -207,6 +207,19 @@ local function release(keys, args)
   local score, deliveries = string.match(redis.call('HGET', keys[5], id), '^(%d+):(%d+):')
   redis.call('HSET', keys[5], id, score .. ':' .. deliveries .. ':')
   enqueue(keys, id, tonumber(score))
+  return 1
+end
+
+-- restore(id, score, payload, deliveries) -> 1 if a request taken for good (a lease
+-- of 0) is queued again at its place (score), 0 if its id is in use
+local function restore(keys, args)
+  local id, score, payload, deliveries = args[1], tonumber(args[2]), args[3], args[4]
+  if redis.call('HEXISTS', keys[2], id) == 1 then
+    return 0
+  end
+  redis.call('HSET', keys[2], id, payload)
+  redis.call('HSET', keys[5], id, exact(score) .. ':' .. deliveries .. ':')
+  enqueue(keys, id, score)
   return 1
 end
 
@@ -266,6 +279,7 @@ redis.register_function('qk1_take', take)
 redis.register_function('qk1_ack', ack)
 redis.register_function('qk1_renew', renew)
 redis.register_function('qk1_release', release)
+redis.register_function('qk1_restore', restore)
 redis.register_function('qk1_remove', remove)
 redis.register_function('qk1_evict', evict)
 redis.register_function{function_name = 'qk1_sizes', callback = sizes, flags = {'no-writes'}}
