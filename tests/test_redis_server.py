@@ -16,7 +16,7 @@ pytest.importorskip("coredis", reason="the redis extra is not installed")
 import coredis
 import coredis.exceptions
 
-from queuekeeper._redis._server import MAX_PRIORITY, ServerQueue
+from queuekeeper._redis._server import DIGEST, MAX_PRIORITY, ServerQueue
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -291,10 +291,13 @@ async def test_server_errors_other_than_a_missing_library_are_raised(
     with pytest.raises(coredis.exceptions.ResponseError, match="wrong kind of value"):
         await queue.sizes()
     await client.function_flush()
-    foreign = "#!lua name=foreign\nredis.register_function('qk1_put', function() end)"
+    foreign = (
+        "#!lua name=foreign\n"
+        f"redis.register_function('qk_{DIGEST}_put', function() end)"
+    )
     await client.function_load(foreign)
     try:
-        with pytest.raises(coredis.exceptions.ResponseError, match="qk1_put"):
+        with pytest.raises(coredis.exceptions.ResponseError, match=f"qk_{DIGEST}_put"):
             await queue.load()
     finally:
         await client.function_flush()
@@ -314,3 +317,23 @@ async def test_a_lease_of_zero_takes_for_good(queue: ServerQueue) -> None:
     assert (request_id, 1) == (taken.id, taken.deliveries)
     assert (0, 0, 1, {}) == await queue.sizes()
     assert 0 == await queue.ack("t", [request_id])
+
+
+async def test_a_server_holding_another_version_of_the_library_is_served(
+    queue: ServerQueue, client: coredis.Redis[Any]
+) -> None:
+    """An older library's functions stay; this version's load beside them."""
+    await client.function_flush()
+    older = (
+        "#!lua name=queuekeeper_0123456789abcdef\n"
+        "redis.register_function('qk_0123456789abcdef_put', function() return 0 end)"
+    )
+    await client.function_load(older)
+    try:
+        assert [1] == (await queue.put([(new_id(), 1, b"")], None))[0]
+        libraries = set(await client.function_list())
+        assert {b"queuekeeper_0123456789abcdef", f"queuekeeper_{DIGEST}".encode()} == (
+            libraries
+        )
+    finally:
+        await client.function_flush()

@@ -11,6 +11,7 @@ whether a take or a put happened. Each call therefore runs to its end (see
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.resources
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
 
@@ -34,18 +35,25 @@ if TYPE_CHECKING:
 
     import coredis
 
-__all__ = ["MAX_PRIORITY", "ServerQueue", "Taken", "complete"]
+__all__ = ["DIGEST", "MAX_PRIORITY", "ServerQueue", "Taken", "complete"]
 
 R = TypeVar("R")
 
 #: Priorities on Redis are 0 to 255: with a 40-bit sequence number, a score stays
 #: an exact integer in a double.
 MAX_PRIORITY: Final = 255
-#: The library's version: its name and its functions' prefix. A new version loads
-#: beside the old one, so processes of two releases can share a server.
-_VERSION: Final = 1
-_LIBRARY: Final = f"queuekeeper_{_VERSION}"
-_PREFIX: Final = f"qk{_VERSION}_"
+_TEMPLATE: Final = (
+    importlib.resources.files(__package__).joinpath("library.lua").read_text("utf-8")
+)
+#: Names the library's text: the library and its functions are named after it, so
+#: a changed library loads beside an older one already on the server (processes of
+#: two releases can share a server), never mistaken for it.
+DIGEST: Final = hashlib.sha256(_TEMPLATE.encode()).hexdigest()[:16]
+_LIBRARY: Final = f"queuekeeper_{DIGEST}"
+_PREFIX: Final = f"qk_{DIGEST}_"
+_SOURCE: Final = _TEMPLATE.replace("QK_LIBRARY", _LIBRARY).replace(
+    "'QK_", f"'{_PREFIX}"
+)
 _PARTS: Final = ("queue", "items", "meta", "inflight", "holds", "bell", "room")
 
 
@@ -110,14 +118,6 @@ def _on_asyncio() -> bool:
     except RuntimeError:
         return False
     return True
-
-
-def _source() -> str:
-    return (
-        importlib.resources.files(__package__)
-        .joinpath("library.lua")
-        .read_text("utf-8")
-    )
 
 
 def check_priority(priority: object) -> int:
@@ -203,7 +203,7 @@ class ServerQueue:
 
     async def _load(self) -> None:
         try:
-            await self.client.function_load(_source())
+            await self.client.function_load(_SOURCE)
         except ResponseError as exc:
             if f"'{_LIBRARY}' already exists" not in str(exc):
                 raise

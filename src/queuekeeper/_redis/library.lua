@@ -1,6 +1,6 @@
-#!lua name=queuekeeper_1
+#!lua name=QK_LIBRARY
 --[[
-The server side of queuekeeper's Redis queue, version 1. Every function takes the
+The server side of queuekeeper's Redis queue. Every function takes the
 keys of one queue, which share the hash tag {name} (one slot on Redis Cluster):
 
   KEYS[1] queue     sorted set: id -> priority * 2^40 + seq (lowest first)
@@ -17,6 +17,10 @@ keys of one queue, which share the hash tag {name} (one slot on Redis Cluster):
 Whoever finds nothing to take (or no room) is told the last ring of the stream it
 would wait on, in the same atomic step, and waits for a ring after that one
 (XREAD BLOCK): a ring between its call and its wait is never missed.
+
+QK_LIBRARY and QK_ stand for the library's name and its functions' prefix, which
+name this very text by a digest of it: a changed library loads beside the old one,
+so processes of two releases can share a server.
 
 Scores are exact integers: priorities are 0..255 and sequence numbers below 2^40, so
 a score stays below 2^48, well inside a double's 2^53. They are formatted with
@@ -274,12 +278,12 @@ local function sizes(keys, args)
   return out
 end
 
-redis.register_function('qk1_put', put)
-redis.register_function('qk1_take', take)
-redis.register_function('qk1_ack', ack)
-redis.register_function('qk1_renew', renew)
-redis.register_function('qk1_release', release)
-redis.register_function('qk1_restore', restore)
-redis.register_function('qk1_remove', remove)
-redis.register_function('qk1_evict', evict)
-redis.register_function{function_name = 'qk1_sizes', callback = sizes, flags = {'no-writes'}}
+redis.register_function('QK_put', put)
+redis.register_function('QK_take', take)
+redis.register_function('QK_ack', ack)
+redis.register_function('QK_renew', renew)
+redis.register_function('QK_release', release)
+redis.register_function('QK_restore', restore)
+redis.register_function('QK_remove', remove)
+redis.register_function('QK_evict', evict)
+redis.register_function{function_name = 'QK_sizes', callback = sizes, flags = {'no-writes'}}
