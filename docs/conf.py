@@ -47,4 +47,6 @@ nitpick_ignore_regex = [
 ]
 
 html_theme = "alabaster"
+# Wide enough for code of 88 columns (what ruff formats to) without a cut.
+html_theme_options = {"page_width": "1200px", "sidebar_width": "240px"}
 html_title = f"queuekeeper {release}"
