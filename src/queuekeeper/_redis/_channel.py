@@ -30,10 +30,10 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.lowlevel import checkpoint
 
 from .._channel import check_max_size
-from .._priority import Priority, check_priority
+from .._priority import Priority
 from .._status import ChannelStatistics
 from .._util import NoPublicConstructor, describe
-from ._server import MAX_PRIORITY, ServerQueue, Taken
+from ._server import ServerQueue, Taken, check_priority
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -119,17 +119,6 @@ def check_lease(lease: object) -> float:
         )
         raise ValueError(msg)
     return float(lease)
-
-
-def _check_priority(priority: object) -> int:
-    level = check_priority(priority)
-    if not 0 <= level <= MAX_PRIORITY:
-        msg = (
-            f"priority must be from 0 to {MAX_PRIORITY} on Redis, "
-            f"not {describe(priority)}"
-        )
-        raise ValueError(msg)
-    return level
 
 
 @final
@@ -236,7 +225,7 @@ class RedisPrioritySendChannel(
         if self._closed:
             raise ClosedResourceError
         shared = self._shared
-        level = _check_priority(priority)
+        level = check_priority(priority)
         try:
             payload = shared.serializer.dumps(item)
         except (TypeError, ValueError) as exc:
@@ -258,7 +247,10 @@ class RedisPrioritySendChannel(
                 raise ClosedResourceError
 
     async def fetch_statistics(self) -> ChannelStatistics:
-        """The queue's figures from the server (endpoints, waiters: this channel's)."""
+        """The queue's figures from the server (endpoints, waiters: this channel's).
+
+        Cancellation: safe at any point; it only reads.
+        """
         return await _fetch_statistics(self._shared)
 
     def clone(self) -> RedisPrioritySendChannel[T_contra]:
@@ -408,7 +400,10 @@ class RedisPriorityReceiveChannel(
         return item
 
     async def fetch_statistics(self) -> ChannelStatistics:
-        """The queue's figures, computed by the server (see the send side's)."""
+        """The queue's figures from the server (see the send side's).
+
+        Cancellation: safe at any point; it only reads.
+        """
         return await _fetch_statistics(self._shared)
 
     def clone(self) -> RedisPriorityReceiveChannel[T_co]:

@@ -30,6 +30,8 @@ except ImportError as exc:
     msg = "the Redis queue needs coredis: pip install 'queuekeeper[redis]'"
     raise ImportError(msg) from exc
 
+from .._util import describe
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
@@ -121,16 +123,22 @@ def _on_asyncio() -> bool:
 
 
 def check_priority(priority: object) -> int:
-    """Return *priority* as an int from 0 to 255, or raise naming the value."""
+    """Return *priority* (an int or a Priority) as an int from 0 to 255.
+
+    Raises:
+        TypeError: It is not an int (``bool`` is not either); the message names it.
+        ValueError: It is outside 0 to 255; the message names it.
+    """
     if isinstance(priority, bool) or not isinstance(priority, int):
         msg = (
             f"priority must be an int from 0 to {MAX_PRIORITY} on Redis, "
-            f"not {priority!r} ({type(priority).__name__})"
+            f"not {describe(priority)} ({type(priority).__name__})"
         )
         raise TypeError(msg)
     if not 0 <= priority <= MAX_PRIORITY:
         msg = (
-            f"priority must be an int from 0 to {MAX_PRIORITY} on Redis, not {priority}"
+            f"priority must be an int from 0 to {MAX_PRIORITY} on Redis, "
+            f"not {describe(priority)}"
         )
         raise ValueError(msg)
     return int(priority)
