@@ -489,6 +489,8 @@ def test_the_public_names_live_in_queuekeeper_redis() -> None:
         "JSONSerializer",
         "RedisPriorityReceiveChannel",
         "RedisPrioritySendChannel",
+        "RedisQueue",
+        "RemoteError",
         "Serializer",
         "create_redis_priority_channel",
     ]

@@ -21,14 +21,14 @@ Written with such a queue in mind:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from ._status import ChannelStatistics
 
-__all__ = ["RequestQueue"]
+__all__ = ["RequestQueue", "SharedQueue"]
 
 T = TypeVar("T")
 
@@ -136,4 +136,26 @@ class RequestQueue(Protocol[T]):
 
     def drain(self) -> list[T]:
         """Take out and return every queued request (waiting puts move in first)."""
+        ...
+
+
+class SharedQueue(Protocol):
+    """A queue that lives outside the process (on Redis, say), for a pool's ``queue=``.
+
+    The pool asks it for a link of its own: a :class:`RequestQueue` of the requests
+    its workers run, which also carries the pool's requests in and their outcomes
+    back (see ``queuekeeper._pool._redis.PoolLink``).
+    """
+
+    def _link(
+        self,
+        *,
+        pool: str,
+        workers: int,
+        mode: Any,  # noqa: ANN401
+        accounting: Any,  # noqa: ANN401
+        deadlines: Any,  # noqa: ANN401
+        new_ticket: Callable[..., Any],
+    ) -> Any:  # noqa: ANN401
+        """A link for the pool named *pool*."""
         ...

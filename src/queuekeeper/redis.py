@@ -10,6 +10,7 @@ the ``queuekeeper[redis]`` extra::
 
 from __future__ import annotations
 
+from ._pool._redis import RedisQueue, RemoteError
 from ._redis._channel import (
     Delivery,
     JSONSerializer,
@@ -24,6 +25,8 @@ __all__ = [
     "JSONSerializer",
     "RedisPriorityReceiveChannel",
     "RedisPrioritySendChannel",
+    "RedisQueue",
+    "RemoteError",
     "Serializer",
     "create_redis_priority_channel",
 ]

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from .._observer import PoolObserver
-    from .._queue import RequestQueue
+    from .._queue import RequestQueue, SharedQueue
     from .._status import PoolStatus, WorkerHealth
 
 __all__ = ["WorkerPool"]
@@ -104,7 +104,7 @@ class WorkerPool(Generic[Req, Res]):
 
     def __init__(
         self,
-        handler: Callable[[Req], Awaitable[Res]],
+        handler: Callable[[Req], Awaitable[Res]] | None,
         *,
         workers: int = 5,
         max_queue_size: int | None = None,
@@ -115,11 +115,29 @@ class WorkerPool(Generic[Req, Res]):
         hung_after: float = 60.0,
         unhealthy_after: int = 5,
         cancel_grace: float = 1.0,
+        queue: SharedQueue | None = None,
     ) -> None:
         enable_ki_protection()
-        check_handler(handler)
         check_name(name)
-        workers = check_count(workers, "workers", MAX_WORKERS)
+        if queue is not None and not callable(getattr(queue, "_link", None)):
+            msg = (
+                "queue must be a shared queue such as queuekeeper.redis.RedisQueue, "
+                f"not {queue!r}"
+            )
+            raise TypeError(msg)
+        if queue is not None and workers == 0 and not isinstance(workers, bool):
+            # A submit-only pool: its requests run in other processes.
+            if handler is not None:
+                check_handler(handler)
+        else:
+            check_handler(handler)
+            workers = check_count(workers, "workers", MAX_WORKERS)
+        if queue is not None and max_queue_size is not None:
+            msg = (
+                f"max_queue_size={max_queue_size!r} cannot be given with a shared "
+                "queue: give the queue its max_size"
+            )
+            raise ValueError(msg)
         capacity = check_max_size(max_queue_size, name="max_queue_size")
         if not isinstance(cast("object", backpressure), Backpressure):
             msg = (
@@ -133,7 +151,6 @@ class WorkerPool(Generic[Req, Res]):
         self._max_queue_size = None if capacity == math.inf else int(capacity)
 
         # The parts. The queue is the only way to the requests.
-        self._queue: RequestQueue[Ticket[Res]] = MemoryQueue[Ticket[Res]](capacity)
         self._deadlines = Deadlines()
         self._accounting = accounting = Accounting(
             name,
@@ -144,11 +161,28 @@ class WorkerPool(Generic[Req, Res]):
             unhealthy_after=check_count(unhealthy_after, "unhealthy_after"),
             cancel_grace=self._cancel_grace,
         )
+        self._link: Any = None
+        if queue is None:
+            self._queue: RequestQueue[Ticket[Res]] = MemoryQueue[Ticket[Res]](capacity)
+        else:
+            self._link = self._queue = queue._link(
+                pool=name,
+                workers=workers,
+                mode=backpressure,
+                accounting=accounting,
+                deadlines=self._deadlines,
+                new_ticket=self._execution_ticket,
+            )
+            self._max_queue_size = self._link.max_size
         self._admission = Admission[Res](
             self._queue, backpressure, self._max_queue_size, accounting, self._deadlines
         )
         self._workers = Workers[Req, Res](
-            handler, self._queue, self._admission, accounting
+            # None only in a pool without workers, which never calls it.
+            cast("Callable[[Req], Awaitable[Res]]", handler),
+            self._queue,
+            self._admission,
+            accounting,
         )
         # The backend's clock, checkpoint and event: anyio's until run() finds
         # the backend's own (the same, without anyio's dispatch on every call).
@@ -214,8 +248,12 @@ class WorkerPool(Generic[Req, Res]):
         self._new_event = backend.event
         self._accounting.clock = self._admission.clock = self._workers.clock = clock
         workers = self._workers
+        link = self._link
         try:
             async with create_task_group() as task_group:
+                if link is not None:
+                    task_group.start_soon(link.serve, clock, name=f"{self._name}-link")
+                    task_group.start_soon(self._end_link)
                 for record in self._accounting.workers:
                     task_group.start_soon(
                         workers.work,
@@ -225,7 +263,7 @@ class WorkerPool(Generic[Req, Res]):
                     workers.live += 1
                 task_group.start_soon(
                     self._deadlines.keep,
-                    self._admission.expire,
+                    self._admission.expire if link is None else link.expire,
                     clock,
                     name=f"{self._name}-timekeeper",
                 )
@@ -238,6 +276,28 @@ class WorkerPool(Generic[Req, Res]):
             self._abandon_all()
             self._state = "closed"
             self._stopped.set()
+
+    async def _end_link(self) -> None:
+        """Redis: once nothing submitted here is pending after shutdown, stop."""
+        link = self._link
+        await link.ended.wait()
+        link.stop_feeding()
+        if not self._workers.live:
+            self._workers.all_done.set()
+
+    def _execution_ticket(
+        self,
+        request: object,
+        level: int,
+        submitted_at: float,
+        deadline: float,
+        queue_deadline: float,
+    ) -> Ticket[Res]:
+        """A ticket for a request taken from a shared queue, to run here."""
+        ticket: Ticket[Res] = Ticket._create(
+            self, request, level, submitted_at, deadline, queue_deadline
+        )
+        return ticket
 
     def _check_not_started(self) -> None:
         if self._started:
@@ -327,6 +387,14 @@ class WorkerPool(Generic[Req, Res]):
             else check_seconds(timeout, "timeout")
         )
         self._close_intake()
+        if not self._started and self._link is not None:
+            # Never ran: what it submitted is served elsewhere; nothing to wait on.
+            self._started = True
+            self._link.abort(self._clock())
+            self._state = "closed"
+            self._stopped.set()
+            await checkpoint()
+            return
         if not self._started:
             # Never ran: nothing is running, and nothing will serve the queue.
             self._started = True
@@ -371,6 +439,8 @@ class WorkerPool(Generic[Req, Res]):
     def _abort(self) -> None:
         """Cancel everything queued or running (the pool keeps no pending ticket)."""
         self._close_intake()
+        if self._link is not None:
+            self._link.abort(self._clock())
         self._drop_queue()
         now = self._clock()
         for record in self._accounting.workers:
@@ -473,6 +543,9 @@ class WorkerPool(Generic[Req, Res]):
         await self._checkpoint()
         if not self._accepting:  # shut down while we were at the checkpoint
             raise self._closed_error()
+        if self._link is not None:
+            await self._link.submit(ticket)
+            return ticket
         admission = self._admission
         try:
             admission.put_nowait(ticket)
@@ -502,7 +575,14 @@ class WorkerPool(Generic[Req, Res]):
             ValueError: *timeout* or *queue_timeout* is not a finite number > 0.
             QueueFull: The queue is full.
             PoolClosed: The pool is shutting down or shut down.
+            TypeError: The pool's queue is on Redis: use :meth:`submit`.
         """
+        if self._link is not None:
+            msg = (
+                f"WorkerPool {self._name!r} queues on Redis, which takes a round "
+                "trip: use 'await pool.submit(...)', not submit_nowait()"
+            )
+            raise TypeError(msg)
         ticket = self._make_ticket(request, priority, timeout, queue_timeout)
         admission = self._admission
         try:
@@ -544,13 +624,29 @@ class WorkerPool(Generic[Req, Res]):
 
     # -- tickets (the TicketOwner protocol) ----------------------------------------
 
-    def _position(self, ticket: Ticket[Res]) -> int:
+    def _position(self, ticket: Ticket[Res]) -> int | None:
+        if self._link is not None:
+            return self._link.position(ticket)  # type: ignore[no-any-return]
         position = self._queue.position(ticket, ticket._level)
         # None: handed to a worker that has not started it yet, so it is next.
         return 0 if position is None else position
 
+    async def _fetch_position(self, ticket: Ticket[Res]) -> int | None:
+        if self._link is not None:
+            return await self._link.fetch_position(ticket)  # type: ignore[no-any-return]
+        await self._checkpoint()
+        return ticket.position
+
+    def _deliveries(self, ticket: Ticket[Res]) -> int:
+        if self._link is not None:
+            return self._link.deliveries(ticket)  # type: ignore[no-any-return]
+        return 0 if ticket.started_at is None else 1
+
     @ki_protected
     def _cancel_ticket(self, ticket: Ticket[Res]) -> bool:
+        link = self._link
+        if link is not None and ticket in link.pending_ids:
+            return link.cancel(ticket)  # type: ignore[no-any-return]
         state = ticket._state
         if state is _QUEUED:
             self._admission.withdraw(ticket)

@@ -36,8 +36,16 @@ class TicketOwner(Protocol):
         """The pool's name, the first part of the ticket's id."""
         ...
 
-    def _position(self, ticket: Ticket[Any]) -> int:
+    def _position(self, ticket: Ticket[Any]) -> int | None:
         """How many queued requests come before *ticket*'s (it is queued)."""
+        ...
+
+    async def _fetch_position(self, ticket: Ticket[Any]) -> int | None:
+        """The same, asked of the queue wherever it is."""
+        ...
+
+    def _deliveries(self, ticket: Ticket[Any]) -> int:
+        """How many times *ticket*'s request was handed to a worker."""
         ...
 
     def _cancel_ticket(self, ticket: Ticket[Any]) -> bool:
@@ -145,11 +153,33 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
         """How many queued requests will be served before this one (0 = next).
 
         ``None`` once the request has left the queue. Costs a scan of the queue up
-        to the request.
+        to the request. On a Redis-backed pool, the last position fetched
+        (see :meth:`fetch_position`), ``None`` before the first.
         """
         if self._state is not _QUEUED:
             return None
         return self._owner._position(self)
+
+    async def fetch_position(self) -> int | None:
+        """Ask the queue for :attr:`position` afresh; ``None`` once not queued.
+
+        On a pool with an in-process queue this returns at once (after a
+        checkpoint); on Redis it asks the server (O(log n)), and
+        :attr:`position` then gives the answer until the next fetch.
+
+        Cancellation: safe at any point; it only reads.
+        """
+        if self._state is not _QUEUED:
+            return None
+        return await self._owner._fetch_position(self)
+
+    @property
+    def deliveries(self) -> int:
+        """How many times the request was handed to a worker (0 until it starts).
+
+        More than 1 on Redis when a worker died holding it and it ran again.
+        """
+        return self._owner._deliveries(self)
 
     def done(self) -> bool:
         """Return whether the request reached a final state."""

@@ -25,7 +25,7 @@ from typing import (
 )
 
 import attrs
-from anyio import ClosedResourceError, Event, create_task_group, sleep
+from anyio import ClosedResourceError, create_task_group, sleep
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.lowlevel import checkpoint
 
@@ -33,7 +33,7 @@ from .._channel import check_max_size
 from .._priority import Priority
 from .._status import ChannelStatistics
 from .._util import NoPublicConstructor, describe
-from ._server import ServerQueue, Taken, check_priority
+from ._server import Rings, ServerQueue, Taken, check_priority
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -54,12 +54,6 @@ __all__ = [
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 T_contra = TypeVar("T_contra", contravariant=True)
-
-#: Longest a wait for a ring blocks on the server, in seconds. The wait cannot be
-#: cancelled in flight (see _server), so a cancelled or closed waiter ends within
-#: this; each idle waiting channel costs a few commands a second.
-WAIT_BLOCK: Final = 0.25
-
 
 #: The shortest lease: the server counts them in milliseconds.
 _MIN_LEASE: Final = 0.001
@@ -143,7 +137,7 @@ class _Shared:
         "max_size",
         "open_receive",
         "open_send",
-        "readers",
+        "rings",
         "serializer",
         "server",
         "token",
@@ -168,26 +162,12 @@ class _Shared:
         self.open_receive: int = 1
         self.waiting_send: int = 0
         self.waiting_receive: int = 0
-        #: The wait in progress on each stream: its end, set for the other waiters.
-        self.readers: dict[str, Event] = {}
+        #: Waits for rings of the queue's streams, shared by its endpoints.
+        self.rings: Rings = Rings(server)
 
     async def wait(self, stream: str, seen: str) -> None:
-        """Wait for a ring of *stream* after *seen*, or at most about WAIT_BLOCK.
-
-        One task reads the stream; the others wait for it to finish. Every waiter
-        then tries again (there may be nothing for it: spurious wake-ups are
-        fine, missed ones are not).
-        """
-        reading = self.readers.get(stream)
-        if reading is not None:
-            await reading.wait()
-            return
-        done = self.readers[stream] = Event()
-        try:
-            await self.server.wait(stream, seen, WAIT_BLOCK)
-        finally:
-            del self.readers[stream]
-            done.set()
+        """Wait for a ring of *stream* after *seen* (see :class:`Rings`)."""
+        await self.rings.wait(stream, seen)
 
 
 @final

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
 import attrs
 from anyio import (
     CancelScope,
+    Event,
     create_task_group,
     current_effective_deadline,
     current_time,
@@ -37,7 +38,15 @@ if TYPE_CHECKING:
 
     import coredis
 
-__all__ = ["DIGEST", "MAX_PRIORITY", "ServerQueue", "Taken", "complete"]
+__all__ = [
+    "DIGEST",
+    "MAX_PRIORITY",
+    "WAIT_BLOCK",
+    "Rings",
+    "ServerQueue",
+    "Taken",
+    "complete",
+]
 
 R = TypeVar("R")
 
@@ -56,7 +65,11 @@ _PREFIX: Final = f"qk_{DIGEST}_"
 _SOURCE: Final = _TEMPLATE.replace("QK_LIBRARY", _LIBRARY).replace(
     "'QK_", f"'{_PREFIX}"
 )
-_PARTS: Final = ("queue", "items", "meta", "inflight", "holds", "bell", "room")
+#: Longest a wait for a ring blocks on the server, in seconds. The wait cannot be
+#: cancelled in flight (see the module), so a cancelled or closed waiter ends
+#: within this; each idle waiter costs a few commands a second.
+WAIT_BLOCK: Final = 0.25
+_PARTS: Final = ("queue", "items", "meta", "inflight", "holds", "bell", "room", "born")
 
 
 async def complete(
@@ -104,11 +117,16 @@ async def complete(
 def _taken(reply: list[Any]) -> list[Taken]:
     """The requests of a take's reply (after its first field)."""
     taken = []
-    for i in range(1, len(reply), 4):
+    for i in range(1, len(reply), 5):
         score = int(reply[i + 2])
         taken.append(
             Taken(
-                reply[i].decode(), reply[i + 1], score >> 40, int(reply[i + 3]), score
+                reply[i].decode(),
+                reply[i + 1],
+                score >> 40,
+                int(reply[i + 3]),
+                score,
+                int(reply[i + 4]) / 1000,
             )
         )
     return taken
@@ -156,6 +174,8 @@ class Taken:
     deliveries: int
     #: Its place in the queue (priority * 2**40 + sequence number).
     score: int = 0
+    #: Seconds since it was first queued, by the server's clock.
+    age: float = 0.0
 
 
 @final
@@ -220,8 +240,14 @@ class ServerQueue:
         self,
         requests: Sequence[tuple[str, int, bytes]],
         max_size: int | None,
+        *,
+        shed: bool = False,
     ) -> tuple[list[int | None], str | None]:
         """Queue *requests* (id, priority, payload) in order, in one call.
+
+        With *shed*, a request that finds the queue full evicts the newest
+        request of the lowest level below its own and takes its place (the
+        victim's submitter, if a pool, is told).
 
         Returns, for each, its sequence number, or ``None`` if there was no room
         for it (nor then for any after it: a batch never jumps its own queue);
@@ -233,7 +259,7 @@ class ServerQueue:
                 made unique by the caller: this is a bug; the batch's other
                 requests were queued or refused as usual).
         """
-        args: list[object] = [-1 if max_size is None else max_size]
+        args: list[object] = [-1 if max_size is None else max_size, int(shed)]
         for request_id, priority, payload in requests:
             args += (request_id, check_priority(priority), payload)
 
@@ -294,6 +320,23 @@ class ServerQueue:
         """Finish requests taken under *token*; how many were still held by it."""
         return int(await self._call("ack", [token, *ids]))
 
+    async def finish(self, token: str, replies: Sequence[tuple[str, bytes]]) -> int:
+        """Finish requests taken under *token*, sending each submitter its reply.
+
+        Returns how many were still held by *token* (a stale one changes nothing).
+        """
+        args: list[object] = [token]
+        for request_id, reply in replies:
+            args += (request_id, reply)
+        return int(await self._call("finish", args))
+
+    async def cancel(self, request_id: str) -> int:
+        """Cancel a request; what it was: 1 queued (now gone), 2 taken, 0 neither.
+
+        The holder of a taken request, if a pool, is told on its reply stream.
+        """
+        return int(await self._call("cancel", [request_id]))
+
     async def renew(self, lease: float, token: str, ids: Sequence[str]) -> int:
         """Extend the leases of requests held by *token*; how many were renewed."""
         return int(await self._call("renew", [round(lease * 1000), token, *ids]))
@@ -326,3 +369,34 @@ class ServerQueue:
         """Queued requests ahead of *request_id*; ``None`` if it is not queued."""
         rank = await complete(lambda: self.client.zrank(self.keys[0], request_id))
         return None if rank is None else int(cast("int", rank))
+
+
+@final
+class Rings:
+    """Waits for rings of a queue's streams: one reader a stream, the rest follow.
+
+    One task reads a stream (XREAD BLOCK, at most :data:`WAIT_BLOCK`); the others
+    waiting on it meanwhile wait for that read to end. Every waiter then tries
+    again: spurious wake-ups are fine, missed ones are not (each waits for a ring
+    after the last one its own failed attempt saw).
+    """
+
+    __slots__ = ("readers", "server")
+
+    def __init__(self, server: ServerQueue) -> None:
+        self.server = server
+        #: The read in progress on each stream: its end, set for the other waiters.
+        self.readers: dict[str, Event] = {}
+
+    async def wait(self, stream: str, seen: str) -> None:
+        """Wait for a ring of *stream* after *seen*, or at most about WAIT_BLOCK."""
+        reading = self.readers.get(stream)
+        if reading is not None:
+            await reading.wait()
+            return
+        done = self.readers[stream] = Event()
+        try:
+            await self.server.wait(stream, seen, WAIT_BLOCK)
+        finally:
+            del self.readers[stream]
+            done.set()

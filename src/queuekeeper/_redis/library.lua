@@ -13,6 +13,14 @@ keys of one queue, which share the hash tag {name} (one slot on Redis Cluster):
   KEYS[6] bell      stream rung when the queue goes from empty to non-empty
   KEYS[7] room      stream rung when the queue goes from full to not full (full:
                     at the max_size of the last put that gave one, kept in meta)
+  KEYS[8] born      hash: id -> when it was first queued, in ms of the server's clock
+
+A pool's requests have ids "<tag>:<n>", where <tag> names the pool process that
+submitted it and its reply stream, qk:{name}:reply:<tag> (in the queue's slot). The
+library writes to it what the submitter must learn: the request started ("r"),
+finished ("d"), was shed ("s"); and, to the stream of the pool holding a request,
+that its submitter cancelled it ("x"). A reply stream that nobody reads (its
+process died) expires an hour after its last message.
 
 Whoever finds nothing to take (or no room) is told the last ring of the stream it
 would wait on, in the same atomic step, and waits for a ring after that one
@@ -81,6 +89,23 @@ end
 local function forget(keys, id)
   redis.call('HDEL', keys[2], id)
   redis.call('HDEL', keys[5], id)
+  redis.call('HDEL', keys[8], id)
+end
+
+local REPLY_TTL_MS = 3600000
+
+-- Tell the pool process named by tag (a request's, or a lease token) something.
+local function tell(keys, tag, ...)
+  if not tag or tag == '' then
+    return
+  end
+  local stream = string.sub(keys[1], 1, -6) .. 'reply:' .. tag
+  redis.call('XADD', stream, '*', ...)
+  redis.call('PEXPIRE', stream, REPLY_TTL_MS)
+end
+
+local function submitter(id)
+  return string.match(id, '^(%w+):')
 end
 
 -- Requeue requests whose lease ran out, at their original place; at most limit.
@@ -98,21 +123,49 @@ local function reap(keys, now, limit)
   return #expired
 end
 
--- put(max_size, id, priority, payload, id, priority, payload, ...) -> one status per
--- request, in order: its sequence number (> 0) if queued, 0 if the queue was full,
--- -1 if its id is in use; then, if one was refused for room, the last ring of room.
--- A request refused for room refuses the ones after it too, so that a batch never
--- jumps its own queue.
+-- Remove the newest request of the lowest level if that level is greater than
+-- above; its {id, payload, priority}, or nil.
+local function evict_below(keys, above)
+  local last = redis.call('ZRANGE', keys[1], -1, -1, 'WITHSCORES')
+  if #last == 0 then
+    return nil
+  end
+  local id, priority = last[1], math.floor(tonumber(last[2]) / SEQ_SPAN)
+  if priority <= above then
+    return nil
+  end
+  local payload = redis.call('HGET', keys[2], id)
+  redis.call('ZREM', keys[1], id)
+  level_count(keys[3], priority, -1)
+  forget(keys, id)
+  return {id, payload, priority}
+end
+
+-- put(max_size, shed, id, priority, payload, id, priority, payload, ...) -> one
+-- status per request, in order: its sequence number (> 0) if queued, 0 if the queue
+-- was full, -1 if its id is in use; then, if one was refused for room, the last ring
+-- of room. A request refused for room refuses the ones after it too, so that a batch
+-- never jumps its own queue. With shed = 1, a request that finds the queue full
+-- evicts the newest request of the lowest level below its own, whose submitter is
+-- told ("s"), and takes its place.
 local function put(keys, args)
-  local max_size, out, full = tonumber(args[1]), {}, false
+  local max_size, shed, out, full = tonumber(args[1]), args[2] == '1', {}, false
   local size = redis.call('ZCARD', keys[1])
+  local now = now_ms()
   if max_size >= 0 then
     redis.call('HSET', keys[3], 'max', args[1])
   else
     redis.call('HDEL', keys[3], 'max')
   end
-  for i = 2, #args, 3 do
+  for i = 3, #args, 3 do
     local id, priority, payload = args[i], tonumber(args[i + 1]), args[i + 2]
+    if not full and shed and max_size >= 0 and size >= max_size then
+      local victim = evict_below(keys, priority)
+      if victim then
+        size = size - 1
+        tell(keys, submitter(victim[1]), 'k', 's', 'i', victim[1], 'p', priority)
+      end
+    end
     if full or (max_size >= 0 and size >= max_size) then
       full = true
       out[#out + 1] = 0
@@ -123,6 +176,7 @@ local function put(keys, args)
       local score = priority * SEQ_SPAN + seq
       redis.call('HSET', keys[2], id, payload)
       redis.call('HSET', keys[5], id, exact(score) .. ':0:')
+      redis.call('HSET', keys[8], id, exact(now))
       enqueue(keys, id, score)
       size = size + 1
       out[#out + 1] = seq
@@ -134,9 +188,10 @@ local function put(keys, args)
   return out
 end
 
--- take(count, lease_ms, token) -> {'', id, payload, score, deliveries, ...}, or
--- {last ring of bell} if nothing is queued. A lease of 0 takes them for good (at most
--- once): no lease, nothing to acknowledge.
+-- take(count, lease_ms, token) -> {'', id, payload, score, deliveries, age_ms, ...},
+-- or {last ring of bell} if nothing is queued; age_ms is how long ago it was first
+-- queued. A lease of 0 takes them for good (at most once): no lease, nothing to
+-- acknowledge. A pool's request tells its submitter it started ("r").
 local function take(keys, args)
   local count, lease_ms, token = tonumber(args[1]), tonumber(args[2]), args[3]
   local now = now_ms()
@@ -154,6 +209,7 @@ local function take(keys, args)
     local hold = redis.call('HGET', keys[5], id)
     local deliveries = tonumber(string.match(hold, '^%d+:(%d+):')) + 1
     local payload = redis.call('HGET', keys[2], id)
+    local born = tonumber(redis.call('HGET', keys[8], id) or exact(now))
     if lease_ms > 0 then
       redis.call('HSET', keys[5], id, exact(score) .. ':' .. deliveries .. ':' .. token)
       redis.call('ZADD', keys[4], exact(now + lease_ms), id)
@@ -164,6 +220,8 @@ local function take(keys, args)
     out[#out + 1] = payload
     out[#out + 1] = exact(score)
     out[#out + 1] = deliveries
+    out[#out + 1] = exact(now - born)
+    tell(keys, submitter(id), 'k', 'r', 'i', id, 'n', deliveries)
   end
   left(keys, before)
   return out
@@ -183,6 +241,23 @@ local function ack(keys, args)
     if held_by(keys, id, token) then
       redis.call('ZREM', keys[4], id)
       forget(keys, id)
+      done = done + 1
+    end
+  end
+  return done
+end
+
+-- finish(token, id, reply, id, reply, ...) -> how many were still held under
+-- token: those are done with, and their submitter is sent the reply ("d"); a stale
+-- one (its lease ran out, and it went to another worker) changes nothing.
+local function finish(keys, args)
+  local token, done = args[1], 0
+  for i = 2, #args, 2 do
+    local id = args[i]
+    if held_by(keys, id, token) then
+      redis.call('ZREM', keys[4], id)
+      forget(keys, id)
+      tell(keys, submitter(id), 'k', 'd', 'i', id, 'v', args[i + 1])
       done = done + 1
     end
   end
@@ -242,25 +317,31 @@ local function remove(keys, args)
   return 1
 end
 
+-- cancel(id) -> 1 if it was queued (it is gone), 2 if it is taken (its holder, if a
+-- pool, is told: "x"), 0 if neither (it is done with, or unknown)
+local function cancel(keys, args)
+  local id = args[1]
+  if remove(keys, args) == 1 then
+    return 1
+  end
+  if redis.call('ZSCORE', keys[4], id) then
+    local token = string.match(redis.call('HGET', keys[5], id) or '', '^%d+:%d+:(.*)$')
+    tell(keys, token, 'k', 'x', 'i', id)
+    return 2
+  end
+  return 0
+end
+
 -- evict(above) -> {id, payload, priority} of the newest request of the lowest level,
 -- removed, if that level's value is greater than above; else {}
 local function evict(keys, args)
-  local above = tonumber(args[1])
-  local last = redis.call('ZRANGE', keys[1], -1, -1, 'WITHSCORES')
-  if #last == 0 then
-    return {}
-  end
-  local id, priority = last[1], math.floor(tonumber(last[2]) / SEQ_SPAN)
-  if priority <= above then
-    return {}
-  end
-  local payload = redis.call('HGET', keys[2], id)
   local before = redis.call('ZCARD', keys[1])
-  redis.call('ZREM', keys[1], id)
-  level_count(keys[3], priority, -1)
-  forget(keys, id)
+  local victim = evict_below(keys, tonumber(args[1]))
+  if not victim then
+    return {}
+  end
   left(keys, before)
-  return {id, payload, priority}
+  return victim
 end
 
 -- sizes() -> {queued, in flight, peak queued, priority, count, priority, count, ...}
@@ -286,4 +367,6 @@ redis.register_function('QK_release', release)
 redis.register_function('QK_restore', restore)
 redis.register_function('QK_remove', remove)
 redis.register_function('QK_evict', evict)
+redis.register_function('QK_finish', finish)
+redis.register_function('QK_cancel', cancel)
 redis.register_function{function_name = 'QK_sizes', callback = sizes, flags = {'no-writes'}}

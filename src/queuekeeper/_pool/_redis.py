@@ -1,0 +1,938 @@
+"""A worker pool on Redis: :class:`RedisQueue`, and each pool's link to it.
+
+A :class:`WorkerPool` given ``queue=RedisQueue(...)`` puts its requests into the
+shared queue and its workers take them from it. The pool's side of that is a
+:class:`PoolLink`, which the pool drives like any :class:`RequestQueue` (its
+workers take requests from it and settle them) plus a few tasks in the pool's task
+group:
+
+- the **courier** sends what the pool's tasks ask of the server in batches, one
+  call each: new requests (a ``submit`` waits for its batch), results, cancels;
+- the **feeder** takes as many requests as the pool has idle workers (never more,
+  so an urgent request never waits behind ones another process prefetched), and
+  waits on the queue's bell when there are none;
+- the **reader** reads the pool's reply stream: a request submitted here started,
+  finished or was shed; a request running here was cancelled by its submitter;
+- the **heartbeat** renews the leases of the requests this pool holds, and
+  refreshes the queue's figures for :meth:`WorkerPool.status`.
+
+Two tickets stand for a request that another process runs: the submitter's,
+which learns the outcome from its reply stream, and the worker's own (an
+*execution ticket*, which the handler's outcome settles, and which is then sent
+back). A request submitted and run in one process has both too.
+
+Every server call runs to its end (see ``_server.complete``): no task of the
+pool cancels one in flight.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import math
+import uuid
+import weakref
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
+
+import attrs
+from anyio import (
+    CancelScope,
+    Event,
+    create_task_group,
+    current_effective_deadline,
+    current_time,
+    get_cancelled_exc_class,
+    move_on_after,
+    sleep,
+)
+from anyio.lowlevel import checkpoint
+
+from .._channel import check_max_size
+from .._errors import (
+    PoolClosed,
+    QueueFull,
+    QueueKeeperError,
+    QueueTimeout,
+    RequestCancelled,
+    RequestShed,
+    RequestTimeout,
+)
+from .._memory import MemoryQueue
+from .._priority import priority_name
+from .._redis._channel import check_lease, check_serializer
+from .._redis._server import Rings, ServerQueue, Taken, check_priority, complete
+from .._states import Backpressure, TicketState
+from .._status import ChannelStatistics
+from .._util import describe, ki_protected
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    import coredis
+
+    from .._redis._channel import Serializer
+    from ._accounting import Accounting
+    from ._deadlines import Deadlines
+    from ._ticket import Ticket
+
+__all__ = ["PoolLink", "RedisQueue", "RemoteError"]
+
+Res = TypeVar("Res")
+
+_QUEUED: Final = TicketState.QUEUED
+_RUNNING: Final = TicketState.RUNNING
+_SUCCEEDED: Final = TicketState.SUCCEEDED
+_FAILED: Final = TicketState.FAILED
+_CANCELLED: Final = TicketState.CANCELLED
+_TIMED_OUT: Final = TicketState.TIMED_OUT
+_SHED: Final = TicketState.SHED
+_STATES: Final = {state.value: state for state in TicketState}
+#: queuekeeper's errors a failure reply may name (QueueFull never is one).
+_OWN_ERRORS: Final[dict[str, type[Exception]]] = {
+    cls.__qualname__: cls
+    for cls in (
+        QueueKeeperError,
+        PoolClosed,
+        RequestCancelled,
+        RequestShed,
+        QueueTimeout,
+        RequestTimeout,
+    )
+}
+
+#: Most requests (or results) sent in one call.
+_BATCH: Final = 1000
+#: Longest a reply stream read blocks on the server (it cannot be cancelled).
+_READ_BLOCK_MS: Final = 250
+#: Longest the figures behind ``status()`` are left unrefreshed, in seconds.
+_FIGURES_EVERY: Final = 1.0
+#: How long a pool's end waits for its last results to reach the server.
+_LAST_FLUSH: Final = 5.0
+#: Backoff after a failed server call: first and longest wait, in seconds.
+_BACKOFF: Final = (0.05, 2.0)
+
+
+class RemoteError(Exception):
+    """A handler in another process raised an exception that has no local twin.
+
+    Exceptions of the ``builtins`` module and queuekeeper's own are raised again
+    as themselves (with the message only); any other is raised as this.
+
+    Attributes:
+        type_name: The exception's class, as ``module.QualifiedName``.
+    """
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(f"{type_name}: {message}" if message else type_name)
+        self.type_name = type_name
+
+
+@final
+class RedisQueue:
+    """A handle on the priority queue *name* on a Redis (or Valkey) server.
+
+    Pass it to a :class:`~queuekeeper.WorkerPool` as ``queue=``: every pool, in
+    any process on any host, that opens the same *name* on the same server serves
+    one queue, with the same priorities (0 to 255), order and size limit.
+
+    Args:
+        client: A ``coredis.Redis`` (or cluster) client.
+        name: The queue's name (a non-empty str).
+        max_size: How many requests may wait (running ones not counted);
+            ``None`` for no limit.
+        lease: Seconds a taken request stays reserved without a heartbeat
+            before it is handed to another worker (a live worker renews it every
+            third of that).
+        serializer: How requests and results become bytes: JSON by default. A
+            serializer using pickle runs code from whoever can write to the
+            server when it loads.
+
+    Raises:
+        TypeError: An argument has the wrong type (the message names it).
+        ValueError: An argument is out of range (the message names it).
+    """
+
+    __slots__ = ("_server", "lease", "max_size", "name", "serializer")
+
+    def __init__(
+        self,
+        client: coredis.Redis[Any],
+        name: str,
+        *,
+        max_size: int | None = None,
+        lease: float = 30.0,
+        serializer: Serializer | None = None,
+    ) -> None:
+        if not callable(getattr(client, "fcall", None)):
+            msg = f"client must be a coredis.Redis client, not {client!r}"
+            raise TypeError(msg)
+        if not isinstance(cast("object", name), str):
+            msg = f"name must be a str, not {describe(name)} ({type(name).__name__})"
+            raise TypeError(msg)
+        capacity = check_max_size(max_size)
+        self._server = ServerQueue(client, name)
+        #: The queue's name.
+        self.name: str = name
+        #: How many requests may wait; ``None`` for no limit.
+        self.max_size: int | None = None if capacity == math.inf else int(capacity)
+        #: Seconds a request stays reserved for its worker without a heartbeat.
+        self.lease: float = check_lease(lease)
+        #: How requests and results become bytes.
+        self.serializer: Serializer = check_serializer(serializer)
+
+    async def fetch_statistics(self) -> ChannelStatistics:
+        """The queue's figures, from the server.
+
+        Cancellation: safe at any point; it only reads.
+        """
+        queued, _, peak, by_level = await self._server.sizes()
+        return ChannelStatistics(
+            current_size=queued,
+            max_size=math.inf if self.max_size is None else self.max_size,
+            peak_size=peak,
+            size_by_priority=dict(sorted(by_level.items())),
+            open_send_channels=0,
+            open_receive_channels=0,
+            tasks_waiting_send=0,
+            tasks_waiting_receive=0,
+        )
+
+    def _link(
+        self,
+        *,
+        pool: str,
+        workers: int,
+        mode: Backpressure,
+        accounting: Accounting,
+        deadlines: Deadlines,
+        new_ticket: Callable[[object, int, float, float, float], Ticket[Any]],
+    ) -> PoolLink[Any]:
+        """A pool's link to this queue (see :class:`PoolLink`)."""
+        return PoolLink(
+            self,
+            pool=pool,
+            workers=workers,
+            mode=mode,
+            accounting=accounting,
+            deadlines=deadlines,
+            new_ticket=new_ticket,
+        )
+
+    def __repr__(self) -> str:
+        return f"<queuekeeper.redis.RedisQueue {self.name!r}>"
+
+
+@attrs.define(eq=False)
+class _Put:
+    """A request on its way into the queue, and what became of it."""
+
+    ticket: Ticket[Any]
+    id: str
+    level: int
+    payload: bytes
+    #: Set when the server answered (or the call failed).
+    done: Event = attrs.field(factory=Event)
+    #: Picked up by the courier: the call may be in flight.
+    sent: bool = False
+    #: Its sequence number if queued, 0 if refused for room.
+    queued: int = 0
+    #: The last ring of the room stream when it was refused.
+    room: str = "0-0"
+    error: BaseException | None = None
+
+
+def _envelope(ticket: Ticket[Any], body: bytes, now: float) -> bytes:
+    """The request as queued: its timeouts (seconds left, or null) and its body."""
+    timeout = None if ticket._deadline == math.inf else ticket._deadline - now
+    queue_timeout = (
+        None if ticket._queue_deadline == math.inf else ticket._queue_deadline - now
+    )
+    return json.dumps([timeout, queue_timeout]).encode() + b"\n" + body
+
+
+def _error_reply(state: TicketState, error: BaseException) -> bytes:
+    cls = type(error)
+    return b"1" + json.dumps(
+        [state.value, cls.__module__, cls.__qualname__, str(error)]
+    ).encode("utf-8", "backslashreplace")
+
+
+def _error_from(reply: bytes) -> tuple[TicketState, BaseException]:
+    """The final state and the error of a failure reply (see :func:`_error_reply`)."""
+    state, module, qualname, message = json.loads(reply[1:])
+    cls: object = None
+    if module == "builtins":
+        cls = getattr(builtins, qualname, None)
+    elif module.startswith("queuekeeper"):
+        cls = _OWN_ERRORS.get(qualname)
+    error: BaseException
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        try:
+            error = cls(message)
+        except Exception:  # noqa: BLE001 (a constructor that wants more)
+            error = RemoteError(f"{module}.{qualname}", message)
+    else:
+        error = RemoteError(f"{module}.{qualname}", message)
+    return _STATES[state], error
+
+
+def _native_cancel() -> bool:
+    """Whether the cancellation being handled is asyncio's own, not a scope's."""
+    return current_effective_deadline() > current_time()
+
+
+@final
+class PoolLink(Generic[Res]):
+    """A pool's side of a :class:`RedisQueue` (see the module).
+
+    To the pool's workers it is a :class:`RequestQueue` of execution tickets; to
+    the pool, the way its submitted requests go in and their outcomes come back.
+    """
+
+    def __init__(
+        self,
+        queue: RedisQueue,
+        *,
+        pool: str,
+        workers: int,
+        mode: Backpressure,
+        accounting: Accounting,
+        deadlines: Deadlines,
+        new_ticket: Callable[[object, int, float, float, float], Ticket[Any]],
+    ) -> None:
+        self.server = server = queue._server
+        self.rings = Rings(server)
+        self.serializer = queue.serializer
+        self.lease = queue.lease
+        self.max_size = queue.max_size
+        self.pool = pool
+        self.workers = workers
+        self.mode = mode
+        self.accounting = accounting
+        self.deadlines = deadlines
+        self.new_ticket = new_ticket
+        self.clock: Callable[[], float] = current_time
+        #: Names this pool on the server: its requests' ids, its leases, and
+        #: its reply stream.
+        self.tag = uuid.uuid4().hex[:16]
+        self.replies_key = server.keys[0][: -len("queue")] + "reply:" + self.tag
+        # -- the RequestQueue side, for the workers
+        self.on_admit: Callable[[Ticket[Any]], object] | None = None
+        self.acknowledges = True
+        #: Execution tickets handed to the workers, not yet started.
+        self.local: MemoryQueue[Ticket[Any]] = MemoryQueue(math.inf)
+        #: Requests this pool holds (handed to its workers and not settled).
+        self.held: dict[str, Ticket[Any]] = {}
+        self.held_ids: dict[Ticket[Any], str] = {}
+        self.deliveries_of: dict[Ticket[Any], int] = {}
+        #: Requests the submitter cancelled while this pool held them.
+        self.cancelled_ids: set[str] = set()
+        # -- the submitting side
+        self.pending: dict[str, Ticket[Any]] = {}
+        self.pending_ids: dict[Ticket[Any], str] = {}
+        # Kept after the ticket settles, as long as the ticket lives.
+        self.positions: weakref.WeakKeyDictionary[Ticket[Any], int] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.remote_deliveries: weakref.WeakKeyDictionary[Ticket[Any], int] = (
+            weakref.WeakKeyDictionary()
+        )
+        # -- the courier's work
+        self.puts: list[_Put] = []
+        self.results: list[tuple[str, bytes]] = []
+        self.releases: list[str] = []
+        self.cancels: list[Ticket[Any]] = []
+        self.expired: list[Ticket[Any]] = []
+        self.wake = Event()
+        self.worker_free = Event()
+        # -- lifecycle
+        self.running = False
+        self.feeding = True
+        self.intake_closed = False
+        self.aborted = False
+        #: Set when the pool may end: intake closed, nothing submitted pending.
+        self.ended = Event()
+        #: The queue's figures, refreshed by the heartbeat: queued, in flight,
+        #: queued by level.
+        self.figures: tuple[int, int, Mapping[int, int]] = (0, 0, {})
+
+    # -- submitting -----------------------------------------------------------------
+
+    def encode(self, ticket: Ticket[Any]) -> bytes:
+        """The request of *ticket* as it is queued; errors name the request.
+
+        Raises:
+            TypeError, ValueError: The serializer cannot encode the request.
+        """
+        serializer = self.serializer
+        try:
+            body = serializer.dumps(ticket.request)
+        except (TypeError, ValueError) as exc:
+            msg = (
+                f"cannot serialize request {describe(ticket.request)} with "
+                f"{serializer!r}: {exc}"
+            )
+            raise type(exc)(msg) from exc
+        return _envelope(ticket, body, self.clock())
+
+    async def submit(self, ticket: Ticket[Any]) -> None:
+        """Queue *ticket*'s request on the server, under the pool's backpressure.
+
+        Cancellation as for :meth:`WorkerPool.submit`: nothing is queued, unless
+        it was in the instant the cancellation arrived; then this returns (a cancel
+        scope's cancellation is raised at the next checkpoint), or on a native
+        asyncio cancellation the request is cancelled and the cancellation raised.
+
+        Raises:
+            TypeError, ValueError: The request cannot be serialized.
+            QueueFull: The queue is full (``REJECT``, or ``SHED`` with nothing lower).
+            PoolClosed: The pool shut down while the request waited for room.
+        """
+        level = check_priority(ticket._level)
+        put = _Put(ticket, f"{self.tag}:{ticket._seq}", level, self.encode(ticket))
+        while True:
+            await self._put(put)
+            if put.queued:
+                return
+            if self.mode is not Backpressure.BLOCK:
+                self.accounting.refused(level)
+                raise QueueFull(self.max_size or 0, ticket.priority)
+            # BLOCK: wait for a ring of the room stream, then try again.
+            when = min(ticket._deadline, ticket._queue_deadline)
+            with CancelScope(deadline=when) as scope:
+                await self.rings.wait(self.server.room, put.room)
+            if scope.cancelled_caught or self.clock() >= when:
+                # Never entered the queue: it timed out waiting for room.
+                self.accounting.queued(ticket)
+                self.settle_expired(ticket, self.clock())
+                return
+            if self.intake_closed:
+                msg = f"WorkerPool {self.pool!r} shut down while the request waited"
+                raise PoolClosed(msg)
+            put = _Put(ticket, put.id, level, put.payload)
+
+    async def _put(self, put: _Put) -> None:
+        """Hand *put* to the courier (or, before the pool runs, to the server)."""
+        ticket = put.ticket
+        self.pending[put.id] = ticket
+        self.pending_ids[ticket] = put.id
+        if not self.running:
+            put.sent = True
+            try:
+                statuses, room = await self.server.put(
+                    [(put.id, put.level, put.payload)],
+                    self.max_size,
+                    shed=self.mode is Backpressure.SHED,
+                )
+            except BaseException:
+                self._forget(ticket)
+                raise
+            self._answered([put], statuses, room)
+        else:
+            self.puts.append(put)
+            self.wake.set()
+            try:
+                await put.done.wait()
+            except get_cancelled_exc_class():
+                if not put.sent:
+                    self.puts.remove(put)
+                    self._forget(ticket)
+                    raise
+                with CancelScope(shield=True):
+                    await put.done.wait()
+                if not put.queued or not _native_cancel():
+                    if not put.queued:
+                        raise
+                    # A scope's cancellation: queued it is, and the scope raises
+                    # at the caller's next checkpoint.
+                    self._admitted(put)
+                    return
+                # asyncio's own cancellation, delivered once: undo the put.
+                self._admitted(put)
+                self.cancel(ticket)
+                raise
+        if put.error is not None:
+            raise put.error
+        if put.queued:
+            self._admitted(put)
+
+    def _admitted(self, put: _Put) -> None:
+        ticket = put.ticket
+        accounting = self.accounting
+        accounting.submitted += 1
+        if accounting.observer is not None:
+            accounting.observer.submitted(accounting.name, ticket._level)
+        if ticket._deadline != math.inf or ticket._queue_deadline != math.inf:
+            self.deadlines.add(min(ticket._deadline, ticket._queue_deadline), ticket)
+
+    def _answered(
+        self, puts: list[_Put], statuses: list[int | None], room: str | None
+    ) -> None:
+        for put, status in zip(puts, statuses, strict=True):
+            put.queued = status or 0
+            put.room = room or "0-0"
+            if not status:
+                self._forget(put.ticket)
+            put.done.set()
+
+    def _forget(self, ticket: Ticket[Any]) -> None:
+        request_id = self.pending_ids.pop(ticket, None)
+        if request_id is not None:
+            del self.pending[request_id]
+        self.positions.pop(ticket, None)
+        if self.intake_closed and not self.pending:
+            self.ended.set()
+
+    # -- tickets of requests submitted here ---------------------------------------
+
+    @ki_protected
+    def cancel(self, ticket: Ticket[Any]) -> bool:
+        """Cancel a request submitted here; the courier tells the server.
+
+        Returns ``False`` if it already finished. The ticket settles when the
+        server answers: at once if the request was still queued, else when its
+        worker has stopped it.
+        """
+        if ticket.done():
+            return False
+        if ticket in self.pending_ids and ticket not in self.cancels:
+            self.cancels.append(ticket)
+            self.wake.set()
+        return True
+
+    @ki_protected
+    def expire(self, ticket: Ticket[Any], now: float) -> None:  # noqa: ARG002
+        """A deadline of a queued request submitted here passed: take it out.
+
+        If it is no longer queued, it is running somewhere, and its worker
+        enforces its ``timeout``.
+        """
+        if ticket in self.pending_ids:
+            self.expired.append(ticket)
+            self.wake.set()
+
+    def settle_expired(self, ticket: Ticket[Any], now: float) -> None:
+        error: Exception
+        if now >= ticket._deadline:
+            error = RequestTimeout(f"request {ticket.id} timed out while queued")
+        else:
+            error = QueueTimeout(f"request {ticket.id} waited too long in the queue")
+        self._forget(ticket)
+        if not ticket.done():
+            self.accounting.settle(ticket, _TIMED_OUT, now, error=error)
+
+    def position(self, request: Ticket[Any], priority: int = 0) -> int | None:  # noqa: ARG002
+        """The position last fetched for *request* (``None`` if never)."""
+        return self.positions.get(request)
+
+    async def fetch_position(self, ticket: Ticket[Any]) -> int | None:
+        """Ask the server how many queued requests come before *ticket*'s."""
+        request_id = self.pending_ids.get(ticket)
+        if request_id is None or ticket._state is not _QUEUED:
+            return None
+        position = await self.server.position(request_id)
+        if position is None:
+            self.positions.pop(ticket, None)
+        else:
+            self.positions[ticket] = position
+        return position
+
+    def deliveries(self, ticket: Ticket[Any]) -> int:
+        """How many times *ticket*'s request was handed to a worker, as last heard."""
+        return self.remote_deliveries.get(ticket, self.deliveries_of.get(ticket, 0))
+
+    # -- the RequestQueue side: execution tickets for the workers ------------------
+
+    def put_nowait(self, request: Ticket[Any], priority: int) -> bool:  # noqa: ARG002
+        msg = "a Redis-backed pool takes requests with 'await pool.submit(...)'"
+        raise TypeError(msg)
+
+    async def put(self, request: Ticket[Any], priority: int) -> bool:
+        return self.put_nowait(request, priority)
+
+    def evict(self, above: int) -> tuple[Ticket[Any], int] | None:  # noqa: ARG002
+        return None
+
+    def take_nowait(self) -> Ticket[Any] | None:
+        return self.local.take_nowait()
+
+    async def take(self) -> Ticket[Any]:
+        return await self.local.take()
+
+    @ki_protected
+    def settled(self, request: Ticket[Any]) -> None:
+        """A worker is done with *request* (an execution ticket): send it back."""
+        request_id = self.held_ids.pop(request, None)
+        if request_id is None:
+            return
+        del self.held[request_id]
+        self.deliveries_of.pop(request, None)
+        self.worker_free.set()
+        cancelled = request_id in self.cancelled_ids
+        self.cancelled_ids.discard(request_id)
+        if self.aborted and request._state is _CANCELLED and not cancelled:
+            # This pool's shutdown stopped it: another worker may run it.
+            self.releases.append(request_id)
+        else:
+            self.results.append((request_id, self._result_reply(request)))
+        self.wake.set()
+
+    def _result_reply(self, ticket: Ticket[Any]) -> bytes:
+        state = ticket._state
+        if state is _SUCCEEDED:
+            try:
+                return b"0" + self.serializer.dumps(ticket._result)
+            except Exception as exc:  # noqa: BLE001 (sent as the request's failure)
+                unsendable = TypeError(
+                    f"cannot serialize the result {describe(ticket._result)} with "
+                    f"{self.serializer!r}: {exc}"
+                )
+                return _error_reply(_FAILED, unsendable)
+        error = ticket._error
+        assert error is not None  # noqa: S101 (a final state other than success)
+        return _error_reply(state, error)
+
+    def remove(self, request: Ticket[Any], priority: int) -> bool:
+        return self.local.remove(request, priority)
+
+    def sizes(self) -> tuple[int, Mapping[int, int]]:
+        queued, _, by_level = self.figures
+        return queued, by_level
+
+    def statistics(self) -> ChannelStatistics:
+        queued, _, by_level = self.figures
+        return ChannelStatistics(
+            current_size=queued,
+            max_size=math.inf if self.max_size is None else self.max_size,
+            peak_size=queued,
+            size_by_priority=dict(by_level),
+            open_send_channels=0,
+            open_receive_channels=0,
+            tasks_waiting_send=0,
+            tasks_waiting_receive=0,
+        )
+
+    @ki_protected
+    def close(self) -> None:
+        """Take no more submissions; end once every request submitted here is done."""
+        self.intake_closed = True
+        if not self.pending:
+            self.ended.set()
+        self.worker_free.set()
+        self.wake.set()
+
+    @ki_protected
+    def drain(self) -> list[Ticket[Any]]:
+        """Put back the requests handed to workers that have not started them."""
+        while (ticket := self.local.take_nowait()) is not None:
+            request_id = self.held_ids.pop(ticket)
+            del self.held[request_id]
+            self.releases.append(request_id)
+        self.wake.set()
+        return []
+
+    @ki_protected
+    def abort(self, now: float) -> None:
+        """Shut down without waiting: cancel every request submitted here."""
+        self.aborted = True
+        self.close()
+        for ticket in list(self.pending.values()):
+            if ticket not in self.cancels:
+                self.cancels.append(ticket)
+            if not ticket.done():
+                self.accounting.settle(
+                    ticket, _CANCELLED, now, error=RequestCancelled("pool shut down")
+                )
+        self.pending.clear()
+        self.pending_ids.clear()
+        self.ended.set()
+        self.stop_feeding()
+        self.wake.set()
+
+    # -- the pool's tasks -----------------------------------------------------------
+
+    async def serve(self, clock: Callable[[], float]) -> None:
+        """The pool's tasks on the server (see the module); runs until cancelled."""
+        self.clock = clock
+        self.running = True
+        try:
+            async with create_task_group() as task_group:
+                task_group.start_soon(self._courier, name=f"{self.pool}-courier")
+                task_group.start_soon(self._reader, name=f"{self.pool}-reader")
+                task_group.start_soon(self._heartbeat, name=f"{self.pool}-heartbeat")
+                if self.workers:
+                    task_group.start_soon(self._feeder, name=f"{self.pool}-feeder")
+        finally:
+            self.running = False
+            with CancelScope(shield=True), move_on_after(_LAST_FLUSH):
+                await self.flush()
+
+    def stopped_feeding(self) -> bool:
+        """Whether :meth:`stop_feeding` was called."""
+        return not self.feeding
+
+    def stop_feeding(self) -> None:
+        """Hand the workers nothing more (they end once they finished theirs)."""
+        self.feeding = False
+        self.local.close()
+        self.worker_free.set()
+
+    async def _courier(self) -> None:
+        backoff = _BACKOFF[0]
+        while True:
+            await self.wake.wait()
+            self.wake = Event()
+            try:
+                await self.flush()
+            except Exception:  # noqa: BLE001 (the server is away: try again)
+                await sleep(backoff)
+                backoff = min(2 * backoff, _BACKOFF[1])
+                self.wake.set()
+            else:
+                backoff = _BACKOFF[0]
+
+    async def flush(self) -> None:
+        """Send everything waiting for the server, in as few calls as it takes."""
+        await self._send_puts()
+        server = self.server
+        while self.results:
+            batch = self.results[:_BATCH]
+            await server.finish(self.tag, batch)
+            del self.results[: len(batch)]
+        while self.releases:
+            await server.release(self.tag, self.releases[0])
+            del self.releases[0]
+        while self.expired:
+            ticket = self.expired[0]
+            request_id = self.pending_ids.get(ticket)
+            if (
+                request_id is not None
+                and ticket._state is _QUEUED
+                and await server.remove(request_id)
+            ):
+                self.settle_expired(ticket, self.clock())
+            del self.expired[0]
+        while self.cancels:
+            await self._send_cancel(self.cancels[0])
+            del self.cancels[0]
+
+    async def _send_puts(self) -> None:
+        while self.puts:
+            batch, self.puts = self.puts[:_BATCH], self.puts[_BATCH:]
+            for put in batch:
+                put.sent = True
+            requests = [(put.id, put.level, put.payload) for put in batch]
+            try:
+                statuses, room = await self.server.put(
+                    requests, self.max_size, shed=self.mode is Backpressure.SHED
+                )
+            except Exception as exc:
+                for put in batch:
+                    put.error = exc
+                    self._forget(put.ticket)
+                    put.done.set()
+                raise
+            self._answered(batch, statuses, room)
+
+    async def _send_cancel(self, ticket: Ticket[Any]) -> None:
+        # After an abort the ticket is settled and forgotten: its id is rebuilt.
+        request_id = self.pending_ids.get(ticket, f"{self.tag}:{ticket._seq}")
+        if await self.server.cancel(request_id) == 1 and not ticket.done():
+            self._forget(ticket)
+            self.accounting.settle(
+                ticket,
+                _CANCELLED,
+                self.clock(),
+                error=RequestCancelled(f"request {ticket.id} was cancelled"),
+            )
+
+    async def _feeder(self) -> None:
+        server = self.server
+        while True:
+            wanted = self.workers - len(self.held)
+            if not self.feeding:
+                return
+            if wanted <= 0:
+                await self.worker_free.wait()
+                self.worker_free = Event()
+                continue
+            try:
+                taken, seen = await server.take(wanted, self.lease, self.tag)
+            except Exception:  # noqa: BLE001 (the server is away: try again)
+                await sleep(_BACKOFF[1])
+                continue
+            if self.stopped_feeding():
+                for each in taken:
+                    self.releases.append(each.id)
+                self.wake.set()
+                return
+            if taken:
+                for each in taken:
+                    self._hand_out(each)
+            else:
+                await self.rings.wait(server.bell, seen or "0-0")
+            # Server calls cannot be cancelled in flight: a cancellation lands here.
+            await checkpoint()
+
+    def _hand_out(self, taken: Taken) -> None:
+        """Make an execution ticket for a request taken, for an idle worker."""
+        now = self.clock()
+        try:
+            header, _, body = taken.payload.partition(b"\n")
+            timeout, queue_timeout = json.loads(header)
+            request = self.serializer.loads(body)
+        except Exception as exc:  # noqa: BLE001 (sent back as its failure)
+            error = ValueError(
+                f"cannot deserialize request {taken.id} ({len(taken.payload)} bytes) "
+                f"with {self.serializer!r}: {exc}"
+            )
+            self.results.append((taken.id, _error_reply(_FAILED, error)))
+            self.wake.set()
+            return
+        submitted_at = now - taken.age
+        ticket = self.new_ticket(
+            request,
+            taken.priority,
+            submitted_at,
+            math.inf if timeout is None else submitted_at + timeout,
+            math.inf if queue_timeout is None else submitted_at + queue_timeout,
+        )
+        self.held[taken.id] = ticket
+        self.held_ids[ticket] = taken.id
+        self.deliveries_of[ticket] = taken.deliveries
+        self.local.put_nowait(ticket, taken.priority)
+
+    async def _reader(self) -> None:
+        from coredis.tokens import PureToken  # noqa: PLC0415 (after _server's check)
+
+        client = self.server.client
+        key = self.replies_key
+        last = "0-0"
+
+        async def read() -> Any:  # noqa: ANN401
+            return await client.xread({key: last}, count=_BATCH, block=_READ_BLOCK_MS)
+
+        async def trim() -> Any:  # noqa: ANN401
+            return await client.xtrim(key, PureToken.MINID, last)  # type: ignore[arg-type]
+
+        while True:
+            try:
+                reply = await complete(read)
+            except Exception:  # noqa: BLE001 (the server is away: try again)
+                await sleep(_BACKOFF[1])
+                continue
+            # The read could not be cancelled in flight: a cancellation lands here.
+            await checkpoint()
+            if not reply:
+                continue
+            for entry in next(iter(reply.values())):
+                self._told(entry.field_values)
+                last = entry.identifier.decode()
+            with contextlib.suppress(Exception):  # trimmed next time
+                await complete(trim)
+
+    def _told(self, fields: Mapping[Any, Any]) -> None:
+        """Act on a message of the reply stream."""
+        kind = fields[b"k"]
+        request_id = fields[b"i"].decode()
+        now = self.clock()
+        if kind == b"x":
+            self._cancel_held(request_id, now)
+            return
+        ticket = self.pending.get(request_id)
+        if ticket is None or ticket.done():
+            return
+        if kind == b"r":
+            ticket._state = _RUNNING
+            if ticket.started_at is None:
+                ticket.started_at = now
+            self.remote_deliveries[ticket] = int(fields[b"n"])
+            self.positions.pop(ticket, None)
+        elif kind == b"d":
+            self._forget(ticket)
+            value = fields[b"v"]
+            if value[:1] == b"0":
+                try:
+                    result = self.serializer.loads(value[1:])
+                except Exception as exc:  # noqa: BLE001 (the request's failure)
+                    self._fail(ticket, _FAILED, now, _unreadable(ticket, exc))
+                else:
+                    self._succeed(ticket, now, result)
+            else:
+                state, error = _error_from(value)
+                self._fail(ticket, state, now, error)
+        elif kind == b"s":
+            self._forget(ticket)
+            level = int(fields[b"p"])
+            self.accounting.settle(
+                ticket,
+                _SHED,
+                now,
+                error=RequestShed(
+                    f"request {ticket.id} was shed for a request at priority "
+                    f"{priority_name(level)}"
+                ),
+            )
+
+    def _succeed(self, ticket: Ticket[Any], now: float, result: object) -> None:
+        if ticket._deadline_entry is not None:
+            self.deadlines.clear(ticket)
+        ticket._state = _SUCCEEDED
+        ticket.finished_at = now
+        ticket._result = result
+        if ticket._event is not None:
+            ticket._event.set()
+
+    def _fail(
+        self, ticket: Ticket[Any], state: TicketState, now: float, error: BaseException
+    ) -> None:
+        if ticket._deadline_entry is not None:
+            self.deadlines.clear(ticket)
+        ticket._finish(state, now, error)
+
+    def _cancel_held(self, request_id: str, now: float) -> None:
+        """The submitter cancelled a request this pool holds: stop it."""
+        ticket = self.held.get(request_id)
+        if ticket is None:
+            return
+        self.cancelled_ids.add(request_id)
+        if ticket._state is _QUEUED:
+            if self.local.remove(ticket, ticket._level):
+                self.accounting.settle(
+                    ticket,
+                    _CANCELLED,
+                    now,
+                    error=RequestCancelled(f"request {request_id} was cancelled"),
+                )
+                self.settled(ticket)
+        elif ticket._state is _RUNNING and ticket._scope is not None:
+            ticket._cancelled_at = now
+            ticket._scope.cancel()
+
+    async def _heartbeat(self) -> None:
+        # Leases are renewed at least three times a lease; the figures at least
+        # once a second.
+        every = min(self.lease / 3, _FIGURES_EVERY)
+        while True:
+            try:
+                if self.held:
+                    await self.server.renew(self.lease, self.tag, list(self.held))
+                queued, inflight, _, by_level = await self.server.sizes()
+                self.figures = (queued, inflight, dict(sorted(by_level.items())))
+            except Exception:  # noqa: BLE001, S110 (the server is away: next time)
+                pass
+            await sleep(every)
+
+
+def _unreadable(ticket: Ticket[Any], exc: Exception) -> ValueError:
+    error = ValueError(f"cannot deserialize the result of request {ticket.id}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+if TYPE_CHECKING:  # checked by mypy: PoolLink implements the protocol
+    from .._queue import RequestQueue
+
+    def _implements(link: PoolLink[Any]) -> RequestQueue[Ticket[Any]]:
+        return link
