@@ -5,6 +5,8 @@ python tests/redis_process.py BACKEND PORT NAME produce FIRST COUNT MAX_SIZE
 python tests/redis_process.py BACKEND PORT NAME lease LEASE
     takes one item under a lease of LEASE seconds, prints it, then holds it
     until killed
+python tests/redis_process.py BACKEND PORT NAME serve WORKERS LEASE
+    runs a WorkerPool of WORKERS workers on the queue (see serve()) until killed
 """
 
 from __future__ import annotations
@@ -15,7 +17,27 @@ from typing import Any
 import anyio
 import coredis
 
-from queuekeeper.redis import create_redis_priority_channel
+from queuekeeper import WorkerPool
+from queuekeeper.redis import RedisQueue, create_redis_priority_channel
+
+
+async def handle(request: Any) -> Any:
+    """``["double", n]`` returns 2n; ``["hold", tag]`` prints it and never returns."""
+    op, value = request
+    if op == "hold":
+        print("holding", value, flush=True)  # noqa: T201 (what the test reads)
+        await anyio.sleep_forever()
+    return 2 * value
+
+
+async def serve(
+    client: coredis.Redis[Any], name: str, workers: int, lease: float
+) -> None:
+    """Serve the queue with a pool until killed."""
+    queue = RedisQueue(client, name, lease=lease)
+    async with WorkerPool(handle, queue=queue, workers=workers, name="remote"):
+        print("serving", flush=True)  # noqa: T201 (what the test reads)
+        await anyio.sleep_forever()
 
 
 async def main(port: int, name: str, command: str, *args: str) -> None:
@@ -28,6 +50,8 @@ async def main(port: int, name: str, command: str, *args: str) -> None:
             for item in range(first, first + count):
                 await send.send(item, item % 4)
             print("sent", flush=True)  # noqa: T201 (what the test reads)
+        elif command == "serve":
+            await serve(client, name, int(args[0]), float(args[1]))
         else:
             _, receive = create_redis_priority_channel(
                 client, name, lease=float(args[0])

@@ -196,14 +196,16 @@ class Workers(Generic[Req, Res]):
                     _check_awaitable(handler, awaitable)
                 result = await awaitable
             except BaseException as exc:  # noqa: BLE001 (every outcome is settled)
-                if self._handler_raised(worker, ticket, exc):
-                    # A scope around this worker is cancelled: let the
-                    # cancellation surface here, fresh, for its scope to catch.
-                    await checkpoint()
+                cut = self._handler_raised(worker, ticket, exc)
             else:
+                cut = False
                 accounting.succeeded(worker, ticket, result)
             if acknowledge is not None:
                 acknowledge(ticket)
+            if cut:
+                # A scope around this worker is cancelled: let the cancellation
+                # surface here, fresh, for its scope to catch.
+                await checkpoint()
             if ticket._deadline != _INF:
                 scope.deadline = _INF
             elif ticket._cancelled_at == _INF:
