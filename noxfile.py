@@ -65,7 +65,8 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def examples(session: nox.Session) -> None:
     """Run every example on each backend it supports; any failure fails the session."""
-    session.install(".[trio,prometheus]", "-r", "examples/requirements.txt")
+    # redis_pool.py starts a redis-server from PATH (and says so if there is none).
+    session.install(".[trio,prometheus,redis]", "-r", "examples/requirements.txt")
     for example in EXAMPLES:
         text = example.read_text(encoding="utf-8")
         if "--backend" in text:

@@ -13,6 +13,7 @@ import pytest
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 
 @pytest.fixture(
@@ -52,40 +53,82 @@ def _answers(port: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def redis_port() -> Iterator[int]:
-    """A real redis-server from PATH on 127.0.0.1, no persistence, for the session."""
-    server = shutil.which("redis-server")
-    if server is None:
+class RedisServer:
+    """A redis-server from PATH on 127.0.0.1, which a test may stop and start again."""
+
+    def __init__(self, executable: str, *options: str) -> None:
+        self.executable = executable
+        self.options = options
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it, and return once it answers."""
+        process = self.process = subprocess.Popen(  # noqa: S603 (fixed flags)
+            [
+                self.executable,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--protected-mode",
+                "yes",
+                *self.options,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10  # a start-up guard, not a timing assertion
+        while not _answers(self.port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"redis-server did not start on port {self.port}")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Stop it (SIGTERM: it writes its append-only file, if it has one)."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+def redis_server(*options: str) -> RedisServer:
+    """A :class:`RedisServer`, or skip (fail under .ci/run) without redis-server."""
+    executable = shutil.which("redis-server")
+    if executable is None:
         reason = "redis-server is not installed (apt-get install redis-server)"
         if os.environ.get(REQUIRE_REDIS):
             pytest.fail(f"{reason}, and {REQUIRE_REDIS} is set")
         pytest.skip(reason)
-    port = _free_port()
-    process = subprocess.Popen(  # noqa: S603 (redis-server from PATH, fixed flags)
-        [
-            server,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "yes",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    return RedisServer(executable, *options)
+
+
+@pytest.fixture(scope="session")
+def redis_port() -> Iterator[int]:
+    """A real redis-server from PATH on 127.0.0.1, no persistence, for the session."""
+    server = redis_server("--save", "", "--appendonly", "no")
+    server.start()
     try:
-        deadline = time.monotonic() + 10  # a start-up guard, not a timing assertion
-        while not _answers(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"redis-server did not start on port {port}")
-            time.sleep(0.01)
-        yield port
+        yield server.port
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        server.stop()
+
+
+@pytest.fixture
+def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own that keeps its data when restarted."""
+    server = redis_server(
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--dir",
+        str(tmp_path),
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

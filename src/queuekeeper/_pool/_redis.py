@@ -61,7 +61,14 @@ from .._errors import (
 from .._memory import MemoryQueue
 from .._priority import priority_name
 from .._redis._channel import check_lease, check_serializer
-from .._redis._server import Rings, ServerQueue, Taken, check_priority, complete
+from .._redis._server import (
+    RedisConnectionError,
+    Rings,
+    ServerQueue,
+    Taken,
+    check_priority,
+    complete,
+)
 from .._states import Backpressure, TicketState
 from .._status import ChannelStatistics
 from .._util import describe, ki_protected
@@ -425,9 +432,9 @@ class PoolLink(Generic[Res]):
                     self.max_size,
                     shed=self.mode is Backpressure.SHED,
                 )
-            except BaseException:
+            except Exception as exc:
                 self._forget(ticket)
-                raise
+                raise self._unreachable(ticket, exc) from exc
             self._answered([put], statuses, room)
         else:
             self.puts.append(put)
@@ -441,21 +448,29 @@ class PoolLink(Generic[Res]):
                     raise
                 with CancelScope(shield=True):
                     await put.done.wait()
-                if not put.queued or not _native_cancel():
-                    if not put.queued:
+                if put.queued:
+                    self._admitted(put)
+                    if _native_cancel():
+                        # asyncio's own cancellation, delivered once: undo the put.
+                        self.cancel(ticket)
                         raise
                     # A scope's cancellation: queued it is, and the scope raises
                     # at the caller's next checkpoint.
-                    self._admitted(put)
                     return
-                # asyncio's own cancellation, delivered once: undo the put.
-                self._admitted(put)
-                self.cancel(ticket)
                 raise
         if put.error is not None:
-            raise put.error
+            raise self._unreachable(ticket, put.error) from put.error
         if put.queued:
             self._admitted(put)
+
+    def _unreachable(self, ticket: Ticket[Any], exc: BaseException) -> BaseException:
+        """What ``submit`` raises when the server failed to queue *ticket*."""
+        if not isinstance(exc, (RedisConnectionError, OSError)):
+            return exc
+        return ConnectionError(
+            f"request {ticket.id} was not queued: the Redis queue "
+            f"{self.server.name!r} is unreachable ({exc})"
+        )
 
     def _admitted(self, put: _Put) -> None:
         ticket = put.ticket
@@ -494,11 +509,9 @@ class PoolLink(Generic[Res]):
         server answers: at once if the request was still queued, else when its
         worker has stopped it.
         """
-        if ticket.done():
-            return False
-        if ticket in self.pending_ids and ticket not in self.cancels:
-            self.cancels.append(ticket)
-            self.wake.set()
+        # (A ticket is pending until it settles: never done here.)
+        self.cancels.append(ticket)
+        self.wake.set()
         return True
 
     @ki_protected
@@ -508,9 +521,8 @@ class PoolLink(Generic[Res]):
         If it is no longer queued, it is running somewhere, and its worker
         enforces its ``timeout``.
         """
-        if ticket in self.pending_ids:
-            self.expired.append(ticket)
-            self.wake.set()
+        self.expired.append(ticket)
+        self.wake.set()
 
     def settle_expired(self, ticket: Ticket[Any], now: float) -> None:
         error: Exception
@@ -519,8 +531,7 @@ class PoolLink(Generic[Res]):
         else:
             error = QueueTimeout(f"request {ticket.id} waited too long in the queue")
         self._forget(ticket)
-        if not ticket.done():
-            self.accounting.settle(ticket, _TIMED_OUT, now, error=error)
+        self.accounting.settle(ticket, _TIMED_OUT, now, error=error)
 
     def position(self, request: Ticket[Any], priority: int = 0) -> int | None:  # noqa: ARG002
         """The position last fetched for *request* (``None`` if never)."""
@@ -528,10 +539,8 @@ class PoolLink(Generic[Res]):
 
     async def fetch_position(self, ticket: Ticket[Any]) -> int | None:
         """Ask the server how many queued requests come before *ticket*'s."""
-        request_id = self.pending_ids.get(ticket)
-        if request_id is None or ticket._state is not _QUEUED:
-            return None
-        position = await self.server.position(request_id)
+        # Queued (the ticket asks only then), so pending.
+        position = await self.server.position(self.pending_ids[ticket])
         if position is None:
             self.positions.pop(ticket, None)
         else:
@@ -544,14 +553,19 @@ class PoolLink(Generic[Res]):
 
     # -- the RequestQueue side: execution tickets for the workers ------------------
 
-    def put_nowait(self, request: Ticket[Any], priority: int) -> bool:  # noqa: ARG002
+    # The pool puts its requests in with submit(), and sheds on the server: the
+    # protocol's three ways in are never taken.
+
+    def put_nowait(
+        self, _request: Ticket[Any], _level: int
+    ) -> bool:  # pragma: no cover
         msg = "a Redis-backed pool takes requests with 'await pool.submit(...)'"
         raise TypeError(msg)
 
-    async def put(self, request: Ticket[Any], priority: int) -> bool:
-        return self.put_nowait(request, priority)
+    async def put(self, request: Ticket[Any], level: int) -> bool:  # pragma: no cover
+        return self.put_nowait(request, level)
 
-    def evict(self, above: int) -> tuple[Ticket[Any], int] | None:  # noqa: ARG002
+    def evict(self, _above: int) -> tuple[Ticket[Any], int] | None:  # pragma: no cover
         return None
 
     def take_nowait(self) -> Ticket[Any] | None:
@@ -563,9 +577,7 @@ class PoolLink(Generic[Res]):
     @ki_protected
     def settled(self, request: Ticket[Any]) -> None:
         """A worker is done with *request* (an execution ticket): send it back."""
-        request_id = self.held_ids.pop(request, None)
-        if request_id is None:
-            return
+        request_id = self.held_ids.pop(request)
         del self.held[request_id]
         self.deliveries_of.pop(request, None)
         self.worker_free.set()
@@ -600,7 +612,7 @@ class PoolLink(Generic[Res]):
         queued, _, by_level = self.figures
         return queued, by_level
 
-    def statistics(self) -> ChannelStatistics:
+    def statistics(self) -> ChannelStatistics:  # pragma: no cover (status() suffices)
         queued, _, by_level = self.figures
         return ChannelStatistics(
             current_size=queued,
@@ -624,11 +636,22 @@ class PoolLink(Generic[Res]):
 
     @ki_protected
     def drain(self) -> list[Ticket[Any]]:
-        """Put back the requests handed to workers that have not started them."""
-        while (ticket := self.local.take_nowait()) is not None:
-            request_id = self.held_ids.pop(ticket)
-            del self.held[request_id]
-            self.releases.append(request_id)
+        """Put back the requests taken for the workers that have not started them.
+
+        Another process may run them: they are not this pool's to cancel.
+        Requests handed to a worker that has not resumed yet end here; it then
+        settles them, which puts them back (see :meth:`settled`).
+        """
+        now = self.clock()
+        for request_id, ticket in list(self.held.items()):
+            # Only for a shutdown in the instant between a take and a start.
+            if ticket._state is _QUEUED:  # pragma: no cover
+                if self.local.remove(ticket, ticket._level):
+                    del self.held[request_id]
+                    del self.held_ids[ticket]
+                    self.releases.append(request_id)
+                else:
+                    ticket._finish(_CANCELLED, now, RequestCancelled("pool shut down"))
         self.wake.set()
         return []
 
@@ -638,12 +661,10 @@ class PoolLink(Generic[Res]):
         self.aborted = True
         self.close()
         for ticket in list(self.pending.values()):
-            if ticket not in self.cancels:
-                self.cancels.append(ticket)
-            if not ticket.done():
-                self.accounting.settle(
-                    ticket, _CANCELLED, now, error=RequestCancelled("pool shut down")
-                )
+            self.cancels.append(ticket)
+            self.accounting.settle(
+                ticket, _CANCELLED, now, error=RequestCancelled("pool shut down")
+            )
         self.pending.clear()
         self.pending_ids.clear()
         self.ended.set()
@@ -762,7 +783,7 @@ class PoolLink(Generic[Res]):
             except Exception:  # noqa: BLE001 (the server is away: try again)
                 await sleep(_BACKOFF[1])
                 continue
-            if self.stopped_feeding():
+            if self.stopped_feeding():  # pragma: no cover (a shutdown mid-take)
                 for each in taken:
                     self.releases.append(each.id)
                 self.wake.set()
@@ -841,7 +862,8 @@ class PoolLink(Generic[Res]):
             self._cancel_held(request_id, now)
             return
         ticket = self.pending.get(request_id)
-        if ticket is None or ticket.done():
+        # A second outcome of a request run twice (delivery is at least once).
+        if ticket is None:  # pragma: no cover
             return
         if kind == b"r":
             ticket._state = _RUNNING
@@ -862,7 +884,7 @@ class PoolLink(Generic[Res]):
             else:
                 state, error = _error_from(value)
                 self._fail(ticket, state, now, error)
-        elif kind == b"s":
+        else:  # b"s"
             self._forget(ticket)
             level = int(fields[b"p"])
             self.accounting.settle(
@@ -897,18 +919,17 @@ class PoolLink(Generic[Res]):
         if ticket is None:
             return
         self.cancelled_ids.add(request_id)
-        if ticket._state is _QUEUED:
-            if self.local.remove(ticket, ticket._level):
-                self.accounting.settle(
-                    ticket,
-                    _CANCELLED,
-                    now,
-                    error=RequestCancelled(f"request {request_id} was cancelled"),
-                )
-                self.settled(ticket)
-        elif ticket._state is _RUNNING and ticket._scope is not None:
+        # Taken for a worker that has not started it: only in the instant
+        # between a take and a start.
+        if ticket._state is _QUEUED:  # pragma: no cover
+            removed = self.local.remove(ticket, ticket._level)
+            error = RequestCancelled(f"request {request_id} was cancelled")
+            self.accounting.settle(ticket, _CANCELLED, now, error=error)
+            if removed:
+                self.settled(ticket)  # else its worker settles it, seeing it done
+        else:  # running: a running ticket has its scope
             ticket._cancelled_at = now
-            ticket._scope.cancel()
+            cast("CancelScope", ticket._scope).cancel()
 
     async def _heartbeat(self) -> None:
         # Leases are renewed at least three times a lease; the figures at least

@@ -26,6 +26,7 @@ from anyio import (
 )
 
 try:
+    from coredis.exceptions import ConnectionError as RedisConnectionError
     from coredis.exceptions import ResponseError
 except ImportError as exc:
     msg = "the Redis queue needs coredis: pip install 'queuekeeper[redis]'"
@@ -42,6 +43,7 @@ __all__ = [
     "DIGEST",
     "MAX_PRIORITY",
     "WAIT_BLOCK",
+    "RedisConnectionError",
     "Rings",
     "ServerQueue",
     "Taken",

@@ -265,11 +265,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare priority-queue implementations, queuekeeper among them",
         description="Compare Python priority-queue implementations with queuekeeper's.",
     )
-    bench.add_argument("--tasks", type=_positive_int, default=10_000)
+    bench.add_argument(
+        "--tasks",
+        type=_positive_int,
+        default=None,
+        help="items per pass (default 10,000; 20,000 requests with --redis)",
+    )
     bench.add_argument("--repeat", type=_positive_int, default=5)
     bench.add_argument("--only", nargs="+", default=(), metavar="NAME")
     bench.add_argument("--json", type=Path, default=None, metavar="PATH")
     bench.add_argument("--plot", type=Path, default=None, metavar="PATH")
+    bench.add_argument(
+        "--redis",
+        default=None,
+        metavar="URL",
+        help="measure the Redis queue and pool on this server instead "
+        "(redis://HOST:PORT; needs queuekeeper[redis])",
+    )
+    bench.add_argument(
+        "--backend",
+        choices=("asyncio", "trio"),
+        default="asyncio",
+        help="the event loop of the --redis measurements",
+    )
     return parser
 
 
@@ -671,6 +689,8 @@ def _cell(value: object) -> str:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.redis is not None:
+        return _bench_redis(args)
     _require("trio", "cli", "queuekeeper bench")
     from ._bench import BenchConfig, implementation_names, run_bench  # noqa: PLC0415
 
@@ -688,7 +708,9 @@ def _bench(args: argparse.Namespace) -> int:
             where = str(path.parent)
             msg = f"queuekeeper bench: error: --{option}: no directory {where!r}"
             raise _UsageError(msg)
-    config = BenchConfig(tasks=args.tasks, repeat=args.repeat, only=tuple(args.only))
+    config = BenchConfig(
+        tasks=args.tasks or 10_000, repeat=args.repeat, only=tuple(args.only)
+    )
     results = run_bench(config, sys.stdout)
     if args.json is not None:
         try:
@@ -710,4 +732,22 @@ def _bench(args: argparse.Namespace) -> int:
             where = str(args.plot)
             msg = f"queuekeeper bench: error: --plot: {where!r}: {exc.strerror or exc}"
             raise _UsageError(msg) from None
+    return 0
+
+
+def _bench_redis(args: argparse.Namespace) -> int:
+    _require("coredis", "redis", "queuekeeper bench --redis")
+    if args.backend == "trio":
+        _require("trio", "trio", "queuekeeper bench --backend trio")
+    from ._redis_bench import run_redis_bench  # noqa: PLC0415
+
+    try:
+        results = run_redis_bench(
+            args.redis, sys.stdout, requests=args.tasks or 20_000, backend=args.backend
+        )
+    except ValueError as exc:
+        msg = f"queuekeeper bench: error: {exc}"
+        raise _UsageError(msg) from None
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -1,0 +1,56 @@
+"""``queuekeeper bench --redis URL``, against the tests' redis-server."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import TYPE_CHECKING
+
+import pytest
+
+pytest.importorskip("coredis", reason="the redis extra is not installed")
+
+from queuekeeper.cli import main
+from queuekeeper.cli._redis_bench import run_redis_bench
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_every_figure_is_measured_on_one_server(redis_port: int, backend: str) -> None:
+    """References, the channel from 1 and 4 processes, the pool with 1 and 2."""
+    out = io.StringIO()
+    results = run_redis_bench(
+        f"redis://127.0.0.1:{redis_port}", out, requests=400, backend=backend
+    )
+    figures = results["per_second"]
+    assert [
+        "redis-benchmark ZADD (50 clients)",
+        "redis-benchmark EVALSHA put+take (50 clients)",
+        "channel send+receive, 1 process",
+        "channel send+receive, 4 processes",
+        "pool, 1 submitter + 1 worker process",
+        "pool, 1 submitter + 2 worker processes",
+    ] == list(figures)
+    assert all(figure > 0 for figure in figures.values())
+    assert ["channel (1 process) / ZADD"] == list(results["ratios"])
+    text = out.getvalue()
+    for what in figures:
+        assert what in text
+    print(text)  # noqa: T201 (the figures, for the record)
+
+
+def test_the_command_writes_json(redis_port: int, tmp_path: Path) -> None:
+    """--redis URL --json PATH: the figures as JSON."""
+    where = tmp_path / "redis.json"
+    url = f"redis://127.0.0.1:{redis_port}"
+    assert 0 == main(["bench", "--redis", url, "--tasks", "200", "--json", str(where)])
+    assert url == json.loads(where.read_text(encoding="utf-8"))["url"]
+
+
+def test_a_bad_url_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """One line naming the URL; exit status 2."""
+    assert 2 == main(["bench", "--redis", "http://nowhere"])
+    err = capsys.readouterr().err
+    assert "--redis must look like redis://HOST:PORT, not 'http://nowhere'" in err
