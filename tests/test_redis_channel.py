@@ -680,3 +680,60 @@ def test_native_cancellation_at_each_step_of_a_call_undoes_it(
             assert b"PONG" == await client.ping()
 
     asyncio.run(asyncio.wait_for(main(), 60))  # wait_for: a hang guard
+
+
+async def test_a_failed_server_call_fails_every_send_of_its_batch(
+    opener: Callable[..., Channel], client: coredis.Redis[Any], name: str
+) -> None:
+    """Sends batched into one call that fails (a key of the wrong type) all raise."""
+    send, _ = opener()
+    await client.set(f"qk:{{{name}}}:queue", "not a sorted set")
+    failures: list[BaseException] = []
+
+    async def send_one(item: int) -> None:
+        try:
+            await send.send(item)
+        except coredis.exceptions.ResponseError as exc:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as task_group:
+        for item in range(5):
+            task_group.start_soon(send_one, item)
+    assert 5 == len(failures)
+    assert all("wrong kind of value" in str(exc) for exc in failures)
+    await client.delete([f"qk:{{{name}}}:queue"])
+
+
+def test_native_cancellation_of_a_failing_send_raises_the_cancellation(
+    redis_port: int, name: str
+) -> None:
+    """task.cancel() at each loop turn of a send whose call fails: either is raised.
+
+    While the call is in flight the cancellation wins (there is nothing to undo);
+    once it is done, its error.
+    """
+
+    async def main() -> set[str]:
+        client: coredis.Redis[Any] = coredis.Redis(host="127.0.0.1", port=redis_port)
+        raised: set[str] = set()
+        async with client:
+            await client.set(f"qk:{{{name}}}:queue", "not a sorted set")
+            send, _ = create_redis_priority_channel(client, name)
+            loop = asyncio.get_running_loop()
+            for turns in range(40):
+                task = loop.create_task(send.send(turns))
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+                task.cancel()
+                await asyncio.wait([task])
+                try:
+                    task.result()
+                except asyncio.CancelledError:
+                    raised.add("cancelled")
+                except coredis.exceptions.ResponseError:
+                    raised.add("failed")
+            assert b"PONG" == await client.ping()
+        return raised
+
+    raised = asyncio.run(asyncio.wait_for(main(), 60))
+    assert {"cancelled", "failed"} == raised

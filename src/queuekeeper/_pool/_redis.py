@@ -339,7 +339,7 @@ class PoolLink(Generic[Res]):
         self.pending: dict[str, Ticket[Any]] = {}
         self.pending_ids: dict[Ticket[Any], str] = {}
         # Kept after the ticket settles, as long as the ticket lives.
-        self.positions: weakref.WeakKeyDictionary[Ticket[Any], int] = (
+        self.positions: weakref.WeakKeyDictionary[Ticket[Any], int | None] = (
             weakref.WeakKeyDictionary()
         )
         self.remote_deliveries: weakref.WeakKeyDictionary[Ticket[Any], int] = (
@@ -541,10 +541,7 @@ class PoolLink(Generic[Res]):
         """Ask the server how many queued requests come before *ticket*'s."""
         # Queued (the ticket asks only then), so pending.
         position = await self.server.position(self.pending_ids[ticket])
-        if position is None:
-            self.positions.pop(ticket, None)
-        else:
-            self.positions[ticket] = position
+        self.positions[ticket] = position
         return position
 
     def deliveries(self, ticket: Ticket[Any]) -> int:

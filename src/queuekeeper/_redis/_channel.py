@@ -33,7 +33,7 @@ from .._channel import check_max_size
 from .._priority import Priority
 from .._status import ChannelStatistics
 from .._util import NoPublicConstructor, describe
-from ._server import Rings, ServerQueue, Taken, check_priority
+from ._server import Batcher, Rings, ServerQueue, Taken, check_priority
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -137,9 +137,12 @@ class _Shared:
         "max_size",
         "open_receive",
         "open_send",
+        "put",
         "rings",
         "serializer",
         "server",
+        "take_leased",
+        "take_now",
         "token",
         "waiting_receive",
         "waiting_send",
@@ -164,6 +167,47 @@ class _Shared:
         self.waiting_receive: int = 0
         #: Waits for rings of the queue's streams, shared by its endpoints.
         self.rings: Rings = Rings(server)
+        # Concurrent sends and receives of the channel's endpoints, each kind
+        # sent to the server in batches of one call.
+        self.put: Batcher[tuple[str, int, bytes], tuple[int | None, str | None]]
+        self.put = Batcher(self._put_many, self._unput)
+        self.take_now: Batcher[float, tuple[Taken | None, str | None]]
+        self.take_now = Batcher(self._take_many, self._untake)
+        self.take_leased: Batcher[float, tuple[Taken | None, str | None]]
+        self.take_leased = Batcher(self._take_many, self._untake)
+
+    async def _put_many(
+        self, requests: list[tuple[str, int, bytes]]
+    ) -> list[tuple[int | None, str | None]]:
+        statuses, room = await self.server.put(requests, self.max_size)
+        return [(status, room) for status in statuses]
+
+    async def _unput(
+        self, request: tuple[str, int, bytes], outcome: tuple[int | None, str | None]
+    ) -> None:
+        if outcome[0] is not None:
+            await self.server.remove(request[0])
+
+    async def _take_many(
+        self, leases: list[float]
+    ) -> list[tuple[Taken | None, str | None]]:
+        taken, seen = await self.server.take(len(leases), leases[0], self.token)
+        outcomes: list[tuple[Taken | None, str | None]] = [
+            (each, None) for each in taken
+        ]
+        outcomes += [(None, seen)] * (len(leases) - len(taken))
+        return outcomes
+
+    async def _untake(
+        self, lease: float, outcome: tuple[Taken | None, str | None]
+    ) -> None:
+        taken = outcome[0]
+        if taken is None:
+            return
+        if lease > 0:
+            await self.server.release(self.token, taken.id)
+        else:
+            await self.server.restore(taken)
 
     async def wait(self, stream: str, seen: str) -> None:
         """Wait for a ring of *stream* after *seen* (see :class:`Rings`)."""
@@ -214,7 +258,7 @@ class RedisPrioritySendChannel(
         request = (uuid.uuid4().hex, level, payload)
         server = shared.server
         while True:
-            (queued,), room = await server.put([request], shared.max_size)
+            queued, room = await shared.put(request)
             if queued is not None:
                 return
             shared.waiting_send += 1
@@ -357,9 +401,10 @@ class RedisPriorityReceiveChannel(
         while True:
             if self._closed:
                 raise ClosedResourceError
-            taken, seen = await server.take(1, lease, shared.token)
-            if taken:
-                return taken[0]
+            batch = shared.take_leased if lease else shared.take_now
+            taken, seen = await batch(lease)
+            if taken is not None:
+                return taken
             shared.waiting_receive += 1
             try:
                 await shared.wait(server.bell, seen or "0-0")

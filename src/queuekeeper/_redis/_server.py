@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.resources
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
 
 import attrs
 from anyio import (
@@ -43,6 +43,7 @@ __all__ = [
     "DIGEST",
     "MAX_PRIORITY",
     "WAIT_BLOCK",
+    "Batcher",
     "RedisConnectionError",
     "Rings",
     "ServerQueue",
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 R = TypeVar("R")
+A = TypeVar("A")
 
 #: Priorities on Redis are 0 to 255: with a 40-bit sequence number, a score stays
 #: an exact integer in a double.
@@ -74,18 +76,14 @@ WAIT_BLOCK: Final = 0.25
 _PARTS: Final = ("queue", "items", "meta", "inflight", "holds", "bell", "room", "born")
 
 
-async def complete(
+async def _to_the_end(
     call: Callable[[], Awaitable[R]],
-    undo: Callable[[R], Awaitable[object]] | None = None,
-) -> R:
-    """Run *call* to its end whatever cancels the caller meanwhile; its outcome.
+) -> tuple[tuple[bool, Any], BaseException | None]:
+    """Run *call* to its end, shielded; its outcome, and a native cancellation.
 
-    A cancel scope is held off by a shield: the call returns, and the scope's
-    cancellation is raised at the caller's next checkpoint. A native asyncio
-    cancellation (``task.cancel()``, ``asyncio.timeout()``, ``wait_for()``) is
-    delivered once and cannot wait for a checkpoint: on asyncio the call runs in
-    a child task, which a task group waits for, then *undo* (if given) reverses
-    what the call did, and the cancellation is raised.
+    The outcome is ``(True, value)`` or ``(False, exception)``. The second item is
+    the native asyncio cancellation that arrived meanwhile (see :func:`complete`),
+    for the caller to raise once it has dealt with the outcome.
     """
     outcome: list[tuple[bool, Any]] = []
 
@@ -98,22 +96,141 @@ async def complete(
 
     if not _on_asyncio():
         await run()
-    else:
-        try:
-            async with create_task_group() as task_group:
-                task_group.start_soon(run)
-        except get_cancelled_exc_class():
-            if current_effective_deadline() <= current_time():
-                pass  # a cancel scope's: raised again at the next checkpoint
-            else:
-                ok, value = outcome[0]
-                if ok and undo is not None:
-                    await complete(lambda: undo(value))
-                raise
-    ok, value = outcome[0]
+        return outcome[0], None
+    try:
+        async with create_task_group() as task_group:
+            task_group.start_soon(run)
+    except get_cancelled_exc_class() as exc:
+        if current_effective_deadline() > current_time():
+            return outcome[0], exc
+        # A cancel scope's: raised again at the next checkpoint.
+    return outcome[0], None
+
+
+async def complete(call: Callable[[], Awaitable[R]]) -> R:
+    """Run *call* to its end whatever cancels the caller meanwhile; its outcome.
+
+    A cancel scope is held off by a shield: the call returns, and the scope's
+    cancellation is raised at the caller's next checkpoint. A native asyncio
+    cancellation (``task.cancel()``, ``asyncio.timeout()``, ``wait_for()``) is
+    delivered once and cannot wait for a checkpoint: on asyncio the call runs in
+    a child task, which a task group waits for, and the cancellation is raised
+    when it is done (what the call did stands: see :class:`Batcher` for calls
+    that must be undone then).
+    """
+    (ok, value), native = await _to_the_end(call)
+    if native is not None:
+        raise native
     if ok:
         return cast("R", value)
     raise value
+
+
+@final
+class _Call(Generic[A, R]):
+    """One caller's part of a batch: its argument, and then its outcome."""
+
+    __slots__ = ("arg", "lead", "outcome", "sent", "wake")
+
+    def __init__(self, arg: A) -> None:
+        self.arg = arg
+        #: Set when the outcome is in, or when this caller is to lead.
+        self.wake = Event()
+        #: Its batch's call is under way (or done).
+        self.sent = False
+        #: Handed the lead: it sends the next batch (its own included).
+        self.lead = False
+        self.outcome: tuple[bool, Any] | None = None
+
+
+@final
+class Batcher(Generic[A, R]):
+    """Sends the calls of concurrent tasks to the server in batches of one call.
+
+    A task that finds no batch under way sends one, with every call waiting then
+    (its own among them), up to *limit*; the calls that arrive meanwhile wait, and
+    the first of them sends the next batch when this one is done. No task runs in
+    the background, and every caller gets its own outcome. *call* takes the
+    arguments of a batch and returns one value for each; an error it raises is
+    raised to every caller of the batch.
+
+    Cancellation: as :func:`complete` for each caller. A call not yet sent is
+    withdrawn; one under way runs to its end; then a cancel scope's cancellation
+    takes effect at the caller's next checkpoint (the caller gets its outcome),
+    and a native asyncio cancellation is raised after *undo* reversed the
+    caller's part.
+    """
+
+    __slots__ = ("call", "leading", "limit", "undo", "waiting")
+
+    def __init__(
+        self,
+        call: Callable[[list[A]], Awaitable[Sequence[R]]],
+        undo: Callable[[A, R], Awaitable[object]],
+        limit: int = 1000,
+    ) -> None:
+        self.call = call
+        self.undo = undo
+        self.limit = limit
+        self.waiting: list[_Call[A, R]] = []
+        self.leading = False
+
+    async def __call__(self, arg: A) -> R:
+        """Send *arg* in the next batch; its outcome."""
+        entry: _Call[A, R] = _Call(arg)
+        self.waiting.append(entry)
+        if self.leading:
+            try:
+                await entry.wake.wait()
+            except get_cancelled_exc_class() as exc:
+                if not entry.sent:
+                    self.waiting.remove(entry)
+                    if entry.lead:
+                        self._hand_on()
+                    raise
+                with CancelScope(shield=True):
+                    await entry.wake.wait()
+                native = exc if current_effective_deadline() > current_time() else None
+                return await self._outcome(entry, native)
+            if entry.outcome is not None:
+                return await self._outcome(entry, None)
+        # Ours to send: no batch is under way, or the last one handed us the lead.
+        self.leading = True
+        batch = self.waiting[: self.limit]
+        del self.waiting[: len(batch)]
+        for each in batch:
+            each.sent = True
+        try:
+            (ok, values), native = await _to_the_end(
+                lambda: self.call([each.arg for each in batch])
+            )
+        finally:
+            self._hand_on()
+        for index, each in enumerate(batch):
+            each.outcome = (True, values[index]) if ok else (False, values)
+            if each is not entry:
+                each.wake.set()
+        return await self._outcome(entry, native)
+
+    def _hand_on(self) -> None:
+        """The batch under way is done: the first caller waiting sends the next."""
+        if self.waiting:
+            first = self.waiting[0]
+            first.lead = True
+            first.wake.set()
+        else:
+            self.leading = False
+
+    async def _outcome(self, entry: _Call[A, R], native: BaseException | None) -> R:
+        assert entry.outcome is not None  # noqa: S101 (its batch is done)
+        ok, value = entry.outcome
+        if native is not None:
+            if ok:
+                await complete(lambda: self.undo(entry.arg, value))
+            raise native
+        if ok:
+            return cast("R", value)
+        raise value
 
 
 def _taken(reply: list[Any]) -> list[Taken]:
@@ -208,12 +325,7 @@ class ServerQueue:
         """The stream rung when the queue goes from full to not full."""
         return self.keys[6]
 
-    async def _call(
-        self,
-        function: str,
-        args: Sequence[object],
-        undo: Callable[[Any], Awaitable[object]] | None = None,
-    ) -> Any:  # noqa: ANN401
+    async def _call(self, function: str, args: Sequence[object]) -> Any:  # noqa: ANN401
         values = [str(arg) if isinstance(arg, int) else arg for arg in args]
 
         async def call() -> Any:  # noqa: ANN401
@@ -225,7 +337,7 @@ class ServerQueue:
             await self._load()
             return await self.client.fcall(_PREFIX + function, self.keys, values)
 
-        return await complete(call, undo)
+        return await complete(call)
 
     async def load(self) -> None:
         """Load the library on the server, unless it is there already."""
@@ -265,14 +377,7 @@ class ServerQueue:
         for request_id, priority, payload in requests:
             args += (request_id, check_priority(priority), payload)
 
-        async def take_back(reply: Any) -> None:  # noqa: ANN401
-            # Cancelled natively: whichever went in comes out again (unless a
-            # receiver has it already, which then keeps it).
-            for (request_id, _, _), status in zip(requests, reply, strict=False):
-                if isinstance(status, int) and status > 0:
-                    await self._call("remove", [request_id])
-
-        reply = await self._call("put", args, take_back)
+        reply = await self._call("put", args)
         statuses, rest = reply[: len(requests)], reply[len(requests) :]
         for (request_id, _, _), status in zip(requests, statuses, strict=True):
             if status == -1:
@@ -290,20 +395,15 @@ class ServerQueue:
         are first put back where they were. With nothing queued, also returns the
         last ring of :attr:`bell` (wait for a later one), else ``None``.
         """
-
-        async def give_back(reply: Any) -> None:  # noqa: ANN401
-            # Cancelled natively: each goes back to its place, first in line.
-            for taken in _taken(reply):
-                if lease > 0:
-                    await self._call("release", [token, taken.id])
-                else:
-                    args = [taken.id, taken.score, taken.payload, taken.deliveries]
-                    await self._call("restore", args)
-
-        reply = await self._call("take", [count, round(lease * 1000), token], give_back)
+        reply = await self._call("take", [count, round(lease * 1000), token])
         if len(reply) == 1:
             return [], reply[0].decode()
         return _taken(reply), None
+
+    async def restore(self, taken: Taken) -> bool:
+        """Queue a request taken for good again, at its place (``False``: id in use)."""
+        args = [taken.id, taken.score, taken.payload, taken.deliveries]
+        return bool(await self._call("restore", args))
 
     async def wait(self, stream: str, after: str, block: float) -> bool:
         """Wait up to *block* seconds for a ring of *stream* later than *after*.

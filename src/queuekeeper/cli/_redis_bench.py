@@ -230,8 +230,8 @@ async def _serve(url: str, name: str, workers: str) -> None:
     import anyio  # noqa: PLC0415
     import coredis  # noqa: PLC0415
 
-    from queuekeeper import WorkerPool  # noqa: PLC0415
-    from queuekeeper.redis import RedisQueue  # noqa: PLC0415
+    from .._pool import WorkerPool  # noqa: PLC0415
+    from .._pool._redis import RedisQueue  # noqa: PLC0415
 
     async with coredis.Redis.from_url(url) as client:
         queue = RedisQueue(client, name)
@@ -244,8 +244,8 @@ async def _submit(url: str, name: str, count: str) -> None:
     import anyio  # noqa: PLC0415
     import coredis  # noqa: PLC0415
 
-    from queuekeeper import WorkerPool  # noqa: PLC0415
-    from queuekeeper.redis import RedisQueue  # noqa: PLC0415
+    from .._pool import WorkerPool  # noqa: PLC0415
+    from .._pool._redis import RedisQueue  # noqa: PLC0415
 
     total = int(count)
     async with coredis.Redis.from_url(url) as client:
@@ -270,7 +270,7 @@ async def _channel_child(url: str, name: str, count: str) -> None:
     import anyio.to_thread  # noqa: PLC0415
     import coredis  # noqa: PLC0415
 
-    from queuekeeper.redis import create_redis_priority_channel  # noqa: PLC0415
+    from .._redis._channel import create_redis_priority_channel  # noqa: PLC0415
 
     total = int(count)
     async with coredis.Redis.from_url(url) as client:
