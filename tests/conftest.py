@@ -132,3 +132,22 @@ def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session", params=["no FUNCTION, no FCALL", "no FUNCTION"])
+def scripts_only_redis(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A redis-server without Redis Functions, as before Redis 7.
+
+    FUNCTION renamed away, and FCALL too (or not: a function is then never found,
+    and cannot be loaded).
+    """
+    renamed = ["FUNCTION"]
+    if "FCALL" in request.param:
+        renamed += ["FCALL", "FCALL_RO"]
+    options = [option for name in renamed for option in ("--rename-command", name, "")]
+    server = redis_server("--save", "", "--appendonly", "no", *options)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

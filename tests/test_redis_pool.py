@@ -995,3 +995,29 @@ async def test_a_server_error_is_raised_as_it_is_and_queues_nothing(
             await front.submit(1)
         await front.shutdown(drain=False)
     await client.delete([f"qk:{{{name}}}:queue"])
+
+
+async def test_a_server_without_functions_runs_the_same_code_as_a_script(
+    scripts_only_redis: RedisServer,
+) -> None:
+    """No FUNCTION or FCALL (Redis 6, or disabled): EVALSHA of the same library."""
+    redis: coredis.Redis[Any] = coredis.Redis(
+        host="127.0.0.1", port=scripts_only_redis.port
+    )
+    async with redis:
+        name = f"scripts-{uuid.uuid4().hex[:8]}"
+        async with (
+            WorkerPool[Any, Any](
+                None, queue=RedisQueue(redis, name), workers=0
+            ) as front,
+            WorkerPool(double, queue=RedisQueue(redis, name), workers=2),
+        ):
+            tickets = [
+                await front.submit(n, priority=Priority.LOW if n % 2 else 0)
+                for n in range(10)
+            ]
+            assert [2 * n for n in range(10)] == [await t.result() for t in tickets]
+        await redis.script_flush()  # gone: loaded again on the next call
+        send, receive = create_redis_priority_channel(redis, name)
+        await send.send("after a flush")
+        assert "after a flush" == await receive.receive()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.resources
+import re
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
 
 import attrs
@@ -27,7 +28,7 @@ from anyio import (
 
 try:
     from coredis.exceptions import ConnectionError as RedisConnectionError
-    from coredis.exceptions import ResponseError
+    from coredis.exceptions import NoScriptError, ResponseError
 except ImportError as exc:
     msg = "the Redis queue needs coredis: pip install 'queuekeeper[redis]'"
     raise ImportError(msg) from exc
@@ -73,6 +74,21 @@ _SOURCE: Final = _TEMPLATE.replace("QK_LIBRARY", _LIBRARY).replace(
 #: cancelled in flight (see the module), so a cancelled or closed waiter ends
 #: within this; each idle waiter costs a few commands a second.
 WAIT_BLOCK: Final = 0.25
+#: The same functions as one script, for servers without Redis Functions (before
+#: Redis 7, or with FUNCTION and FCALL disabled): called with EVALSHA, the
+#: function's name first among the arguments.
+_SCRIPT: Final = (
+    "local FUNCTIONS = {}\n"
+    + re.sub(
+        r"^redis\.register_function(?:\('QK_(\w+)', (\w+)\)|\{function_name = "
+        r"'QK_(\w+)', callback = (\w+),.*\})$",
+        lambda match: f"FUNCTIONS['{match[1] or match[3]}'] = {match[2] or match[4]}",
+        _TEMPLATE.split("\n", 1)[1],
+        flags=re.MULTILINE,
+    )
+    + "\nlocal name = table.remove(ARGV, 1)\nreturn FUNCTIONS[name](KEYS, ARGV)\n"
+)
+_SCRIPT_SHA: Final = hashlib.sha1(_SCRIPT.encode()).hexdigest()  # noqa: S324 (Redis's)
 _PARTS: Final = ("queue", "items", "meta", "inflight", "holds", "bell", "room", "born")
 
 
@@ -304,7 +320,7 @@ class ServerQueue:
     All keys share the hash tag ``{name}``: one slot on Redis Cluster.
     """
 
-    __slots__ = ("client", "keys", "name")
+    __slots__ = ("client", "keys", "name", "scripts")
 
     def __init__(self, client: coredis.Redis[Any], name: str) -> None:
         if not name:
@@ -312,6 +328,8 @@ class ServerQueue:
             raise ValueError(msg)
         self.client: coredis.Redis[Any] = client
         self.name: str = name
+        #: Whether the server lacks Redis Functions, found at the first call.
+        self.scripts: bool = False
         tag = name.replace("{", "").replace("}", "")
         self.keys: tuple[str, ...] = tuple(f"qk:{{{tag}}}:{part}" for part in _PARTS)
 
@@ -327,15 +345,30 @@ class ServerQueue:
 
     async def _call(self, function: str, args: Sequence[object]) -> Any:  # noqa: ANN401
         values = [str(arg) if isinstance(arg, int) else arg for arg in args]
+        script_args: list[Any] = [function, *values]
 
         async def call() -> Any:  # noqa: ANN401
+            if not self.scripts:
+                try:
+                    return await self.client.fcall(
+                        _PREFIX + function, self.keys, values
+                    )
+                except ResponseError as exc:
+                    if "Function not found" in str(exc):
+                        await self._load()
+                    elif "unknown command" in str(exc).lower():
+                        self.scripts = True  # no Redis Functions: EVALSHA it is
+                    else:
+                        raise
+                if not self.scripts:
+                    return await self.client.fcall(
+                        _PREFIX + function, self.keys, values
+                    )
             try:
-                return await self.client.fcall(_PREFIX + function, self.keys, values)
-            except ResponseError as exc:
-                if "Function not found" not in str(exc):
-                    raise
-            await self._load()
-            return await self.client.fcall(_PREFIX + function, self.keys, values)
+                return await self.client.evalsha(_SCRIPT_SHA, self.keys, script_args)
+            except NoScriptError:
+                await self.client.script_load(_SCRIPT)
+            return await self.client.evalsha(_SCRIPT_SHA, self.keys, script_args)
 
         return await complete(call)
 
@@ -347,7 +380,9 @@ class ServerQueue:
         try:
             await self.client.function_load(_SOURCE)
         except ResponseError as exc:
-            if f"'{_LIBRARY}' already exists" not in str(exc):
+            if "unknown command" in str(exc).lower():
+                self.scripts = True  # FCALL without FUNCTION: EVALSHA it is
+            elif f"'{_LIBRARY}' already exists" not in str(exc):
                 raise
 
     async def put(
