@@ -71,7 +71,7 @@ from .._redis._server import (
 )
 from .._states import Backpressure, TicketState
 from .._status import ChannelStatistics
-from .._util import describe, ki_protected
+from .._util import Backend, describe, ki_protected
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -112,6 +112,8 @@ _OWN_ERRORS: Final[dict[str, type[Exception]]] = {
 _BATCH: Final = 1000
 #: Longest a reply stream read blocks on the server (it cannot be cancelled).
 _READ_BLOCK_MS: Final = 250
+#: Longest a running request's submitter is left unaware that it runs, in seconds.
+_STARTED_EVERY: Final = 0.25
 #: Longest the figures behind ``status()`` are left unrefreshed, in seconds.
 _FIGURES_EVERY: Final = 1.0
 #: How long a pool's end waits for its last results to reach the server.
@@ -238,8 +240,9 @@ class _Put:
     id: str
     level: int
     payload: bytes
-    #: Set when the server answered (or the call failed).
-    done: Event = attrs.field(factory=Event)
+    #: Set when the server answered (or the call failed): an anyio, asyncio or
+    #: trio event.
+    done: Any
     #: Picked up by the courier: the call may be in flight.
     sent: bool = False
     #: Its sequence number if queued, 0 if refused for room.
@@ -249,8 +252,13 @@ class _Put:
     error: BaseException | None = None
 
 
+_NO_TIMEOUTS: Final = b"[null, null]\n"
+
+
 def _envelope(ticket: Ticket[Any], body: bytes, now: float) -> bytes:
     """The request as queued: its timeouts (seconds left, or null) and its body."""
+    if ticket._deadline == math.inf and ticket._queue_deadline == math.inf:
+        return _NO_TIMEOUTS + body
     timeout = None if ticket._deadline == math.inf else ticket._deadline - now
     queue_timeout = (
         None if ticket._queue_deadline == math.inf else ticket._queue_deadline - now
@@ -320,6 +328,8 @@ class PoolLink(Generic[Res]):
         self.deadlines = deadlines
         self.new_ticket = new_ticket
         self.clock: Callable[[], float] = current_time
+        #: The backend's own event class once the pool runs (see Backend).
+        self.new_event: Callable[[], Any] = Event
         #: Names this pool on the server: its requests' ids, its leases, and
         #: its reply stream.
         self.tag = uuid.uuid4().hex[:16]
@@ -347,7 +357,9 @@ class PoolLink(Generic[Res]):
         )
         # -- the courier's work
         self.puts: list[_Put] = []
-        self.results: list[tuple[str, bytes]] = []
+        self.results: list[tuple[str, int, float, bytes]] = []
+        #: Held requests whose submitter was told they are running.
+        self.reported: set[str] = set()
         self.releases: list[str] = []
         self.cancels: list[Ticket[Any]] = []
         self.expired: list[Ticket[Any]] = []
@@ -397,7 +409,13 @@ class PoolLink(Generic[Res]):
             PoolClosed: The pool shut down while the request waited for room.
         """
         level = check_priority(ticket._level)
-        put = _Put(ticket, f"{self.tag}:{ticket._seq}", level, self.encode(ticket))
+        put = _Put(
+            ticket,
+            f"{self.tag}:{ticket._seq}",
+            level,
+            self.encode(ticket),
+            self.new_event(),
+        )
         while True:
             await self._put(put)
             if put.queued:
@@ -417,7 +435,7 @@ class PoolLink(Generic[Res]):
             if self.intake_closed:
                 msg = f"WorkerPool {self.pool!r} shut down while the request waited"
                 raise PoolClosed(msg)
-            put = _Put(ticket, put.id, level, put.payload)
+            put = _Put(ticket, put.id, level, put.payload, self.new_event())
 
     async def _put(self, put: _Put) -> None:
         """Hand *put* to the courier (or, before the pool runs, to the server)."""
@@ -576,7 +594,8 @@ class PoolLink(Generic[Res]):
         """A worker is done with *request* (an execution ticket): send it back."""
         request_id = self.held_ids.pop(request)
         del self.held[request_id]
-        self.deliveries_of.pop(request, None)
+        deliveries = self.deliveries_of.pop(request)
+        self.reported.discard(request_id)
         self.worker_free.set()
         cancelled = request_id in self.cancelled_ids
         self.cancelled_ids.discard(request_id)
@@ -584,7 +603,10 @@ class PoolLink(Generic[Res]):
             # This pool's shutdown stopped it: another worker may run it.
             self.releases.append(request_id)
         else:
-            self.results.append((request_id, self._result_reply(request)))
+            started, finished = request.started_at, request.finished_at
+            ran = 0.0 if started is None or finished is None else finished - started
+            reply = self._result_reply(request)
+            self.results.append((request_id, deliveries, ran, reply))
         self.wake.set()
 
     def _result_reply(self, ticket: Ticket[Any]) -> bytes:
@@ -673,6 +695,9 @@ class PoolLink(Generic[Res]):
     async def serve(self, clock: Callable[[], float]) -> None:
         """The pool's tasks on the server (see the module); runs until cancelled."""
         self.clock = clock
+        backend = Backend()
+        backend.bind()
+        self.new_event = backend.event
         self.running = True
         try:
             async with create_task_group() as task_group:
@@ -805,7 +830,8 @@ class PoolLink(Generic[Res]):
                 f"cannot deserialize request {taken.id} ({len(taken.payload)} bytes) "
                 f"with {self.serializer!r}: {exc}"
             )
-            self.results.append((taken.id, _error_reply(_FAILED, error)))
+            reply = _error_reply(_FAILED, error)
+            self.results.append((taken.id, taken.deliveries, 0.0, reply))
             self.wake.set()
             return
         submitted_at = now - taken.age
@@ -862,11 +888,12 @@ class PoolLink(Generic[Res]):
         # A second outcome of a request run twice (delivery is at least once).
         if ticket is None:  # pragma: no cover
             return
+        if kind != b"s":
+            # Started (its worker says how long ago) by its latest delivery.
+            self.remote_deliveries[ticket] = int(fields[b"n"])
+            ticket.started_at = now - int(fields[b"t"]) / 1000
         if kind == b"r":
             ticket._state = _RUNNING
-            if ticket.started_at is None:
-                ticket.started_at = now
-            self.remote_deliveries[ticket] = int(fields[b"n"])
             self.positions.pop(ticket, None)
         elif kind == b"d":
             self._forget(ticket)
@@ -929,18 +956,34 @@ class PoolLink(Generic[Res]):
             cast("CancelScope", ticket._scope).cancel()
 
     async def _heartbeat(self) -> None:
-        # Leases are renewed at least three times a lease; the figures at least
-        # once a second.
-        every = min(self.lease / 3, _FIGURES_EVERY)
+        # Every tick: tell the submitters of requests that started since the last
+        # one (a request done sooner goes without); every third of a lease (or
+        # sooner): renew the leases; every second (or sooner): the figures.
+        renew_every = min(self.lease / 3, _FIGURES_EVERY)
+        last = -math.inf
         while True:
             try:
-                if self.held:
-                    await self.server.renew(self.lease, self.tag, list(self.held))
-                queued, inflight, _, by_level = await self.server.sizes()
-                self.figures = (queued, inflight, dict(sorted(by_level.items())))
+                await self._report_started()
+                if self.clock() - last >= renew_every:
+                    last = self.clock()
+                    if self.held:
+                        await self.server.renew(self.lease, self.tag, list(self.held))
+                    queued, inflight, _, by_level = await self.server.sizes()
+                    self.figures = (queued, inflight, dict(sorted(by_level.items())))
             except Exception:  # noqa: BLE001, S110 (the server is away: next time)
                 pass
-            await sleep(every)
+            await sleep(min(_STARTED_EVERY, renew_every))
+
+    async def _report_started(self) -> None:
+        now = self.clock()
+        running = [
+            (request_id, self.deliveries_of[ticket], now - ticket.started_at)
+            for request_id, ticket in self.held.items()
+            if ticket.started_at is not None and request_id not in self.reported
+        ]
+        if running:
+            await self.server.started(self.tag, running)
+            self.reported.update(request_id for request_id, _, _ in running)
 
 
 def _unreadable(ticket: Ticket[Any], exc: Exception) -> ValueError:

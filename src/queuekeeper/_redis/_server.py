@@ -457,15 +457,31 @@ class ServerQueue:
         """Finish requests taken under *token*; how many were still held by it."""
         return int(await self._call("ack", [token, *ids]))
 
-    async def finish(self, token: str, replies: Sequence[tuple[str, bytes]]) -> int:
+    async def finish(
+        self, token: str, replies: Sequence[tuple[str, int, float, bytes]]
+    ) -> int:
         """Finish requests taken under *token*, sending each submitter its reply.
 
-        Returns how many were still held by *token* (a stale one changes nothing).
+        Each reply: the request's id, its delivery count, how long it ran (seconds)
+        and the outcome. Returns how many were still held by *token* (a stale one
+        changes nothing).
         """
         args: list[object] = [token]
-        for request_id, reply in replies:
-            args += (request_id, reply)
+        for request_id, deliveries, ran, reply in replies:
+            args += (request_id, deliveries, round(ran * 1000), reply)
         return int(await self._call("finish", args))
+
+    async def started(
+        self, token: str, running: Sequence[tuple[str, int, float]]
+    ) -> int:
+        """Tell the submitters of requests held by *token* that they are running.
+
+        Each: the request's id, its delivery count, how long it has run (seconds).
+        """
+        args: list[object] = [token]
+        for request_id, deliveries, ran in running:
+            args += (request_id, deliveries, round(ran * 1000))
+        return int(await self._call("started", args))
 
     async def cancel(self, request_id: str) -> int:
         """Cancel a request; what it was: 1 queued (now gone), 2 taken, 0 neither.

@@ -17,8 +17,9 @@ keys of one queue, which share the hash tag {name} (one slot on Redis Cluster):
 
 A pool's requests have ids "<tag>:<n>", where <tag> names the pool process that
 submitted it and its reply stream, qk:{name}:reply:<tag> (in the queue's slot). The
-library writes to it what the submitter must learn: the request started ("r"),
-finished ("d"), was shed ("s"); and, to the stream of the pool holding a request,
+library writes to it what the submitter must learn: the request has been running
+for a while ("r", sent by its pool's heartbeat; a quick request goes without), it
+finished ("d"), it was shed ("s"); and, to the stream of the pool holding a request,
 that its submitter cancelled it ("x"). A reply stream that nobody reads (its
 process died) expires an hour after its last message.
 
@@ -191,7 +192,7 @@ end
 -- take(count, lease_ms, token) -> {'', id, payload, score, deliveries, age_ms, ...},
 -- or {last ring of bell} if nothing is queued; age_ms is how long ago it was first
 -- queued. A lease of 0 takes them for good (at most once): no lease, nothing to
--- acknowledge. A pool's request tells its submitter it started ("r").
+-- acknowledge.
 local function take(keys, args)
   local count, lease_ms, token = tonumber(args[1]), tonumber(args[2]), args[3]
   local now = now_ms()
@@ -221,7 +222,6 @@ local function take(keys, args)
     out[#out + 1] = exact(score)
     out[#out + 1] = deliveries
     out[#out + 1] = exact(now - born)
-    tell(keys, submitter(id), 'k', 'r', 'i', id, 'n', deliveries)
   end
   left(keys, before)
   return out
@@ -247,21 +247,36 @@ local function ack(keys, args)
   return done
 end
 
--- finish(token, id, reply, id, reply, ...) -> how many were still held under
--- token: those are done with, and their submitter is sent the reply ("d"); a stale
--- one (its lease ran out, and it went to another worker) changes nothing.
+-- finish(token, id, deliveries, ran_ms, reply, ...) -> how many were still held
+-- under token: those are done with, and their submitter is sent the reply ("d");
+-- a stale one (its lease ran out, and it went to another worker) changes nothing.
 local function finish(keys, args)
   local token, done = args[1], 0
-  for i = 2, #args, 2 do
+  for i = 2, #args, 4 do
     local id = args[i]
     if held_by(keys, id, token) then
       redis.call('ZREM', keys[4], id)
       forget(keys, id)
-      tell(keys, submitter(id), 'k', 'd', 'i', id, 'v', args[i + 1])
+      tell(keys, submitter(id), 'k', 'd', 'i', id, 'n', args[i + 1], 't', args[i + 2],
+        'v', args[i + 3])
       done = done + 1
     end
   end
   return done
+end
+
+-- started(token, id, deliveries, ran_ms, ...) -> how many were still held under
+-- token: their submitters are told they are running ("r")
+local function started(keys, args)
+  local token, told = args[1], 0
+  for i = 2, #args, 3 do
+    local id = args[i]
+    if held_by(keys, id, token) then
+      tell(keys, submitter(id), 'k', 'r', 'i', id, 'n', args[i + 1], 't', args[i + 2])
+      told = told + 1
+    end
+  end
+  return told
 end
 
 -- renew(lease_ms, token, id...) -> how many leases were renewed
@@ -368,5 +383,6 @@ redis.register_function('QK_restore', restore)
 redis.register_function('QK_remove', remove)
 redis.register_function('QK_evict', evict)
 redis.register_function('QK_finish', finish)
+redis.register_function('QK_started', started)
 redis.register_function('QK_cancel', cancel)
 redis.register_function{function_name = 'QK_sizes', callback = sizes, flags = {'no-writes'}}
