@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import socket
 from typing import TYPE_CHECKING
 
 import pytest
@@ -47,6 +49,31 @@ def test_the_command_writes_json(redis_port: int, tmp_path: Path) -> None:
     url = f"redis://127.0.0.1:{redis_port}"
     assert 0 == main(["bench", "--redis", url, "--tasks", "200", "--json", str(where)])
     assert url == json.loads(where.read_text(encoding="utf-8"))["url"]
+
+
+def test_without_the_redis_tools_the_references_are_not_measured(
+    redis_port: int,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No redis-benchmark, no redis-cli on PATH: said so; the rest is measured."""
+    monkeypatch.setattr(shutil, "which", lambda _: None)
+    url = f"redis://127.0.0.1:{redis_port}"
+    assert 0 == main(["bench", "--redis", url, "--tasks", "200", "--backend", "trio"])
+    out = capsys.readouterr().out
+    assert 2 == out.count("not measured (no redis-benchmark)")
+    assert "/ ZADD" not in out
+
+
+def test_a_server_that_cannot_be_reached_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Nothing listens there: one line, exit status 2, before any process starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, not listening: refused
+        assert 2 == main(["bench", "--redis", f"redis://127.0.0.1:{port}"])
+    assert "cannot connect" in capsys.readouterr().err
 
 
 def test_a_bad_url_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -185,11 +185,11 @@ class Batcher(Generic[A, R]):
         undo: Callable[[A, R], Awaitable[object]],
         limit: int = 1000,
     ) -> None:
-        self.call = call
-        self.undo = undo
-        self.limit = limit
+        self.call: Callable[[list[A]], Awaitable[Sequence[R]]] = call
+        self.undo: Callable[[A, R], Awaitable[object]] = undo
+        self.limit: int = limit
         self.waiting: list[_Call[A, R]] = []
-        self.leading = False
+        self.leading: bool = False
 
     async def __call__(self, arg: A) -> R:
         """Send *arg* in the next batch; its outcome."""
@@ -537,7 +537,7 @@ class Rings:
     __slots__ = ("readers", "server")
 
     def __init__(self, server: ServerQueue) -> None:
-        self.server = server
+        self.server: ServerQueue = server
         #: The read in progress on each stream: its end, set for the other waiters.
         self.readers: dict[str, Event] = {}
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,7 +54,6 @@ def _child(role: str, url: str, *args: object, backend: str) -> subprocess.Popen
             backend,
             *map(str, args),
         ],
-        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -60,7 +61,8 @@ def _child(role: str, url: str, *args: object, backend: str) -> subprocess.Popen
 
 def _result(process: subprocess.Popen[str]) -> dict[str, Any]:
     out, _ = process.communicate(timeout=600)
-    if process.returncode != 0:
+    # A child that crashed printed its traceback on stderr.
+    if process.returncode != 0:  # pragma: no cover
         msg = f"a benchmark process failed (exit status {process.returncode})"
         raise RuntimeError(msg)
     return dict(json.loads(out.strip().splitlines()[-1]))
@@ -69,8 +71,8 @@ def _result(process: subprocess.Popen[str]) -> dict[str, Any]:
 def _ready(process: subprocess.Popen[str]) -> None:
     assert process.stdout is not None  # noqa: S101 (a pipe was asked for)
     line = process.stdout.readline()
-    if line.strip() != "ready":
-        msg = f"a worker process did not start: {line!r}"
+    if line.strip() != "ready":  # pragma: no cover (as above)
+        msg = f"a benchmark process did not start: {line!r}"
         raise RuntimeError(msg)
 
 
@@ -80,6 +82,15 @@ def _host_port(url: str) -> tuple[str, int]:
         msg = f"--redis must look like redis://HOST:PORT, not {url!r}"
         raise ValueError(msg)
     return match[1], int(match[2] or 6379)
+
+
+def _check_reachable(url: str) -> None:
+    host, port = _host_port(url)
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        msg = f"--redis {url}: cannot connect ({exc.strerror or exc})"
+        raise ValueError(msg) from None
 
 
 def _redis_benchmark(url: str, requests: int, *command: str) -> float | None:
@@ -125,8 +136,8 @@ def _pool(url: str, backend: str, requests: int, worker_processes: int) -> float
         result = _result(_child("submit", url, name, requests, backend=backend))
     finally:
         for worker in workers:
-            worker.kill()
-            worker.communicate()
+            worker.terminate()  # the pool drains and ends
+            worker.communicate(timeout=60)
     return float(result["per_second"])
 
 
@@ -143,9 +154,7 @@ def _channel(url: str, backend: str, items: int, processes: int) -> float:
     for child in children:
         _ready(child)
     for child in children:  # all set up: go
-        assert child.stdin is not None  # noqa: S101 (a pipe was asked for)
-        child.stdin.write("go\n")
-        child.stdin.flush()
+        child.send_signal(signal.SIGUSR1)
     results = [_result(child) for child in children]
     start = min(result["start"] for result in results)
     end = max(result["end"] for result in results)
@@ -156,7 +165,7 @@ def run_redis_bench(
     url: str, out: TextIO, *, requests: int = 20_000, backend: str = "asyncio"
 ) -> dict[str, Any]:
     """Measure the Redis queue on the server at *url*; report to *out*."""
-    _host_port(url)
+    _check_reachable(url)
 
     def say(line: str = "") -> None:
         print(line, file=out, flush=True)
@@ -236,8 +245,10 @@ async def _serve(url: str, name: str, workers: str) -> None:
     async with coredis.Redis.from_url(url) as client:
         queue = RedisQueue(client, name)
         async with WorkerPool(_noop, queue=queue, workers=int(workers), name="bench"):
-            print("ready", flush=True)  # noqa: T201 (read by the parent)
-            await anyio.sleep_forever()
+            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+                print("ready", flush=True)  # noqa: T201 (read by the parent)
+                async for _ in signals:  # pragma: no branch (one is enough)
+                    break
 
 
 async def _submit(url: str, name: str, count: str) -> None:
@@ -267,7 +278,6 @@ async def _submit(url: str, name: str, count: str) -> None:
 
 async def _channel_child(url: str, name: str, count: str) -> None:
     import anyio  # noqa: PLC0415
-    import anyio.to_thread  # noqa: PLC0415
     import coredis  # noqa: PLC0415
 
     from .._redis._channel import create_redis_priority_channel  # noqa: PLC0415
@@ -276,8 +286,10 @@ async def _channel_child(url: str, name: str, count: str) -> None:
     async with coredis.Redis.from_url(url) as client:
         send, receive = create_redis_priority_channel(client, name)
         await send.fetch_statistics()  # the library loaded, a connection open
-        print("ready", flush=True)  # noqa: T201 (read by the parent)
-        await anyio.to_thread.run_sync(sys.stdin.readline)  # "go"
+        with anyio.open_signal_receiver(signal.SIGUSR1) as signals:
+            print("ready", flush=True)  # noqa: T201 (read by the parent)
+            async for _ in signals:  # pragma: no branch (the parent's "go")
+                break
         start = time.time()
         received = 0
 
