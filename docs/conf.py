@@ -38,6 +38,9 @@ nitpick_ignore_regex = [
     # What PoolObserver.attach receives: a pool's name and status(), as its
     # docstring says; a protocol of the observer module, not a public name.
     (r"py:class", r"(queuekeeper\._observer\.)?ObservedPool"),
+    # What WorkerPool's queue= takes: a queue outside the process, such as
+    # queuekeeper.redis.RedisQueue, as its docstring says; a private protocol.
+    (r"py:class", r"(queuekeeper\._queue\.)?SharedQueue"),
     (r"py:.*", r"math\..*"),
     (
         r"py:class",

@@ -96,6 +96,13 @@ class WorkerPool(Generic[Req, Res]):
             unhealthy, and :meth:`shutdown` stops waiting for it.
         unhealthy_after: Failures in a row after which a worker reports unhealthy
             (default 5).
+        queue: A queue outside the process, a
+            :class:`queuekeeper.redis.RedisQueue`: the pools of every process
+            that open it serve one queue (``submit`` puts requests into it, the
+            workers take them from it). Its ``max_size`` is the limit
+            (``max_queue_size`` must then be left out); ``workers`` may be 0, for a
+            pool that only submits, whose ``handler`` may be ``None``; and
+            :meth:`submit_nowait` is not available.
 
     Raises:
         TypeError: An argument has the wrong type (the message names it).
