@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import shutil
@@ -34,9 +35,23 @@ def test_every_figure_is_measured_on_one_server(redis_port: int, backend: str) -
         "channel send+receive, 4 processes",
         "pool, 1 submitter + 1 worker process",
         "pool, 1 submitter + 2 worker processes",
+        "streaQ, 1 submitter + 1 worker process",
+        "SAQ, 1 submitter + 1 worker process",
     ] == list(figures)
-    assert all(figure > 0 for figure in figures.values())
-    assert ["channel (1 process) / ZADD"] == list(results["ratios"])
+    references = {"streaQ": "streaq", "SAQ": "saq"}
+    for what, figure in figures.items():
+        library = references.get(what.partition(",")[0])
+        if library is None or importlib.util.find_spec(library) is not None:
+            assert figure > 0, what
+        else:  # pragma: no cover (the nox sessions install them)
+            assert figure is None, what
+    expected = ["channel (1 process) / ZADD"]
+    expected += [
+        f"pool (1 + 1 processes) / {name}"
+        for name, library in references.items()
+        if importlib.util.find_spec(library) is not None
+    ]
+    assert expected == list(results["ratios"])
     text = out.getvalue()
     for what in figures:
         assert what in text
@@ -51,18 +66,26 @@ def test_the_command_writes_json(redis_port: int, tmp_path: Path) -> None:
     assert url == json.loads(where.read_text(encoding="utf-8"))["url"]
 
 
-def test_without_the_redis_tools_the_references_are_not_measured(
+def test_without_the_references_installed_they_are_not_measured(
     redis_port: int,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """No redis-benchmark, no redis-cli on PATH: said so; the rest is measured."""
+    """No redis-benchmark, redis-cli, streaQ or SAQ: said so; the rest is measured."""
     monkeypatch.setattr(shutil, "which", lambda _: None)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name: None if name in {"streaq", "saq"} else real_find_spec(name),
+    )
     url = f"redis://127.0.0.1:{redis_port}"
     assert 0 == main(["bench", "--redis", url, "--tasks", "200", "--backend", "trio"])
     out = capsys.readouterr().out
     assert 2 == out.count("not measured (no redis-benchmark)")
+    assert 2 == out.count("not installed (pip install 'queuekeeper[bench]')")
     assert "/ ZADD" not in out
+    assert "/ streaQ" not in out
 
 
 def test_a_server_that_cannot_be_reached_is_a_usage_error(

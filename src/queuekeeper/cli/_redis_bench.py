@@ -7,13 +7,16 @@ of its own (this module, run as ``python -m queuekeeper.cli._redis_bench ROLE``)
   script that queues and takes one member (50 clients);
 - the channel: send + receive, from 1 process and from 4;
 - the pool end to end: one submitter process, and 1 or 2 worker processes,
-  no-op requests.
+  no-op requests;
+- when installed (``queuekeeper[bench]``), streaQ and SAQ doing the same
+  end-to-end workload: one submitter process, one worker process.
 
 Each child prints one JSON line: what it measured.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -161,6 +164,25 @@ def _channel(url: str, backend: str, items: int, processes: int) -> float:
     return float((items // processes) * processes / (end - start))
 
 
+def _reference(url: str, backend: str, requests: int, library: str) -> float | None:
+    """The figure of streaQ or SAQ on the pool's workload; None if not installed."""
+    if importlib.util.find_spec(library) is None:
+        return None
+    # SAQ runs on asyncio only.
+    backend = "asyncio" if library == "saq" else backend
+    name = f"bench-{library}-{uuid.uuid4().hex[:8]}"
+    worker = _child(f"{library}-serve", url, name, WORKERS, backend=backend)
+    try:
+        _ready(worker)
+        result = _result(
+            _child(f"{library}-submit", url, name, requests, backend=backend)
+        )
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=60)
+    return float(result["per_second"])
+
+
 def run_redis_bench(
     url: str, out: TextIO, *, requests: int = 20_000, backend: str = "asyncio"
 ) -> dict[str, Any]:
@@ -187,13 +209,20 @@ def run_redis_bench(
     figures["channel send+receive, 4 processes"] = _channel(url, backend, requests, 4)
     figures["pool, 1 submitter + 1 worker process"] = _pool(url, backend, requests, 1)
     figures["pool, 1 submitter + 2 worker processes"] = _pool(url, backend, requests, 2)
+    figures["streaQ, 1 submitter + 1 worker process"] = _reference(
+        url, backend, requests, "streaq"
+    )
+    figures["SAQ, 1 submitter + 1 worker process"] = _reference(
+        url, backend, requests, "saq"
+    )
     width = max(map(len, figures))
     for what, figure in figures.items():
-        shown = (
-            "not measured (no redis-benchmark)"
-            if figure is None
-            else f"{figure:>10,.0f} /s"
-        )
+        if figure is not None:
+            shown = f"{figure:>10,.0f} /s"
+        elif what.startswith("redis-benchmark"):
+            shown = "not measured (no redis-benchmark)"
+        else:
+            shown = "not installed (pip install 'queuekeeper[bench]')"
         say(f"  {what:<{width}}  {shown}")
     ratios = _ratios(figures)
     if ratios:
@@ -205,11 +234,17 @@ def run_redis_bench(
 
 def _ratios(figures: dict[str, float | None]) -> dict[str, float]:
     zadd = figures["redis-benchmark ZADD (50 clients)"]
+    pool = figures["pool, 1 submitter + 1 worker process"]
+    assert pool is not None  # noqa: S101 (always measured)
     ratios: dict[str, float] = {}
     if zadd:
         channel = figures["channel send+receive, 1 process"]
         assert channel is not None  # noqa: S101 (always measured)
         ratios["channel (1 process) / ZADD"] = channel / zadd
+    for library in ("streaQ", "SAQ"):
+        figure = figures[f"{library}, 1 submitter + 1 worker process"]
+        if figure:
+            ratios[f"pool (1 + 1 processes) / {library}"] = pool / figure
     return ratios
 
 
@@ -314,11 +349,115 @@ async def _channel_child(url: str, name: str, count: str) -> None:
     print(json.dumps({"start": start, "end": end}))  # noqa: T201
 
 
+def _streaq_worker(url: str, name: str, concurrency: int) -> tuple[Any, Any]:
+    from streaq import Worker  # noqa: PLC0415
+
+    worker = Worker(
+        redis_url=url,
+        # Each task waiting for its result holds a connection.
+        redis_kwargs={"max_connections": 2 * CONCURRENCY},
+        queue_name=name,
+        concurrency=concurrency,
+        handle_signals=False,
+        anyio_backend=_backend(),
+    )
+
+    async def noop(request: int) -> int:
+        return request
+
+    return worker, worker.task(noop)
+
+
+def _backend() -> Any:  # noqa: ANN401 (a literal streaQ checks)
+    import sniffio  # noqa: PLC0415
+
+    return sniffio.current_async_library()
+
+
+async def _streaq_serve(url: str, name: str, workers: str) -> None:
+    import anyio  # noqa: PLC0415
+
+    worker, _ = _streaq_worker(url, name, int(workers))
+    async with anyio.create_task_group() as task_group:
+        await task_group.start(worker.run_async)
+        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+            print("ready", flush=True)  # noqa: T201 (read by the parent)
+            async for _ in signals:  # pragma: no branch (one is enough)
+                break
+        task_group.cancel_scope.cancel()
+
+
+async def _streaq_submit(url: str, name: str, count: str) -> None:
+    import anyio  # noqa: PLC0415
+
+    total = int(count)
+    worker, noop = _streaq_worker(url, name, 1)
+    async with worker:
+        task = await noop.enqueue(-1)
+        await task.result(timeout=60)  # warm up
+        start = time.perf_counter()
+
+        async def submitter(first: int) -> None:
+            for n in range(first, total, CONCURRENCY):
+                task = await noop.enqueue(n)
+                await task.result(timeout=600)
+
+        async with anyio.create_task_group() as task_group:
+            for first in range(CONCURRENCY):
+                task_group.start_soon(submitter, first)
+        elapsed = time.perf_counter() - start
+    print(json.dumps({"per_second": total / elapsed}))  # noqa: T201
+
+
+async def _saq_noop(ctx: Any, *, request: int) -> int:  # noqa: ANN401, ARG001
+    return request
+
+
+async def _saq_serve(url: str, name: str, workers: str) -> None:
+    from saq import Queue, Worker  # noqa: PLC0415
+
+    queue = Queue.from_url(url, name=name)
+    worker = Worker(queue, functions=[("noop", _saq_noop)], concurrency=int(workers))
+    print("ready", flush=True)  # noqa: T201 (jobs wait in the queue meanwhile)
+    await worker.start()  # until SIGTERM, which SAQ handles itself
+
+
+async def _saq_submit(url: str, name: str, count: str) -> None:
+    import anyio  # noqa: PLC0415
+    from saq import Queue  # noqa: PLC0415
+
+    total = int(count)
+    queue = Queue.from_url(url, name=name)
+    await queue.connect()
+    await queue.apply("noop", timeout=60, request=-1)  # warm up
+    start = time.perf_counter()
+
+    async def submitter(first: int) -> None:
+        for n in range(first, total, CONCURRENCY):
+            # A 10 ms poll for the result: SAQ's fastest (its default is 0.5 s).
+            await queue.apply("noop", timeout=600, poll_interval=0.01, request=n)
+
+    async with anyio.create_task_group() as task_group:
+        for first in range(CONCURRENCY):
+            task_group.start_soon(submitter, first)
+    elapsed = time.perf_counter() - start
+    await queue.disconnect()
+    print(json.dumps({"per_second": total / elapsed}))  # noqa: T201
+
+
 def _main(argv: Sequence[str]) -> None:
     import anyio  # noqa: PLC0415
 
     role, url, backend, name, number = argv
-    run = {"serve": _serve, "submit": _submit, "channel": _channel_child}[role]
+    run = {
+        "serve": _serve,
+        "submit": _submit,
+        "channel": _channel_child,
+        "streaq-serve": _streaq_serve,
+        "streaq-submit": _streaq_submit,
+        "saq-serve": _saq_serve,
+        "saq-submit": _saq_submit,
+    }[role]
     anyio.run(run, url, name, number, backend=backend)
 
 
