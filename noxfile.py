@@ -49,7 +49,7 @@ def typecheck(session: nox.Session) -> None:
     tests, and pyright checks them too, with tests/typing/pyrightconfig.json.
     """
     session.install(
-        ".[cli,trio,prometheus,redis]",
+        ".[cli,trio,prometheus,redis,bench]",
         *TEST_DEPS,
         "exceptiongroup",
         "typing_extensions",

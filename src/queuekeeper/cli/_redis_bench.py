@@ -414,12 +414,18 @@ async def _saq_noop(ctx: Any, *, request: int) -> int:  # noqa: ANN401, ARG001
 
 
 async def _saq_serve(url: str, name: str, workers: str) -> None:
+    import anyio  # noqa: PLC0415
     from saq import Queue, Worker  # noqa: PLC0415
 
     queue = Queue.from_url(url, name=name)
     worker = Worker(queue, functions=[("noop", _saq_noop)], concurrency=int(workers))
-    print("ready", flush=True)  # noqa: T201 (jobs wait in the queue meanwhile)
-    await worker.start()  # until SIGTERM, which SAQ handles itself
+    async with anyio.create_task_group() as task_group:
+        # Until SIGTERM, which SAQ handles itself.
+        task_group.start_soon(worker.start)
+        # Ready once its first upkeep ran: a job queued earlier may be swept.
+        while not worker.tasks:  # noqa: ASYNC110 (SAQ offers no event for it)
+            await anyio.sleep(0.01)
+        print("ready", flush=True)  # noqa: T201 (read by the parent)
 
 
 async def _saq_submit(url: str, name: str, count: str) -> None:
