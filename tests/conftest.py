@@ -7,12 +7,12 @@ import shutil
 import socket
 import subprocess
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
 
@@ -151,3 +151,12 @@ def scripts_only_redis(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def client(redis_port: int) -> AsyncIterator[Any]:
+    """A coredis client on the test server, in the test's event loop."""
+    coredis = pytest.importorskip("coredis", reason="the redis extra is not installed")
+    redis = coredis.Redis(host="127.0.0.1", port=redis_port)
+    async with redis:
+        yield redis

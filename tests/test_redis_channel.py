@@ -32,21 +32,13 @@ from queuekeeper.redis import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import Callable
 
 pytestmark = pytest.mark.anyio
 
 _names = itertools.count()
 
 Channel = tuple[RedisPrioritySendChannel[Any], RedisPriorityReceiveChannel[Any]]
-
-
-@pytest.fixture
-async def client(redis_port: int) -> AsyncIterator[coredis.Redis[Any]]:
-    """A coredis client on the test server, in the test's event loop."""
-    redis: coredis.Redis[Any] = coredis.Redis(host="127.0.0.1", port=redis_port)
-    async with redis:
-        yield redis
 
 
 @pytest.fixture

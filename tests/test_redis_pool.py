@@ -42,23 +42,14 @@ from queuekeeper import (
 from queuekeeper.redis import RedisQueue, RemoteError, create_redis_priority_channel
 
 if TYPE_CHECKING:
-    from conftest import RedisServer
+    from collections.abc import Awaitable, Callable
 
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from conftest import RedisServer
 
 pytestmark = pytest.mark.anyio
 
 _names = itertools.count()
 PROCESS = Path(__file__).with_name("redis_process.py")
-
-
-@pytest.fixture
-async def client(redis_port: int) -> AsyncIterator[coredis.Redis[Any]]:
-    """A coredis client on the test server, in the test's event loop."""
-    redis: coredis.Redis[Any] = coredis.Redis(host="127.0.0.1", port=redis_port)
-    async with redis:
-        yield redis
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ not yet running: those handed straight to a worker waiting for work.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Final, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
 from anyio import CancelScope, ClosedResourceError, current_time
 
@@ -28,13 +28,20 @@ if TYPE_CHECKING:
     from ._deadlines import Deadlines
     from ._ticket import Ticket
 
-__all__ = ["Admission"]
+__all__ = ["Admission", "expiry_error"]
 
 Res = TypeVar("Res")
 
 _SHED_MODE: Final = Backpressure.SHED
 _SHED: Final = TicketState.SHED
 _TIMED_OUT: Final = TicketState.TIMED_OUT
+
+
+def expiry_error(ticket: Ticket[Any], now: float) -> Exception:
+    """Why a queued *ticket* expires at *now*: its ``timeout`` or ``queue_timeout``."""
+    if now >= ticket._deadline:
+        return RequestTimeout(f"request {ticket.id} timed out while queued")
+    return QueueTimeout(f"request {ticket.id} waited too long in the queue")
 
 
 @final
@@ -183,12 +190,7 @@ class Admission(Generic[Res]):
     def expire(self, ticket: Ticket[Res], now: float) -> None:
         """Fail the queued *ticket*: its ``timeout`` or ``queue_timeout`` expired."""
         self.withdraw(ticket)
-        error: Exception
-        if now >= ticket._deadline:
-            error = RequestTimeout(f"request {ticket.id} timed out while queued")
-        else:
-            error = QueueTimeout(f"request {ticket.id} waited too long in the queue")
-        self.accounting.settle(ticket, _TIMED_OUT, now, error=error)
+        self.accounting.settle(ticket, _TIMED_OUT, now, error=expiry_error(ticket, now))
 
     @ki_protected
     def drain(self) -> list[Ticket[Res]]:

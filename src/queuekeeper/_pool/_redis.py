@@ -48,7 +48,6 @@ from anyio import (
 )
 from anyio.lowlevel import checkpoint
 
-from .._channel import check_max_size
 from .._errors import (
     PoolClosed,
     QueueFull,
@@ -60,11 +59,10 @@ from .._errors import (
 )
 from .._memory import MemoryQueue
 from .._priority import priority_name
-from .._redis._channel import check_lease, check_serializer
+from .._redis._channel import check_options, fetch_statistics
 from .._redis._server import (
     RedisConnectionError,
     Rings,
-    ServerQueue,
     Taken,
     check_priority,
     complete,
@@ -72,6 +70,8 @@ from .._redis._server import (
 from .._states import Backpressure, TicketState
 from .._status import ChannelStatistics
 from .._util import Backend, describe, ki_protected
+from ._admission import expiry_error
+from ._deadlines import wake_at
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -173,39 +173,25 @@ class RedisQueue:
         lease: float = 30.0,
         serializer: Serializer | None = None,
     ) -> None:
-        if not callable(getattr(client, "fcall", None)):
-            msg = f"client must be a coredis.Redis client, not {client!r}"
-            raise TypeError(msg)
-        if not isinstance(cast("object", name), str):
-            msg = f"name must be a str, not {describe(name)} ({type(name).__name__})"
-            raise TypeError(msg)
-        capacity = check_max_size(max_size)
-        self._server = ServerQueue(client, name)
+        server, max_size, lease, serializer = check_options(
+            client, name, max_size, lease, serializer
+        )
+        self._server = server
         #: The queue's name.
         self.name: str = name
         #: How many requests may wait; ``None`` for no limit.
-        self.max_size: int | None = None if capacity == math.inf else int(capacity)
+        self.max_size: int | None = max_size
         #: Seconds a request stays reserved for its worker without a heartbeat.
-        self.lease: float = check_lease(lease)
+        self.lease: float = lease
         #: How requests and results become bytes.
-        self.serializer: Serializer = check_serializer(serializer)
+        self.serializer: Serializer = serializer
 
     async def fetch_statistics(self) -> ChannelStatistics:
-        """The queue's figures, from the server.
+        """The queue's figures, from the server (no endpoints, no waiters).
 
         Cancellation: safe at any point; it only reads.
         """
-        queued, _, peak, by_level = await self._server.sizes()
-        return ChannelStatistics(
-            current_size=queued,
-            max_size=math.inf if self.max_size is None else self.max_size,
-            peak_size=peak,
-            size_by_priority=dict(sorted(by_level.items())),
-            open_send_channels=0,
-            open_receive_channels=0,
-            tasks_waiting_send=0,
-            tasks_waiting_receive=0,
-        )
+        return await fetch_statistics(self._server, self.max_size)
 
     def _link(
         self,
@@ -492,12 +478,9 @@ class PoolLink(Generic[Res]):
 
     def _admitted(self, put: _Put) -> None:
         ticket = put.ticket
-        accounting = self.accounting
-        accounting.submitted += 1
-        if accounting.observer is not None:
-            accounting.observer.submitted(accounting.name, ticket._level)
+        self.accounting.queued(ticket)
         if ticket._deadline != math.inf or ticket._queue_deadline != math.inf:
-            self.deadlines.add(min(ticket._deadline, ticket._queue_deadline), ticket)
+            self.deadlines.add(wake_at(ticket), ticket)
 
     def _answered(
         self, puts: list[_Put], statuses: list[int | None], room: str | None
@@ -543,13 +526,9 @@ class PoolLink(Generic[Res]):
         self.wake.set()
 
     def settle_expired(self, ticket: Ticket[Any], now: float) -> None:
-        error: Exception
-        if now >= ticket._deadline:
-            error = RequestTimeout(f"request {ticket.id} timed out while queued")
-        else:
-            error = QueueTimeout(f"request {ticket.id} waited too long in the queue")
+        """Fail a request submitted here that expired while queued."""
         self._forget(ticket)
-        self.accounting.settle(ticket, _TIMED_OUT, now, error=error)
+        self.accounting.settle(ticket, _TIMED_OUT, now, error=expiry_error(ticket, now))
 
     def position(self, request: Ticket[Any], priority: int = 0) -> int | None:  # noqa: ARG002
         """The position last fetched for *request* (``None`` if never)."""

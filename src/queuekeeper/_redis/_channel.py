@@ -275,7 +275,8 @@ class RedisPrioritySendChannel(
 
         Cancellation: safe at any point; it only reads.
         """
-        return await _fetch_statistics(self._shared)
+        shared = self._shared
+        return await fetch_statistics(shared.server, shared.max_size, shared)
 
     def clone(self) -> RedisPrioritySendChannel[T_contra]:
         """Another send endpoint on the same channel.
@@ -429,7 +430,8 @@ class RedisPriorityReceiveChannel(
 
         Cancellation: safe at any point; it only reads.
         """
-        return await _fetch_statistics(self._shared)
+        shared = self._shared
+        return await fetch_statistics(shared.server, shared.max_size, shared)
 
     def clone(self) -> RedisPriorityReceiveChannel[T_co]:
         """Another receive endpoint on the same channel.
@@ -460,17 +462,48 @@ class RedisPriorityReceiveChannel(
         return f"<queuekeeper.redis.RedisPriorityReceiveChannel {name!r}, {state}>"
 
 
-async def _fetch_statistics(shared: _Shared) -> ChannelStatistics:
-    queued, _, peak, by_level = await shared.server.sizes()
+async def fetch_statistics(
+    server: ServerQueue, max_size: int | None, shared: _Shared | None = None
+) -> ChannelStatistics:
+    """The queue's figures from *server*; endpoints and waiters: *shared*'s, or 0."""
+    queued, _, peak, by_level = await server.sizes()
     return ChannelStatistics(
         current_size=queued,
-        max_size=math.inf if shared.max_size is None else shared.max_size,
+        max_size=math.inf if max_size is None else max_size,
         peak_size=peak,
         size_by_priority=dict(sorted(by_level.items())),
-        open_send_channels=shared.open_send,
-        open_receive_channels=shared.open_receive,
-        tasks_waiting_send=shared.waiting_send,
-        tasks_waiting_receive=shared.waiting_receive,
+        open_send_channels=0 if shared is None else shared.open_send,
+        open_receive_channels=0 if shared is None else shared.open_receive,
+        tasks_waiting_send=0 if shared is None else shared.waiting_send,
+        tasks_waiting_receive=0 if shared is None else shared.waiting_receive,
+    )
+
+
+def check_options(
+    client: object,
+    name: object,
+    max_size: object,
+    lease: object,
+    serializer: object,
+) -> tuple[ServerQueue, int | None, float, Serializer]:
+    """Check the arguments of a Redis queue: its server side, size, lease, serializer.
+
+    Raises:
+        TypeError: An argument has the wrong type (the message names it).
+        ValueError: An argument is out of range (the message names it).
+    """
+    if not callable(getattr(client, "fcall", None)):
+        msg = f"client must be a coredis.Redis client, not {client!r}"
+        raise TypeError(msg)
+    if not isinstance(name, str):
+        msg = f"name must be a str, not {describe(name)} ({type(name).__name__})"
+        raise TypeError(msg)
+    capacity = check_max_size(max_size)
+    return (
+        ServerQueue(cast("coredis.Redis[Any]", client), name),
+        None if capacity == math.inf else int(capacity),
+        check_lease(lease),
+        check_serializer(serializer),
     )
 
 
@@ -500,19 +533,7 @@ def create_redis_priority_channel(
         TypeError: An argument has the wrong type (the message names it).
         ValueError: An argument is out of range (the message names it).
     """
-    if not callable(getattr(client, "fcall", None)):
-        msg = f"client must be a coredis.Redis client, not {client!r}"
-        raise TypeError(msg)
-    if not isinstance(cast("object", name), str):
-        msg = f"name must be a str, not {name!r} ({type(name).__name__})"
-        raise TypeError(msg)
-    capacity = check_max_size(max_size)
-    shared = _Shared(
-        ServerQueue(client, name),
-        None if capacity == math.inf else int(capacity),
-        check_lease(lease),
-        check_serializer(serializer),
-    )
+    shared = _Shared(*check_options(client, name, max_size, lease, serializer))
     send: RedisPrioritySendChannel[Any] = RedisPrioritySendChannel._create(shared)
     receive: RedisPriorityReceiveChannel[Any] = RedisPriorityReceiveChannel._create(
         shared
