@@ -23,6 +23,7 @@ from queuekeeper import (
     WorkerPool,
     _prometheus,
 )
+from queuekeeper._util import process_name
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -77,13 +78,15 @@ def by_priority(
 
 
 def expected_types(ns: str) -> dict[str, str]:
-    """The metric names and types API.md promises for namespace *ns*."""
+    """The metric names and types for namespace *ns*: API.md's, and two more."""
     return {
         f"{ns}_queue_size": "gauge",
         f"{ns}_queue_wait_time_seconds": "histogram",
         f"{ns}_queue_requests_total": "counter",
         f"{ns}_queue_requests_rejected_total": "counter",
         f"{ns}_queue_active_workers": "gauge",
+        f"{ns}_queue_in_flight": "gauge",
+        f"{ns}_queue_workers_alive": "gauge",
         f"{ns}_request_duration_seconds": "histogram",
         f"{ns}_requests_completed_total": "counter",
     }
@@ -116,6 +119,8 @@ async def test_metric_names_types_and_label_names(
         "queue_requests": {"pool", "priority"},
         "queue_requests_rejected": {"pool", "priority"},
         "queue_active_workers": {"pool"},
+        "queue_in_flight": {"pool"},
+        "queue_workers_alive": {"pool", "process"},
         "request_duration_seconds": {"pool", "priority"},
         "requests_completed": {"outcome", "pool", "priority"},
     }
@@ -289,6 +294,47 @@ async def test_gauges_are_read_from_the_pool_at_scrape_time(
         assert (3, 2) == (status.queue_size, status.active_workers)
         gate.open.set()
     assert ({**empty, "10": 0}, 0) == gauges()
+
+
+async def test_in_flight_and_workers_alive_follow_the_pool(
+    registry: CollectorRegistry,
+) -> None:
+    """in_flight counts taken requests; workers_alive the workers while they run.
+
+    This process is always listed (0 before the pool runs and after it closed),
+    so its series never vanishes.
+    """
+    gate = Gate()
+    metrics = PrometheusMetrics(registry)
+    here = process_name()
+
+    def gauges() -> tuple[float | None, dict[tuple[str, ...], float]]:
+        in_flight = registry.get_sample_value(
+            "queuekeeper_queue_in_flight", {"pool": "p"}
+        )
+        alive = samples(registry, "queuekeeper_queue_workers_alive", "process")
+        return in_flight, alive
+
+    def status() -> tuple[int, dict[str, int]]:
+        snapshot = pool.status()
+        return snapshot.in_flight, dict(snapshot.workers_alive)
+
+    pool = WorkerPool(gate, workers=3, name="p", metrics=metrics)
+    assert ((0, {here: 0}), (0, {(here,): 0})) == (status(), gauges())
+    async with pool:
+        await anyio.wait_all_tasks_blocked()
+        assert ((0, {here: 3}), (0, {(here,): 3})) == (status(), gauges())
+        for i in range(4):
+            await pool.submit(i)
+        await anyio.wait_all_tasks_blocked()
+        assert ((3, {here: 3}), (3, {(here,): 3})) == (status(), gauges())
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(pool.shutdown)
+            await anyio.wait_all_tasks_blocked()
+            assert "draining" == pool.status().state
+            assert ((3, {here: 3}), (3, {(here,): 3})) == (status(), gauges())
+            gate.open.set()
+    assert ((0, {here: 0}), (0, {(here,): 0})) == (status(), gauges())
 
 
 # -- several pools, several PrometheusMetrics -----------------------------------------

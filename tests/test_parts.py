@@ -262,7 +262,7 @@ def test_accounting_status_adds_up_at_every_step() -> None:
 
     def check() -> None:
         size, by_level = queue.sizes()
-        status = accounting.status("running", size, by_level, 3)
+        status = accounting.status("running", size, by_level, 3, 0, {})
         settled = status.completed + status.failed + status.cancelled
         settled += status.timed_out + status.shed
         assert status.submitted == settled + status.queue_size + status.active_workers

@@ -12,6 +12,7 @@ import gc
 import itertools
 import json
 import random
+import socket
 import subprocess
 import sys
 import uuid
@@ -26,11 +27,14 @@ import pytest
 pytest.importorskip("coredis", reason="the redis extra is not installed")
 
 import coredis
+from prometheus_client import CollectorRegistry
 
+from helpers import Gate
 from queuekeeper import (
     Backpressure,
     PoolClosed,
     Priority,
+    PrometheusMetrics,
     QueueFull,
     QueueTimeout,
     RequestCancelled,
@@ -39,6 +43,7 @@ from queuekeeper import (
     TicketState,
     WorkerPool,
 )
+from queuekeeper._util import process_name
 from queuekeeper.redis import RedisQueue, RemoteError, create_redis_priority_channel
 
 if TYPE_CHECKING:
@@ -620,6 +625,65 @@ async def test_a_killed_worker_process_s_request_runs_again_once(
                     assert "precious" == await ticket.result()
                 await anyio.sleep(1.0)  # two leases: nothing comes back
             assert ([["hold", "precious"]], 2) == (runs, ticket.deliveries)
+    finally:
+        stop(worker)
+
+
+async def test_in_flight_and_workers_alive_come_from_the_server(
+    queue: Callable[..., RedisQueue], redis_port: int, name: str, anyio_backend: str
+) -> None:
+    """Every process serving the queue is listed with its workers until it dies.
+
+    The figures are the server's, in status() and in the gauges alike: requests
+    running in any process, and the workers of each live process.
+    """
+    worker = spawn(anyio_backend, redis_port, name, "serve", "4", "0.6")
+    here, there = process_name(), f"{socket.gethostname()}:{worker.pid}"
+    registry = CollectorRegistry()
+    gate = Gate()
+
+    def figures(pool: WorkerPool[Any, Any]) -> tuple[int, dict[str, int]]:
+        status = pool.status()
+        return status.in_flight, dict(status.workers_alive)
+
+    def seen(
+        pool: WorkerPool[Any, Any], in_flight: int | None, alive: dict[str, int]
+    ) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            now = figures(pool)
+            return (in_flight is None or in_flight == now[0]) and alive == now[1]
+
+        return check
+
+    try:
+        assert "serving\n" == await read_line(worker)
+        async with WorkerPool[Any, Any](
+            None,
+            queue=queue(lease=0.6),
+            workers=0,
+            name="front",
+            metrics=PrometheusMetrics(registry),
+        ) as front:
+            async with WorkerPool(gate, queue=queue(lease=0.6), workers=2):
+                await until(seen(front, 0, {here: 2, there: 4}))
+                tickets = [await front.submit(["hold", n]) for n in range(3)]
+                await until(seen(front, 3, {here: 2, there: 4}))
+                labels = {"pool": "front"}
+                assert 3 == registry.get_sample_value(
+                    "queuekeeper_queue_in_flight", labels
+                )
+                alive = "queuekeeper_queue_workers_alive"
+                assert [2, 4] == [
+                    registry.get_sample_value(alive, {**labels, "process": process})
+                    for process in (here, there)
+                ]
+                stop(worker)
+                await until(seen(front, None, {here: 2}))
+                gate.open.set()  # and the killed process's requests come here
+                assert [["hold", n] for n in range(3)] == [
+                    await ticket.result() for ticket in tickets
+                ]
+            await until(seen(front, 0, {here: 0}))
     finally:
         stop(worker)
 

@@ -71,7 +71,7 @@ _NAMED: Final = tuple(int(level) for level in Priority)
 
 @final
 class _GaugeCollector:
-    """Reads queue depth and busy workers from the attached pools at scrape time.
+    """Reads the queue's depth and the workers from the attached pools at scrape time.
 
     Reading at scrape time keeps the gauges exact and costs the request path
     nothing. A prometheus_client collector: it has ``collect()`` and
@@ -108,7 +108,7 @@ class _GaugeCollector:
     def describe(self) -> Iterable[GaugeMetricFamily]:
         return self._families()
 
-    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    def _families(self) -> tuple[GaugeMetricFamily, ...]:
         from prometheus_client.core import GaugeMetricFamily  # noqa: PLC0415
 
         ns = self._namespace
@@ -123,10 +123,23 @@ class _GaugeCollector:
                 "Workers busy on a request.",
                 labels=("pool",),
             ),
+            GaugeMetricFamily(
+                f"{ns}_queue_in_flight",
+                "Requests taken from the queue and not finished (on a shared "
+                "queue: by every process, as its server counts them).",
+                labels=("pool",),
+            ),
+            GaugeMetricFamily(
+                f"{ns}_queue_workers_alive",
+                "Workers alive per process (on a shared queue: every process "
+                "serving it, as its server knows them).",
+                labels=("pool", "process"),
+            ),
         )
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        queue_size, active = self._families()
+        families = self._families()
+        queue_size, active, in_flight, alive = families
         with self._lock:
             pools = list(self._pools.items())
             for name, pool in pools:
@@ -139,7 +152,10 @@ class _GaugeCollector:
                     count = by_level.get(level, 0)
                     queue_size.add_metric((name, priority_label(level)), count)
                 active.add_metric((name,), status.active_workers)
-        return (queue_size, active)
+                in_flight.add_metric((name,), status.in_flight)
+                for process, workers in status.workers_alive.items():
+                    alive.add_metric((name, process), workers)
+        return families
 
 
 @final

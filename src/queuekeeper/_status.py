@@ -98,6 +98,14 @@ class PoolStatus:
         wait_time_ms_p95: 95th percentile of the same.
         wait_time_ms_p99: 99th percentile of the same.
         workers: One :class:`WorkerHealth` per worker.
+        in_flight: Requests taken from the queue and not finished yet. In-process,
+            the same as ``active_workers``; on a shared queue (Redis), those of
+            every process, as the server counts them.
+        workers_alive: Workers alive per process (``"<host>:<pid>"``), this
+            process always listed. In-process, the pool's workers while it runs
+            (0 before and after); on a shared queue, every process whose pools
+            serve it and whose heartbeat came within the last three beats (at
+            most 3 s), as the server knew it at the pool's last heartbeat.
     """
 
     name: str
@@ -119,3 +127,5 @@ class PoolStatus:
     wait_time_ms_p95: float
     wait_time_ms_p99: float
     workers: tuple[WorkerHealth, ...]
+    in_flight: int = 0
+    workers_alive: Mapping[str, int] = attrs.field(factory=dict)

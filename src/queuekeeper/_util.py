@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import os
+import socket
 import sys
 from abc import ABCMeta
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar, cast
@@ -23,6 +25,7 @@ __all__ = [
     "fixup_module_metadata",
     "ki_protected",
     "ki_unprotected",
+    "process_name",
 ]
 
 F = TypeVar("F", bound="Callable[..., Any]")
@@ -45,6 +48,11 @@ def describe(value: object) -> str:
         sign = "a negative" if value < 0 else "an"
         return f"{sign} int of {digits} digits"
     return repr(value)
+
+
+def process_name() -> str:
+    """This process, as status and metrics name it: ``"<host>:<pid>"``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 # Functions whose code Trio must not interrupt with KeyboardInterrupt (True), or

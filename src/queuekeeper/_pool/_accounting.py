@@ -258,6 +258,8 @@ class Accounting:
         queue_size: int,
         by_level: Mapping[int, int],
         max_queue_size: int | None,
+        in_flight: int,
+        workers_alive: Mapping[str, int],
     ) -> PoolStatus:
         """A :class:`PoolStatus`, given what the pool knows of itself and its queue.
 
@@ -290,4 +292,6 @@ class Accounting:
             wait_time_ms_p95=p95,
             wait_time_ms_p99=p99,
             workers=self.worker_health(),
+            in_flight=in_flight,
+            workers_alive=workers_alive,
         )

@@ -28,7 +28,7 @@ from .._errors import PoolClosed, RequestCancelled
 from .._memory import MemoryQueue
 from .._priority import Priority, check_priority
 from .._states import Backpressure, TicketState
-from .._util import Backend, enable_ki_protection, ki_protected
+from .._util import Backend, enable_ki_protection, ki_protected, process_name
 from ._accounting import Accounting
 from ._admission import Admission
 from ._checks import MAX_WORKERS, check_count, check_handler, check_name, check_seconds
@@ -37,7 +37,7 @@ from ._ticket import Ticket
 from ._workers import Workers
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping
     from types import TracebackType
 
     from anyio.abc import TaskGroup, TaskStatus
@@ -56,6 +56,8 @@ _QUEUED: Final = TicketState.QUEUED
 _RUNNING: Final = TicketState.RUNNING
 _CANCELLED: Final = TicketState.CANCELLED
 _BLOCK: Final = Backpressure.BLOCK
+#: The states in which an in-process pool's workers are alive.
+_WORKING: Final = frozenset({"running", "draining"})
 
 _UNSET: Final[Any] = object()
 _new_object: Final = object.__new__
@@ -696,8 +698,22 @@ class WorkerPool(Generic[Req, Res]):
                 merged[level] = merged.get(level, 0) + count
             by_level = _ordered(merged)
             queue_size += handed
-        return self._accounting.status(
-            self._state, queue_size, by_level, self._max_queue_size
+        accounting, state = self._accounting, self._state
+        own = process_name()
+        if self._link is None:
+            in_flight = accounting.active
+            alive = len(accounting.workers) if state in _WORKING else 0
+            workers_alive: Mapping[str, int] = MappingProxyType({own: alive})
+        else:
+            in_flight, processes = self._link.spread()
+            workers_alive = MappingProxyType({own: 0, **processes})
+        return accounting.status(
+            state,
+            queue_size,
+            by_level,
+            self._max_queue_size,
+            in_flight,
+            workers_alive,
         )
 
     def __repr__(self) -> str:

@@ -69,7 +69,7 @@ from .._redis._server import (
 )
 from .._states import Backpressure, TicketState
 from .._status import ChannelStatistics
-from .._util import Backend, describe, ki_protected
+from .._util import Backend, describe, ki_protected, process_name
 from ._admission import expiry_error
 from ._deadlines import wake_at
 
@@ -116,6 +116,9 @@ _READ_BLOCK_MS: Final = 250
 _STARTED_EVERY: Final = 0.25
 #: Longest the figures behind ``status()`` are left unrefreshed, in seconds.
 _FIGURES_EVERY: Final = 1.0
+#: A pool's process counts as alive (in ``status().workers_alive``) until it has
+#: missed this many heartbeats.
+_ALIVE_BEATS: Final = 3
 #: How long a pool's end waits for its last results to reach the server.
 _LAST_FLUSH: Final = 5.0
 #: Backoff after a failed server call: first and longest wait, in seconds.
@@ -359,8 +362,13 @@ class PoolLink(Generic[Res]):
         #: Set when the pool may end: intake closed, nothing submitted pending.
         self.ended = Event()
         #: The queue's figures, refreshed by the heartbeat: queued, in flight,
-        #: queued by level.
-        self.figures: tuple[int, int, Mapping[int, int]] = (0, 0, {})
+        #: queued by level, workers alive by process.
+        self.figures: tuple[int, int, Mapping[int, int], Mapping[str, int]] = (
+            0,
+            0,
+            {},
+            {},
+        )
 
     # -- submitting -----------------------------------------------------------------
 
@@ -607,11 +615,20 @@ class PoolLink(Generic[Res]):
         return self.local.remove(request, priority)
 
     def sizes(self) -> tuple[int, Mapping[int, int]]:
-        queued, _, by_level = self.figures
+        queued, _, by_level, _ = self.figures
         return queued, by_level
 
+    def spread(self) -> tuple[int, Mapping[str, int]]:
+        """Requests taken and unfinished, and workers alive by process: the server's.
+
+        As of the last heartbeat; a process counts while its pools' heartbeats
+        keep coming (see :data:`_ALIVE_BEATS`).
+        """
+        _, in_flight, _, alive = self.figures
+        return in_flight, alive
+
     def statistics(self) -> ChannelStatistics:  # pragma: no cover (status() suffices)
-        queued, _, by_level = self.figures
+        queued, _, by_level, _ = self.figures
         return ChannelStatistics(
             current_size=queued,
             max_size=math.inf if self.max_size is None else self.max_size,
@@ -688,7 +705,16 @@ class PoolLink(Generic[Res]):
         finally:
             self.running = False
             with CancelScope(shield=True), move_on_after(_LAST_FLUSH):
-                await self.flush()
+                try:
+                    await self.flush()
+                finally:
+                    if self.workers:
+                        await self._leave()
+
+    async def _leave(self) -> None:
+        """Tell the server this pool's workers are gone (if it can be told)."""
+        with contextlib.suppress(Exception):
+            await self.server.beat(self.tag, 0, 0, process_name())
 
     def stopped_feeding(self) -> bool:
         """Whether :meth:`stop_feeding` was called."""
@@ -939,6 +965,9 @@ class PoolLink(Generic[Res]):
         # one (a request done sooner goes without); every third of a lease (or
         # sooner): renew the leases; every second (or sooner): the figures.
         renew_every = min(self.lease / 3, _FIGURES_EVERY)
+        # A pool without workers is not counted among the live ones.
+        alive = _ALIVE_BEATS * renew_every if self.workers else 0.0
+        process = process_name()
         last = -math.inf
         while True:
             try:
@@ -947,8 +976,15 @@ class PoolLink(Generic[Res]):
                     last = self.clock()
                     if self.held:
                         await self.server.renew(self.lease, self.tag, list(self.held))
-                    queued, inflight, _, by_level = await self.server.sizes()
-                    self.figures = (queued, inflight, dict(sorted(by_level.items())))
+                    queued, inflight, by_level, processes = await self.server.beat(
+                        self.tag, alive, self.workers, process
+                    )
+                    self.figures = (
+                        queued,
+                        inflight,
+                        dict(sorted(by_level.items())),
+                        dict(sorted(processes.items())),
+                    )
             except Exception:  # noqa: BLE001, S110 (the server is away: next time)
                 pass
             await sleep(min(_STARTED_EVERY, renew_every))

@@ -89,7 +89,17 @@ _SCRIPT: Final = (
     + "\nlocal name = table.remove(ARGV, 1)\nreturn FUNCTIONS[name](KEYS, ARGV)\n"
 )
 _SCRIPT_SHA: Final = hashlib.sha1(_SCRIPT.encode()).hexdigest()  # noqa: S324 (Redis's)
-_PARTS: Final = ("queue", "items", "meta", "inflight", "holds", "bell", "room", "born")
+_PARTS: Final = (
+    "queue",
+    "items",
+    "meta",
+    "inflight",
+    "holds",
+    "bell",
+    "room",
+    "born",
+    "alive",
+)
 
 
 async def _to_the_end(
@@ -517,6 +527,25 @@ class ServerQueue:
         reply = await self._call("sizes", [])
         by_level = {int(reply[i]): int(reply[i + 1]) for i in range(3, len(reply), 2)}
         return int(reply[0]), int(reply[1]), int(reply[2]), by_level
+
+    async def beat(
+        self, token: str, alive: float, workers: int, process: str
+    ) -> tuple[int, int, dict[int, int], dict[str, int]]:
+        """A heartbeat of pool *token*, with *workers* workers in *process*.
+
+        The pool counts as alive for *alive* seconds more (0: it left). Returns
+        queued, taken and unfinished, queued by level, and the workers of each
+        process whose pools are alive (summed over its pools).
+        """
+        sizes, live = await self._call(
+            "beat", [token, round(alive * 1000), workers, process]
+        )
+        by_level = {int(sizes[i]): int(sizes[i + 1]) for i in range(3, len(sizes), 2)}
+        processes: dict[str, int] = {}
+        for i in range(0, len(live), 2):
+            name = live[i].decode()
+            processes[name] = processes.get(name, 0) + int(live[i + 1])
+        return int(sizes[0]), int(sizes[1]), by_level, processes
 
     async def position(self, request_id: str) -> int | None:
         """Queued requests ahead of *request_id*; ``None`` if it is not queued."""

@@ -14,6 +14,9 @@ keys of one queue, which share the hash tag {name} (one slot on Redis Cluster):
   KEYS[7] room      stream rung when the queue goes from full to not full (full:
                     at the max_size of the last put that gave one, kept in meta)
   KEYS[8] born      hash: id -> when it was first queued, in ms of the server's clock
+  KEYS[9] alive     hash: tag -> "<until> <workers> <process>" of each pool serving
+                    the queue: alive until <until> (ms of the server's clock) unless
+                    its heartbeat comes again
 
 A pool's requests have ids "<tag>:<n>", where <tag> names the pool process that
 submitted it and its reply stream, qk:{name}:reply:<tag> (in the queue's slot). The
@@ -374,6 +377,29 @@ local function sizes(keys, args)
   return out
 end
 
+-- beat(tag, alive_ms, workers, process) -> {sizes(), {process, workers, ...}}
+-- The heartbeat of the pool <tag>: it is alive for alive_ms more (0: it left),
+-- with <workers> workers in <process>. Pools past their time are forgotten.
+local function beat(keys, args)
+  local tag, alive, now = args[1], tonumber(args[2]), now_ms()
+  if alive > 0 then
+    redis.call('HSET', keys[9], tag, exact(now + alive) .. ' ' .. args[3] .. ' ' .. args[4])
+  else
+    redis.call('HDEL', keys[9], tag)
+  end
+  local live, pools = {}, redis.call('HGETALL', keys[9])
+  for i = 1, #pools, 2 do
+    local till, workers, process = string.match(pools[i + 1], '^(%d+) (%d+) (.*)$')
+    if tonumber(till) < now then
+      redis.call('HDEL', keys[9], pools[i])
+    else
+      live[#live + 1] = process
+      live[#live + 1] = tonumber(workers)
+    end
+  end
+  return {sizes(keys, args), live}
+end
+
 redis.register_function('QK_put', put)
 redis.register_function('QK_take', take)
 redis.register_function('QK_ack', ack)
@@ -385,4 +411,5 @@ redis.register_function('QK_evict', evict)
 redis.register_function('QK_finish', finish)
 redis.register_function('QK_started', started)
 redis.register_function('QK_cancel', cancel)
+redis.register_function('QK_beat', beat)
 redis.register_function{function_name = 'QK_sizes', callback = sizes, flags = {'no-writes'}}
