@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING
 
@@ -78,7 +79,7 @@ def by_priority(
 
 
 def expected_types(ns: str) -> dict[str, str]:
-    """The metric names and types for namespace *ns*: API.md's, and two more."""
+    """The metric names and types for namespace *ns*: API.md's, and four more."""
     return {
         f"{ns}_queue_size": "gauge",
         f"{ns}_queue_wait_time_seconds": "histogram",
@@ -87,6 +88,8 @@ def expected_types(ns: str) -> dict[str, str]:
         f"{ns}_queue_active_workers": "gauge",
         f"{ns}_queue_in_flight": "gauge",
         f"{ns}_queue_workers_alive": "gauge",
+        f"{ns}_workers": "gauge",
+        f"{ns}_queue_capacity": "gauge",
         f"{ns}_request_duration_seconds": "histogram",
         f"{ns}_requests_completed_total": "counter",
     }
@@ -121,6 +124,8 @@ async def test_metric_names_types_and_label_names(
         "queue_active_workers": {"pool"},
         "queue_in_flight": {"pool"},
         "queue_workers_alive": {"pool", "process"},
+        "workers": {"pool"},
+        "queue_capacity": {"pool"},
         "request_duration_seconds": {"pool", "priority"},
         "requests_completed": {"outcome", "pool", "priority"},
     }
@@ -335,6 +340,95 @@ async def test_in_flight_and_workers_alive_follow_the_pool(
             assert ((3, {here: 3}), (3, {(here,): 3})) == (status(), gauges())
             gate.open.set()
     assert ((0, {here: 0}), (0, {(here,): 0})) == (status(), gauges())
+
+
+async def test_workers_and_queue_capacity_are_the_pools_settings(
+    registry: CollectorRegistry,
+) -> None:
+    """workers and queue_capacity read the pool's settings, before, during and after.
+
+    Unlike queue_workers_alive, workers is the pool's worker count whether or not
+    they run, so busy / workers needs no number typed into a dashboard.
+    """
+    gate = Gate()
+    metrics = PrometheusMetrics(registry)
+
+    def gauges() -> tuple[float | None, float | None]:
+        labels = {"pool": "p"}
+        return (
+            registry.get_sample_value("queuekeeper_workers", labels),
+            registry.get_sample_value("queuekeeper_queue_capacity", labels),
+        )
+
+    pool = WorkerPool(gate, workers=3, max_queue_size=5, name="p", metrics=metrics)
+    assert (3, 5) == gauges()  # attached when built, before it runs
+    async with pool:
+        for i in range(5):
+            await pool.submit(i)
+        await anyio.wait_all_tasks_blocked()
+        assert (3, 2) == (pool.status().active_workers, pool.status().queue_size)
+        assert (3, 5) == gauges()  # settings, not how busy or how full
+        gate.open.set()
+    assert "closed" == pool.status().state
+    assert (3, 5) == gauges()
+
+
+async def test_unbounded_queue_capacity_is_positive_infinity(
+    registry: CollectorRegistry,
+) -> None:
+    """An unbounded queue exports +Inf, so size / capacity reads 0, not no data."""
+    metrics = PrometheusMetrics(registry)
+    async with WorkerPool(scripted, workers=2, name="p", metrics=metrics) as pool:
+        assert pool.status().max_queue_size is None
+        assert (2, math.inf) == (
+            registry.get_sample_value("queuekeeper_workers", {"pool": "p"}),
+            registry.get_sample_value("queuekeeper_queue_capacity", {"pool": "p"}),
+        )
+    text = generate_latest(registry).decode()
+    assert 'queuekeeper_queue_capacity{pool="p"} +Inf' in text.splitlines()
+
+
+async def test_workers_and_queue_capacity_of_several_pools(
+    registry: CollectorRegistry,
+) -> None:
+    """Each pool's settings under its own label, on one or two PrometheusMetrics."""
+    one = PrometheusMetrics(registry)
+    other = PrometheusMetrics(registry, namespace="other")
+    pools = [
+        WorkerPool(scripted, workers=1, max_queue_size=1, name="a", metrics=one),
+        WorkerPool(scripted, workers=4, name="b", metrics=one),
+        WorkerPool(scripted, workers=2, max_queue_size=100, name="c", metrics=one),
+        WorkerPool(scripted, workers=7, max_queue_size=3, name="a", metrics=other),
+    ]
+    expected = {
+        "queuekeeper": {("a",): 1, ("b",): 4, ("c",): 2},
+        "other": {("a",): 7},
+    }
+    capacities = {
+        "queuekeeper": {("a",): 1, ("b",): math.inf, ("c",): 100},
+        "other": {("a",): 3},
+    }
+
+    def gauges(name: str) -> dict[str, dict[tuple[str, ...], float]]:
+        return {
+            ns: {
+                key: value
+                for pool in ("a", "b", "c")
+                for key, value in samples(
+                    registry, f"{ns}_{name}", "pool", pool=pool
+                ).items()
+            }
+            for ns in ("queuekeeper", "other")
+        }
+
+    assert (expected, capacities) == (gauges("workers"), gauges("queue_capacity"))
+    async with pools[0], pools[1], pools[2], pools[3]:
+        assert "ok" == await pools[1].execute("ok")
+        assert (expected, capacities) == (
+            gauges("workers"),
+            gauges("queue_capacity"),
+        )
+    assert (expected, capacities) == (gauges("workers"), gauges("queue_capacity"))
 
 
 # -- several pools, several PrometheusMetrics -----------------------------------------

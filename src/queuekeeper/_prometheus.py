@@ -7,6 +7,7 @@ extra ``queuekeeper[prometheus]`` installs it).
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import weakref
@@ -71,7 +72,7 @@ _NAMED: Final = tuple(int(level) for level in Priority)
 
 @final
 class _GaugeCollector:
-    """Reads the queue's depth and the workers from the attached pools at scrape time.
+    """Reads the queue and the workers from the attached pools at scrape time.
 
     Reading at scrape time keeps the gauges exact and costs the request path
     nothing. A prometheus_client collector: it has ``collect()`` and
@@ -135,11 +136,23 @@ class _GaugeCollector:
                 "serving it, as its server knows them).",
                 labels=("pool", "process"),
             ),
+            GaugeMetricFamily(
+                f"{ns}_workers",
+                "Workers the pool runs (its workers= setting), reported from "
+                "when it is built, running or not.",
+                labels=("pool",),
+            ),
+            GaugeMetricFamily(
+                f"{ns}_queue_capacity",
+                "Requests that may wait in the queue (max_queue_size, or a "
+                "shared queue's max_size); +Inf when unbounded.",
+                labels=("pool",),
+            ),
         )
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         families = self._families()
-        queue_size, active, in_flight, alive = families
+        queue_size, active, in_flight, alive, workers, capacity = families
         with self._lock:
             pools = list(self._pools.items())
             for name, pool in pools:
@@ -153,8 +166,11 @@ class _GaugeCollector:
                     queue_size.add_metric((name, priority_label(level)), count)
                 active.add_metric((name,), status.active_workers)
                 in_flight.add_metric((name,), status.in_flight)
-                for process, workers in status.workers_alive.items():
-                    alive.add_metric((name, process), workers)
+                for process, count in status.workers_alive.items():
+                    alive.add_metric((name, process), count)
+                workers.add_metric((name,), status.max_workers)
+                limit = status.max_queue_size
+                capacity.add_metric((name,), math.inf if limit is None else limit)
         return families
 
 
