@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
 import queuekeeper
+from queuekeeper._util import NoPublicConstructor
+
+if TYPE_CHECKING:
+    from sphinx.application import Sphinx
 
 project = "queuekeeper"
 author = "The queuekeeper developers"
@@ -44,12 +53,81 @@ nitpick_ignore_regex = [
     (r"py:.*", r"math\..*"),
     (
         r"py:class",
-        r"(TaskStatus|TaskGroup|CancelScope|Event|CollectorRegistry|Mapping|Awaitable|Callable|PoolObserver|WorkerPool\[.*)",
+        r"(TaskStatus|TaskGroup|CancelScope|Event|CollectorRegistry|Mapping|Awaitable|Callable|WorkerPool\[.*)",
     ),
     (r"py:exc", r"(Exception|anyio\..*)"),
 ]
 
-html_theme = "alabaster"
-# Wide enough for code of 88 columns (what ruff formats to) without a cut.
-html_theme_options = {"page_width": "1200px", "sidebar_width": "240px"}
+html_theme = "furo"
 html_title = f"queuekeeper {release}"
+html_theme_options = {"navigation_with_keys": True}
+
+
+class _Shown:
+    """A default shown in a signature as the code that makes it (``dict()``)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _attrs_signature(cls: type) -> str:
+    """The ``__init__`` arguments of an attrs class, with defaults as values.
+
+    autodoc_preserve_defaults reads defaults from the source of ``__init__``; attrs
+    generates that source, where a default reads ``attr_dict['name'].default``.
+    """
+    parameters = []
+    for field in attrs.fields(cls):
+        if not field.init:
+            continue
+        default: object = field.default
+        if default is attrs.NOTHING:
+            default = inspect.Parameter.empty
+        elif isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            default = _Shown(f"{default.factory.__name__}()")
+        kind = (
+            inspect.Parameter.KEYWORD_ONLY
+            if field.kw_only
+            else inspect.Parameter.POSITIONAL_OR_KEYWORD
+        )
+        parameters.append(
+            inspect.Parameter(field.alias or field.name, kind, default=default)
+        )
+    return str(inspect.Signature(parameters))
+
+
+def _class_signature(
+    app: Sphinx,
+    what: str,
+    name: str,
+    obj: Any,  # noqa: ANN401 (whatever autodoc documents)
+    options: Any,  # noqa: ANN401, ARG001
+    signature: str | None,  # noqa: ARG001
+    return_annotation: str | None,  # noqa: ARG001
+) -> tuple[str, str | None] | None:
+    """Show the signature a user can call, or none where there is nothing to call.
+
+    Classes without a public constructor (channel endpoints, tickets) would show
+    their metaclass's ``(*args, **kwargs) -> NoReturn``, and a protocol its
+    ``(*args, **kwargs)``: neither is made by the user, so they get no signature,
+    and no parameters in their description either. An attrs class shows its
+    fields' defaults as values.
+    """
+    if what != "class":
+        return None
+    if isinstance(obj, NoPublicConstructor) or getattr(obj, "_is_protocol", False):
+        app.env.current_document.autodoc_annotations.pop(name, None)
+        return "", None
+    if attrs.has(obj):
+        # Its attributes are listed with their types: no parameter list too.
+        app.env.current_document.autodoc_annotations.pop(name, None)
+        return _attrs_signature(obj), None
+    return None
+
+
+def setup(app: Sphinx) -> None:
+    """Hook the signature fixes in ahead of autodoc's own listeners."""
+    app.connect("autodoc-process-signature", _class_signature, priority=400)

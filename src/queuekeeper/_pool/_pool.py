@@ -615,7 +615,15 @@ class WorkerPool(Generic[Req, Res]):
         is running. Abandoned work does not run.
 
         Raises:
-            The errors of :meth:`submit` and of :meth:`Ticket.result`.
+            TypeError: *priority*, *timeout* or *queue_timeout* has the wrong type.
+            ValueError: *timeout* or *queue_timeout* is not a finite number > 0.
+            QueueFull: The queue is full and the backpressure mode does not wait.
+            PoolClosed: The pool is shutting down or shut down.
+            QueueTimeout: The request waited longer than its *queue_timeout*.
+            RequestTimeout: The request exceeded its *timeout*.
+            RequestCancelled: The request was cancelled (its ticket, or shutdown).
+            RequestShed: The request was evicted for a higher-priority one.
+            Exception: Whatever the handler raised, unchanged.
         """
         ticket = await self.submit(
             request, priority=priority, timeout=timeout, queue_timeout=queue_timeout
