@@ -4,6 +4,10 @@ Usage::
 
     queuekeeper bench --json bench.json
     python docs/render_bench.py bench.json > docs/_bench_results.md
+    python docs/plot_bench.py
+
+Each table comes with its chart, ``_static/bench/<section>.svg``, which
+``plot_bench.py`` draws from the figures of the tables written here.
 """
 
 from __future__ import annotations
@@ -27,18 +31,26 @@ def _violations(result: dict[str, Any]) -> str:
 
 
 def _table(
-    title: str, headers: list[str], rows: list[list[str]], *, text_last: bool = False
+    title: str,
+    chart: str,
+    headers: list[str],
+    rows: list[list[str]],
+    *,
+    text_last: bool = False,
 ) -> list[str]:
-    """Return a titled Markdown table's lines.
+    """Return the lines of a titled Markdown table, with its chart above it.
 
     Figures are right-aligned; the first column, and the last if *text_last*, left.
     """
     aligns = ["---", *("---:" for _ in headers[1:])]
     if text_last:
         aligns[-1] = "---"
+    alt = title.split("**")[1]
     return [
         "",
         title,
+        "",
+        f"![{alt}, as a chart](_static/bench/{chart}.svg)",
         "",
         "| " + " | ".join(headers) + " |",
         "|" + "|".join(aligns) + "|",
@@ -127,7 +139,7 @@ def render(bench: dict[str, Any]) -> str:
     lines = [intro]
     for section, (title, headers, row) in _SECTIONS.items():
         results = [r for r in bench["results"] if r["section"] == section]
-        lines += _table(title, headers, [row(r) for r in results])
+        lines += _table(title, section, headers, [row(r) for r in results])
     targets = [
         [
             target["target"],
@@ -142,7 +154,7 @@ def render(bench: dict[str, Any]) -> str:
         " of a round; for the concurrent runs, the runs of a turn)"
     )
     headers = ["target", "ratio", "bound", "verdict"]
-    lines += _table(title, headers, targets, text_last=True)
+    lines += _table(title, "targets", headers, targets, text_last=True)
     return "\n".join(lines) + "\n"
 
 
