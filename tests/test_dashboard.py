@@ -182,7 +182,14 @@ _FUNCTIONS: Final[dict[str, tuple[tuple[str, ...], str]]] = {
 
 
 class Query:
-    """One PromQL query, read: what it gives, the metrics it names, its problems."""
+    """One PromQL query, read: what it gives, the metrics it names, its problems.
+
+    It reads selectors with matchers and ranges, the operators with ``bool``,
+    ``on``, ``ignoring`` and ``group_*``, aggregations with ``by`` or ``without``,
+    and the functions of ``_FUNCTIONS``; anything else (``offset``, ``@``,
+    subqueries, another function) is a :exc:`PromQLSyntaxError`, so a query is
+    never passed unread.
+    """
 
     def __init__(self, source: str, exposed: Exposed) -> None:
         self.source = source
@@ -262,8 +269,7 @@ class Query:
         left = self._expression(level + 1)
         while self._peek() in _LEVELS[level]:
             op = self._take()
-            returns_bool = self._peek() == "bool"
-            if returns_bool:
+            if self._peek() == "bool":  # 0 or 1 instead of a filter: same labels
                 self._take()
             matching: tuple[str, list[str]] | None = None
             if self._peek() in {"on", "ignoring"}:
