@@ -1,6 +1,12 @@
-"""A Trio-native program: nursery.start(pool.run), and the channel with async for."""
+"""A Trio-native program: nursery.start(pool.run), and the channel with async for.
+
+It calls Trio itself (trio.run, trio.open_nursery), so it runs on Trio only and
+takes no options. The other examples run on asyncio or on Trio, as you choose.
+"""
 
 from __future__ import annotations
+
+import argparse
 
 import trio
 
@@ -51,4 +57,12 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    _, extra = parser.parse_known_args()
+    if extra:  # refused rather than ignored: this runs on Trio whatever you ask
+        parser.error(
+            f"it runs on Trio only and takes no options (got {' '.join(extra)})"
+        )
     trio.run(main)
