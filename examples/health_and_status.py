@@ -60,6 +60,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     anyio.run(main, backend=parser.parse_args().backend)

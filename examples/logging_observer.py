@@ -68,7 +68,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     anyio.run(main, backend=parser.parse_args().backend)
