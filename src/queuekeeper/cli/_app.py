@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import anyio
+from rich.cells import cell_len
 from rich.console import Console, Group
 from rich.live import Live
 from rich.measure import Measurement
@@ -32,15 +33,18 @@ from ._workload import (
     parse_latency,
     parse_mix,
     run_workload,
+    timeline,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    from rich.console import ConsoleOptions
+    from rich.console import ConsoleOptions, RenderableType
 
+    from .._pool import WorkerPool
     from .._prometheus import PrometheusMetrics
     from .._status import PoolStatus
+    from ._workload import Arrival, Timeline
 
 __all__ = ["main"]
 
@@ -161,15 +165,31 @@ def _port(text: str) -> int:
     return value
 
 
+def _duration(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        msg = f"{text!r} is not a number"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not (0 < value <= math.inf):
+        msg = f"{text!r} must be a number > 0, or inf"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Return the parser of the ``queuekeeper`` command and its subcommands."""
+    """Return the parser of the ``queuekeeper`` command and its subcommands.
+
+    Every option of ``run`` and ``bench`` says what it does and its default.
+    """
     parser = _Parser(
         prog="queuekeeper",
         description="Priority request queuing for async Python.",
+        epilog="Run 'queuekeeper COMMAND --help' for the options of a command.",
     )
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(
-        dest="command", required=True, parser_class=_Parser
+        dest="command", title="commands", metavar="COMMAND", parser_class=_Parser
     )
 
     run = commands.add_parser(
@@ -178,16 +198,23 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Drive a synthetic workload (Poisson arrivals at four priorities, random "
             "handler latency, optional failures) through a WorkerPool, with a live "
-            "view, then print a per-priority summary. Ctrl-C drains; a second "
-            "Ctrl-C cancels."
+            "view, then print a per-priority summary. Ctrl-C stops the arrivals and "
+            "drains the queue; a second Ctrl-C cancels what is left."
         ),
     )
     defaults = Workload()
-    run.add_argument("--workers", type=_worker_count, default=defaults.workers)
+    run.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=defaults.workers,
+        metavar="N",
+        help="workers in the pool (default: %(default)s)",
+    )
     run.add_argument(
         "--max-queue-size",
         type=_non_negative_int,
         default=defaults.max_queue_size,
+        metavar="N",
         help="queue capacity; 0 = unlimited (default: %(default)s)",
     )
     run.add_argument(
@@ -200,30 +227,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate",
         type=_positive_float,
         default=defaults.rate,
-        help="mean arrivals per second (default: %(default)s)",
+        metavar="R",
+        help="mean arrivals per second (default: %(default)g)",
     )
     run.add_argument(
         "--duration",
-        type=_positive_float,
+        type=_duration,
         default=defaults.duration,
-        help="seconds of arrivals (default: %(default)s)",
+        metavar="S",
+        help="seconds of arrivals; inf: until --requests or Ctrl-C "
+        "(default: %(default)g)",
     )
     run.add_argument(
         "--requests",
         type=_positive_int,
         default=None,
+        metavar="N",
         help="stop after this many arrivals (default: no limit)",
     )
     run.add_argument(
         "--mix",
         type=_checked(parse_mix),
         default=parse_mix(DEFAULT_MIX),
-        help=f"share per priority (default: {DEFAULT_MIX})",
+        metavar="SPEC",
+        help=f"share per priority, names or ints (default: {DEFAULT_MIX})",
     )
     run.add_argument(
         "--latency",
         type=_checked(parse_latency),
         default=defaults.latency,
+        metavar="SPEC",
         help=(
             "handler latency: const:MS, uniform:MIN:MAX, exp:MEAN or "
             "lognormal:MEDIAN:SIGMA (default: %(default)s)"
@@ -233,31 +266,59 @@ def build_parser() -> argparse.ArgumentParser:
         "--fail-rate",
         type=_fraction,
         default=defaults.fail_rate,
+        metavar="F",
         help="share of requests whose handler raises (default: %(default)s)",
     )
     run.add_argument(
-        "--timeout", type=_positive_float, default=None, help="per-request timeout (s)"
+        "--timeout",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="seconds a request may take, queued and running (default: none)",
     )
     run.add_argument(
         "--queue-timeout",
         type=_positive_float,
         default=None,
-        help="queue-wait timeout (s)",
+        metavar="S",
+        help="seconds a request may wait in the queue (default: none)",
     )
-    run.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
-    run.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    run.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        metavar="N",
+        help="seed of the arrivals, priorities, latencies and failures: the same "
+        "seed offers the same requests (default: %(default)s)",
+    )
+    run.add_argument(
+        "--backend",
+        choices=["asyncio", "trio"],
+        default="asyncio",
+        help="the event loop to run on (default: %(default)s)",
+    )
     run.add_argument(
         "--metrics-port",
         type=_port,
         default=None,
-        help="serve /metrics on 127.0.0.1:PORT for the run (0 = any free port)",
+        metavar="PORT",
+        help="serve Prometheus /metrics on 127.0.0.1:PORT during the run; "
+        "0 = any free port (default: off)",
     )
     run.add_argument(
         "--json",
         type=Path,
         default=None,
         metavar="PATH",
-        help="write the summary as JSON",
+        help="write the summary as JSON (default: none)",
+    )
+    run.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="draw queue depth per priority and wait percentiles over time into "
+        "a PNG or SVG; needs queuekeeper[plot] (default: none)",
     )
 
     bench = commands.add_parser(
@@ -269,32 +330,66 @@ def build_parser() -> argparse.ArgumentParser:
         "--tasks",
         type=_positive_int,
         default=None,
-        help="items per pass (default 10,000; 20,000 requests with --redis)",
+        metavar="N",
+        help="items per pass (default: 10,000; 20,000 requests with --redis)",
     )
-    bench.add_argument("--repeat", type=_positive_int, default=5)
-    bench.add_argument("--only", nargs="+", default=(), metavar="NAME")
-    bench.add_argument("--json", type=Path, default=None, metavar="PATH")
-    bench.add_argument("--plot", type=Path, default=None, metavar="PATH")
+    bench.add_argument(
+        "--repeat",
+        type=_positive_int,
+        default=5,
+        metavar="N",
+        help="samples per implementation; each figure is their median "
+        "(default: %(default)s)",
+    )
+    bench.add_argument(
+        "--only",
+        nargs="+",
+        default=(),
+        metavar="NAME",
+        help="run only these implementations; heapq always runs (default: all)",
+    )
+    bench.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write every sample, the medians and the targets as JSON (default: none)",
+    )
+    bench.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="draw throughput and cost bars into a PNG or SVG; needs "
+        "queuekeeper[plot] (default: none)",
+    )
     bench.add_argument(
         "--redis",
         default=None,
         metavar="URL",
-        help="measure the Redis queue and pool on this server instead "
-        "(redis://HOST:PORT; needs queuekeeper[redis])",
+        help="measure the Redis queue and pool on the server at URL "
+        "(redis://HOST:PORT) instead; needs queuekeeper[redis] (default: none)",
     )
     bench.add_argument(
         "--backend",
         choices=("asyncio", "trio"),
         default="asyncio",
-        help="the event loop of the --redis measurements",
+        help="the event loop of the --redis measurements (default: %(default)s)",
     )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``queuekeeper`` command; return its exit status."""
+    """Run the ``queuekeeper`` command; return its exit status.
+
+    Without a command it prints the usage and the commands, and returns 0.
+    """
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
         if args.command == "bench":
             return _bench(args)
         return _run(args)
@@ -323,18 +418,28 @@ def _workload(args: argparse.Namespace) -> Workload:
     )
 
 
+def _check_output(command: str, option: str, path: Path | None) -> None:
+    """Raise a one-line :class:`_UsageError` if *path* cannot be a file to write."""
+    if path is None:
+        return
+    if not path.parent.is_dir():
+        where = str(path.parent)
+        msg = f"queuekeeper {command}: error: --{option}: no directory {where!r}"
+        raise _UsageError(msg)
+    if path.is_dir():
+        msg = f"queuekeeper {command}: error: --{option}: {str(path)!r} is a directory"
+        raise _UsageError(msg)
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.backend == "trio":
         _require("trio", "trio", "--backend trio")
     if args.metrics_port is not None:
         _require("prometheus_client", "prometheus", "--metrics-port")
     workload = _workload(args)
-    if args.json is not None and not args.json.parent.is_dir():
-        msg = f"queuekeeper run: error: --json: no directory {str(args.json.parent)!r}"
-        raise _UsageError(msg)
-    if args.json is not None and args.json.is_dir():
-        msg = f"queuekeeper run: error: --json: {str(args.json)!r} is a directory"
-        raise _UsageError(msg)
+    _check_output("run", "json", args.json)
+    _check_output("run", "plot", args.plot)
+    pyplot = None if args.plot is None else _plot_check(args.plot)
     console = _Console(
         highlight=False, width=None if sys.stdout.isatty() else _PIPED_WIDTH
     )
@@ -355,7 +460,15 @@ def _run(args: argparse.Namespace) -> int:
             where = str(args.json)
             msg = f"queuekeeper run: error: --json: {where!r}: {exc.strerror or exc}"
             raise _UsageError(msg) from None
-        console.print(f"summary written to {args.json}")
+        console.print(f"summary written to {args.json}", soft_wrap=True)
+    if args.plot is not None:
+        try:
+            _plot_run(pyplot, summary, timeline(report), args.plot)
+        except OSError as exc:
+            where = str(args.plot)
+            msg = f"queuekeeper run: error: --plot: {where!r}: {exc.strerror or exc}"
+            raise _UsageError(msg) from None
+        console.print(f"plot written to {args.plot}", soft_wrap=True)
     return INTERRUPTED if report.interrupted else 0
 
 
@@ -385,11 +498,14 @@ async def _drive(
     console: Console,
 ) -> None:
     stop = anyio.Event()
+    # A second Ctrl-C cancels the work alone: the view then draws how it ended.
+    work = anyio.CancelScope()
     async with anyio.create_task_group() as task_group:
-        task_group.start_soon(_watch_signals, stop, task_group.cancel_scope, report)
+        task_group.start_soon(_watch_signals, stop, work, report)
         task_group.start_soon(_show, workload, report, console)
         try:
-            await run_workload(workload, metrics=metrics, report=report, stop=stop)
+            with work:
+                await run_workload(workload, metrics=metrics, report=report, stop=stop)
         finally:
             task_group.cancel_scope.cancel()
 
@@ -409,38 +525,61 @@ async def _watch_signals(
 
 
 async def _show(workload: Workload, report: RunReport, console: Console) -> None:
-    started = anyio.current_time()
+    """Show the run as it goes until cancelled, then how it ended."""
     if console.is_terminal:
-        with Live(console=console, auto_refresh=False, transient=False) as live:
-            try:
-                while True:
-                    pool = report.pool
-                    if pool is not None:
-                        live.update(
-                            _live_view(
-                                workload, pool.status(), anyio.current_time() - started
-                            )
-                        )
-                        live.refresh()
-                    await anyio.sleep(_REFRESH_TTY)
-            finally:
-                pool = report.pool
-                if pool is not None:
-                    live.update(
-                        _live_view(
-                            workload, pool.status(), anyio.current_time() - started
-                        )
-                    )
-                    live.refresh()
+        await _show_live(workload, report, console)
     else:
+        await _show_lines(report, console)
+
+
+async def _show_live(workload: Workload, report: RunReport, console: Console) -> None:
+    """On a terminal: the live view, redrawn in place, its last frame left on screen."""
+    started = anyio.current_time()
+
+    def redraw(live: Live) -> None:
+        pool = report.pool
+        if pool is not None:
+            view = _live_view(
+                workload,
+                pool.status(),
+                anyio.current_time() - started,
+                ended=report.arrivals_ended,
+                interrupted=report.interrupted,
+            )
+            live.update(view, refresh=True)
+
+    with Live(console=console, auto_refresh=False, transient=False) as live:
+        try:
+            while True:
+                redraw(live)
+                await anyio.sleep(_REFRESH_TTY)
+        finally:
+            redraw(live)
+
+
+async def _show_lines(report: RunReport, console: Console) -> None:
+    """Piped: a status line a second, and a line for each Ctrl-C."""
+    started = anyio.current_time()
+    told: list[str | None] = [None]
+
+    def notice(pool: WorkerPool[Arrival, None]) -> PoolStatus:
+        status = pool.status()
+        if report.interrupted != told[0]:
+            told[0] = report.interrupted
+            console.print(_notice(told[0], status.state), soft_wrap=True)
+        return status
+
+    try:
         while True:
             await anyio.sleep(_REFRESH_PLAIN)
             pool = report.pool
             if pool is not None:
-                console.print(
-                    _plain_line(pool.status(), anyio.current_time() - started),
-                    soft_wrap=True,
-                )
+                line = _plain_line(notice(pool), anyio.current_time() - started)
+                console.print(line, soft_wrap=True)
+    finally:
+        pool = report.pool
+        if pool is not None:
+            notice(pool)
 
 
 def _depths(status: PoolStatus) -> str:
@@ -450,119 +589,215 @@ def _depths(status: PoolStatus) -> str:
     )
 
 
-def _plain_line(status: PoolStatus, elapsed: float) -> str:
-    done = (
+def _finished(status: PoolStatus) -> int:
+    """Requests in a final state: completed, failed, shed, timed out or cancelled."""
+    return (
         status.completed
         + status.failed
-        + status.cancelled
-        + status.timed_out
         + status.shed
+        + status.timed_out
+        + status.cancelled
     )
+
+
+def _plain_line(status: PoolStatus, elapsed: float) -> str:
     return (
-        f"t={elapsed:6.1f}s {status.state:<8} submitted={status.submitted} done={done} "
+        f"t={elapsed:6.1f}s {status.state:<8} submitted={status.submitted} "
+        f"rejected={status.rejected} finished={_finished(status)} "
+        f"(completed={status.completed} failed={status.failed} shed={status.shed} "
+        f"timed_out={status.timed_out} cancelled={status.cancelled}) "
         f"queued={status.queue_size} ({_depths(status) or '-'}) "
         f"active={status.active_workers}/{status.max_workers} "
-        f"wait p50={status.wait_time_ms_p50:.1f}ms p99={status.wait_time_ms_p99:.1f}ms "
-        f"rejected={status.rejected} shed={status.shed} failed={status.failed} "
-        f"timed_out={status.timed_out}"
+        f"wait p50={status.wait_time_ms_p50:.1f}ms p99={status.wait_time_ms_p99:.1f}ms"
     )
+
+
+def _notice(interrupted: str | None, state: str) -> str:
+    """What the view says after a Ctrl-C (*interrupted* is the report's)."""
+    if interrupted == "drained":
+        if state == "closed":
+            return "Ctrl-C: arrivals stopped, and the queue drained."
+        return "Ctrl-C: no more arrivals, the queue drains. Ctrl-C again cancels it."
+    # Only called with a Ctrl-C behind it: the second one.
+    return "Ctrl-C again: every queued and running request cancelled."
 
 
 class _Phrases:
-    """Phrases two spaces apart, wrapped between phrases, never inside one.
+    """Phrases *gap* spaces apart, wrapped between phrases, never inside one.
 
     (Rich wraps at any space: "p99 5343.2" at the end of one line, "ms" at the
     start of the next.)
     """
 
-    def __init__(self, *phrases: Text) -> None:
-        self.phrases = phrases
+    def __init__(self, *phrases: str | Text, gap: int = 2) -> None:
+        self.phrases = [Text(p) if isinstance(p, str) else p for p in phrases]
+        self.gap = gap
 
     def __rich_console__(
         self, console: Console, options: ConsoleOptions
     ) -> Iterator[Text]:
         line = Text()
         for phrase in self.phrases:
-            if line and line.cell_len + 2 + phrase.cell_len > options.max_width:
+            if line and line.cell_len + self.gap + phrase.cell_len > options.max_width:
                 yield line
                 line = Text()
             if line:
-                line.append("  ")
+                line.append(" " * self.gap)
             line.append_text(phrase)
         yield line
 
 
-def _live_view(workload: Workload, status: PoolStatus, elapsed: float) -> Group:
+#: The widest and narrowest bars of the live view.
+_BAR_WIDTH: Final = 40
+_MIN_BAR_WIDTH: Final = 8
+
+
+class _Bars:
+    """Rows of a label, a bar and a figure, the bars as wide as the line leaves room.
+
+    Every row is drawn, one line each, whatever the width: the bars narrow first.
+    """
+
+    def __init__(self, rows: Sequence[tuple[str, ProgressBar | None, str]]) -> None:
+        self.rows = rows
+
+    def __rich_console__(
+        self, console: Console, options: ConsoleOptions
+    ) -> Iterator[Table]:
+        labels = max(cell_len(label) for label, _, _ in self.rows)
+        figures = max(cell_len(figure) for _, _, figure in self.rows)
+        width = options.max_width - labels - figures - 2
+        width = max(_MIN_BAR_WIDTH, min(_BAR_WIDTH, width))
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(justify="right", no_wrap=True)
+        grid.add_column(width=width, no_wrap=True)
+        grid.add_column()
+        for label, bar, figure in self.rows:
+            if bar is not None:
+                bar.width = width
+            grid.add_row(label, bar or "", figure)
+        yield grid
+
+
+def _arrivals_row(
+    workload: Workload,
+    status: PoolStatus,
+    elapsed: float,
+    ended: float | None,
+    interrupted: str | None,
+) -> tuple[ProgressBar, str]:
+    """The arrivals' bar and what it stands for: time or requests, of what total."""
     if workload.requests is not None:
-        total, progress = (
-            float(workload.requests),
-            float(status.submitted + status.rejected),
+        arrived = status.submitted + status.rejected
+        bar = ProgressBar(total=workload.requests, completed=arrived)
+        figure = f"{arrived:,} of {workload.requests:,} requests"
+        pace = elapsed / arrived if arrived else 1 / workload.rate
+        left = min((workload.requests - arrived) * pace, workload.duration - elapsed)
+    elif math.isinf(workload.duration):
+        # No end but Ctrl-C: a pulsing bar, full once the arrivals stop.
+        bar = ProgressBar(total=None if ended is None else 1, completed=1)
+        figure, left = f"{elapsed if ended is None else ended:.1f} s", math.inf
+    else:
+        at = min(elapsed if ended is None else ended, workload.duration)
+        bar = ProgressBar(total=workload.duration, completed=at)
+        figure = f"{at:.1f} s of {workload.duration:g} s"
+        left = workload.duration - at
+    if ended is not None:
+        figure += ", stopped by Ctrl-C" if interrupted else ", ended"
+    elif math.isinf(left):
+        figure += ", until Ctrl-C"
+    else:
+        figure += f", {max(0.0, left):.1f} s left"
+    return bar, figure
+
+
+def _live_view(
+    workload: Workload,
+    status: PoolStatus,
+    elapsed: float,
+    *,
+    ended: float | None = None,
+    interrupted: str | None = None,
+) -> Group:
+    """What a terminal shows during a run, *ended* seconds in the arrivals ended."""
+    header = _Phrases(
+        Text.assemble(
+            ("queuekeeper run", "bold"), f"  {status.state}  {elapsed:.1f} s"
+        ),
+        f"workers {status.active_workers}/{status.max_workers} busy",
+    )
+    arrivals, progress = _arrivals_row(workload, status, elapsed, ended, interrupted)
+    capacity = status.max_queue_size or max(1, status.queue_size)
+    digits = len(str(max(capacity, status.queue_size)))
+    queued: tuple[ProgressBar | None, str]
+    if status.max_queue_size:
+        queued = (
+            ProgressBar(total=capacity, completed=status.queue_size),
+            f"{status.queue_size:>{digits}} of {status.max_queue_size} queued",
         )
     else:
-        total, progress = workload.duration, min(elapsed, workload.duration)
-    header = _Phrases(
-        Text.assemble(("queuekeeper run", "bold"), f" {status.state}  {elapsed:5.1f}s"),
-        Text(f"workers {status.active_workers}/{status.max_workers} busy"),
-        Text(f"wait p50 {status.wait_time_ms_p50:.1f} ms"),
-        Text(f"p99 {status.wait_time_ms_p99:.1f} ms"),
-    )
-    depth = Table.grid(padding=(0, 1))
-    depth.add_column(justify="right")
-    depth.add_column(width=40)
-    depth.add_column(justify="right")
-    capacity = status.max_queue_size or max(1, status.queue_size)
+        queued = (None, f"{status.queue_size:>{digits}} queued, no limit")
+    rows: list[tuple[str, ProgressBar | None, str]] = [
+        ("arrivals", arrivals, progress),
+        ("queue", *queued),
+    ]
     for level, _ in sorted(workload.mix):
         count = status.queue_size_by_priority.get(level, 0)
-        depth.add_row(
-            priority_label(level),
-            ProgressBar(total=capacity, completed=count, width=40),
-            str(count),
-        )
-    queued = f"queued {status.queue_size}"
-    if status.max_queue_size:
-        queued += f"/{status.max_queue_size}"
-    counts = _Phrases(
-        *(
-            Text(phrase)
-            for phrase in (
-                f"submitted {status.submitted}",
-                f"completed {status.completed}",
-                f"failed {status.failed}",
-                f"rejected {status.rejected}",
-                f"shed {status.shed}",
-                f"timed out {status.timed_out}",
-                queued,
+        rows.append(
+            (
+                priority_label(level),
+                ProgressBar(total=capacity, completed=count),
+                f"{count:>{digits}}",
             )
         )
+    # The sums say what each count holds: "finished" is every final state.
+    offered = _Phrases(
+        f"offered {status.submitted + status.rejected}",
+        f"= submitted {status.submitted}",
+        f"+ rejected {status.rejected}",
+        gap=1,
     )
-    return Group(
-        header,
-        ProgressBar(total=total, completed=progress),
-        depth,
-        counts,
+    finished = _Phrases(
+        f"finished {_finished(status)}",
+        f"= completed {status.completed}",
+        f"+ failed {status.failed}",
+        f"+ shed {status.shed}",
+        f"+ timed out {status.timed_out}",
+        f"+ cancelled {status.cancelled}",
+        gap=1,
     )
+    waits = _Phrases(
+        "wait for a worker:",
+        f"p50 {status.wait_time_ms_p50:.1f} ms",
+        f"p99 {status.wait_time_ms_p99:.1f} ms",
+    )
+    parts: list[RenderableType] = [header, _Bars(rows), offered, finished, waits]
+    if interrupted:
+        parts.append(Text(_notice(interrupted, status.state), style="bold yellow"))
+    return Group(*parts)
 
 
 #: Columns of piped output (80 by default): room for the summary table with
 #: seven-digit counts and times, its headers neither wrapped nor cut.
-_PIPED_WIDTH: Final = 160
+_PIPED_WIDTH: Final = 180
 
 _COLUMNS: Final = (
     ("offered", "offered"),
-    ("submitted", "submitted"),
-    ("completed", "done"),
-    ("failed", "failed"),
     ("rejected", "rejected"),
+    ("submitted", "submitted"),
+    ("completed", "completed"),
+    ("failed", "failed"),
     ("shed", "shed"),
-    ("timed_out", "timeout"),
-    ("cancelled", "cancel"),
+    ("timed_out", "timed out"),
+    ("cancelled", "cancelled"),
+    ("completed_per_s", "completed/s"),
     ("wait_ms_p50", "wait p50"),
     ("wait_ms_p95", "p95"),
     ("wait_ms_p99", "p99"),
     ("run_ms_p50", "run p50"),
     ("run_ms_p99", "p99"),
 )
-#: The leading columns of _COLUMNS that count requests (the rest are times).
+#: The leading columns of _COLUMNS that count requests (the rest are rates and times).
 _COUNT_COLUMNS: Final = 8
 #: Wide enough for any summary table: what it is measured against.
 _UNBOUNDED_WIDTH: Final = 1_000
@@ -570,12 +805,14 @@ _UNBOUNDED_WIDTH: Final = 1_000
 
 def _summary(workload: Workload, report: RunReport, backend: str) -> dict[str, Any]:
     ordered = sorted(report.levels.items())
-    levels = {priority_label(level): stats.as_dict() for level, stats in ordered}
     everything = PriorityStats(0)
     for _, stats in ordered:
         everything.merge(stats)
-    totals = everything.as_dict()
+    totals = everything.as_dict(report.elapsed)
     del totals["priority"]
+    levels = {
+        priority_label(level): stats.as_dict(report.elapsed) for level, stats in ordered
+    }
     status = report.pool.status() if report.pool is not None else None
     return {
         "backend": backend,
@@ -586,7 +823,8 @@ def _summary(workload: Workload, report: RunReport, backend: str) -> dict[str, A
             "max_queue_size": workload.max_queue_size,
             "backpressure": workload.backpressure.value,
             "rate": workload.rate,
-            "duration": workload.duration,
+            # JSON has no infinity: null, as for requests, is "no limit".
+            "duration": None if math.isinf(workload.duration) else workload.duration,
             "requests": workload.requests,
             "mix": {priority_label(level): weight for level, weight in workload.mix},
             "latency": str(workload.latency),
@@ -616,14 +854,14 @@ def _print_summary(
     console: Console, summary: dict[str, Any], report: RunReport
 ) -> None:
     title = f"per-priority summary ({summary['backend']}, {report.elapsed:.1f} s)"
-    caption = "wait and run times in milliseconds"
+    caption = "completed/s over the whole run; times in milliseconds"
     # As many tables as the terminal's width needs (at 80 columns, one table cut
     # every cell short): one if it fits, else the counts apart from the times,
     # each cut into as few even parts as fit whole.
     unbounded = console.options.update(max_width=_UNBOUNDED_WIDTH)
 
     def fits(columns: Sequence[tuple[str, str]]) -> bool:
-        table = _summary_table(summary, columns, title, caption)
+        table = _summary_table(summary, columns, title, None)
         return Measurement.get(console, unbounded, table).maximum <= console.width
 
     parts: list[Sequence[tuple[str, str]]] = []
@@ -683,6 +921,110 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.1f}"
     return str(value)
+
+
+def _pyplot() -> Any:  # noqa: ANN401 (matplotlib.pyplot, an optional extra)
+    """Import matplotlib's pyplot to draw into files.
+
+    Raises:
+        RuntimeError: matplotlib is not installed.
+    """
+    try:
+        import matplotlib as mpl  # noqa: PLC0415 (optional)
+
+        mpl.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        msg = "matplotlib is not installed (pip install 'queuekeeper[plot]')"
+        raise RuntimeError(msg) from None
+    return plt
+
+
+def _plot_check(path: Path) -> Any:  # noqa: ANN401 (matplotlib.pyplot)
+    """Return pyplot if matplotlib is there and can draw a file of *path*'s type.
+
+    Raises:
+        _UsageError: matplotlib is missing, or the type is not one it draws.
+    """
+    try:
+        pyplot = _pyplot()
+    except RuntimeError as exc:
+        msg = f"queuekeeper run: error: --plot: {exc}"
+        raise _UsageError(msg) from None
+    from matplotlib.backend_bases import FigureCanvasBase  # noqa: PLC0415 (optional)
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = path.suffix.removeprefix(".").lower()
+    if suffix and suffix not in formats:
+        msg = (
+            f"queuekeeper run: error: --plot: {str(path)!r}: matplotlib draws no "
+            f"{suffix!r} files (use one of {', '.join(sorted(formats))})"
+        )
+        raise _UsageError(msg)
+    return pyplot
+
+
+def _plot_run(
+    plt: Any,  # noqa: ANN401 (matplotlib.pyplot)
+    summary: dict[str, Any],
+    line: Timeline,
+    path: Path,
+) -> None:
+    """Draw queue depth per priority and wait percentiles over time into *path*."""
+    config = summary["config"]
+    figure, (depth, waits) = plt.subplots(
+        2, 1, sharex=True, figsize=(10, 7), layout="constrained"
+    )
+    try:
+        labels = [priority_label(level) for level in line.depth]
+        colors = [f"C{index}" for index in range(len(labels))]
+        depth.stackplot(
+            line.times, *line.depth.values(), labels=labels, colors=colors, step="post"
+        )
+        capacity = config["max_queue_size"]
+        if capacity:
+            depth.axhline(capacity, color="0.2", linestyle=":", label="capacity")
+        depth.set_ylabel("requests queued")
+        depth.set_title("queue depth by priority (stacked)", loc="left")
+        for level, color in zip(line.depth, colors, strict=True):
+            for percentiles, style in (
+                (line.wait_ms_p50, "-"),
+                (line.wait_ms_p99, "--"),
+            ):
+                waits.plot(
+                    line.window_times,
+                    [math.nan if ms is None else ms for ms in percentiles[level]],
+                    color=color,
+                    linestyle=style,
+                    marker=".",
+                )
+        for name, style in (("p50", "-"), ("p99", "--")):
+            waits.plot([], [], color="0.2", linestyle=style, label=name)
+        waits.set_yscale("symlog", linthresh=1.0)
+        waits.set_ylabel("wait for a worker (ms)")
+        window = line.window_times[0] * 2
+        waits.set_title(
+            f"wait percentiles of the requests that started in each {window:.2g} s",
+            loc="left",
+        )
+        waits.set_xlabel("seconds since the start")
+        waits.set_xlim(0, line.elapsed)
+        if line.arrivals_ended is not None:
+            for axes in (depth, waits):
+                axes.axvline(
+                    line.arrivals_ended, color="0.5", linewidth=1, label="arrivals end"
+                )
+        for axes in (depth, waits):
+            axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+        queue = f"queue {capacity}" if capacity else "unbounded queue"
+        figure.suptitle(
+            f"queuekeeper run ({summary['backend']}): {config['workers']} workers, "
+            f"{queue} ({config['backpressure']}), {config['rate']:g} arrivals/s, "
+            f"latency {config['latency']}, seed {config['seed']}"
+        )
+        figure.savefig(path)
+    finally:
+        plt.close(figure)
 
 
 # -- bench -------------------------------------------------------------------------

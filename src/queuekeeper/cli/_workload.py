@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import re
+from bisect import bisect_right
 from typing import TYPE_CHECKING, Final, final
 
 import anyio
@@ -16,20 +17,24 @@ from .._priority import Priority
 from .._states import Backpressure
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from .._pool import Ticket
     from .._prometheus import PrometheusMetrics
 
 __all__ = [
     "DEFAULT_MIX",
+    "Arrival",
     "Latency",
     "PriorityStats",
     "RunReport",
+    "Timeline",
     "Workload",
+    "offered",
     "parse_latency",
     "parse_mix",
     "run_workload",
+    "timeline",
 ]
 
 #: The default share of requests at each level.
@@ -159,7 +164,11 @@ def parse_latency(spec: str) -> Latency:
 
 @attrs.frozen
 class Workload:
-    """What ``queuekeeper run`` drives through a pool."""
+    """What ``queuekeeper run`` drives through a pool.
+
+    ``duration`` may be ``math.inf``: arrivals then go on until ``requests`` or
+    until the run is stopped.
+    """
 
     workers: int = 4
     max_queue_size: int | None = 100
@@ -175,6 +184,62 @@ class Workload:
     seed: int | None = 1
 
 
+@attrs.frozen
+class Arrival:
+    """One request of the offered workload: when it comes, and how it will go."""
+
+    #: Its number, from 1 in order of arrival.
+    number: int
+    #: When it arrives, in seconds after the run's start.
+    at: float
+    priority: int
+    #: How long its handler takes, in seconds.
+    latency: float
+    #: Whether its handler raises :class:`SimulatedFailure`.
+    fails: bool
+
+
+#: The random streams of a workload, one per kind of draw.
+_STREAMS: Final = ("arrivals", "priorities", "latencies", "failures")
+
+
+def offered(workload: Workload) -> Iterator[Arrival]:
+    """The requests *workload* offers, in order of arrival, until its duration or count.
+
+    Arrival times, priorities, latencies and failures are each drawn from a random
+    stream of their own, seeded from ``workload.seed`` and consumed once per
+    arrival in order. So the same seed offers the same requests however the run
+    goes (what was queued, shed or run first does not move a draw), and changing
+    one part of the workload (say ``fail_rate``) leaves the other draws as they
+    were. A seed of ``None`` draws fresh streams from the system.
+    """
+    streams = {
+        name: random.Random(  # noqa: S311 (a simulation, not crypto)
+            None if workload.seed is None else f"{workload.seed}:{name}"
+        )
+        for name in _STREAMS
+    }
+    gaps, priorities = streams["arrivals"], streams["priorities"]
+    failures = streams["failures"]
+    draw_latency = workload.latency.sampler(streams["latencies"])
+    levels = [level for level, _ in workload.mix]
+    weights = [weight for _, weight in workload.mix]
+    limit = workload.requests if workload.requests is not None else math.inf
+    number, at = 0, 0.0
+    while number < limit:
+        at += gaps.expovariate(workload.rate)
+        if at >= workload.duration:
+            return
+        number += 1
+        yield Arrival(
+            number=number,
+            at=at,
+            priority=priorities.choices(levels, weights)[0],
+            latency=draw_latency(),
+            fails=failures.random() < workload.fail_rate,
+        )
+
+
 @final
 class PriorityStats:
     """Outcomes and timings of one priority level."""
@@ -186,19 +251,29 @@ class PriorityStats:
         self.rejected = 0
         self.outcomes: dict[str, int] = {}
         self.waits: list[float] = []
+        #: When each request of ``waits`` left the queue for a worker (clock time).
+        self.starts: list[float] = []
         self.run_times: list[float] = []
+        #: When each request entered the queue and when it left it (clock times):
+        #: to a worker, or shed, cancelled or timed out while queued.
+        self.queued: list[tuple[float, float]] = []
 
     def add(self, ticket: Ticket[None]) -> None:
         """Account for a finished ticket."""
         state = ticket.state.value
         self.outcomes[state] = self.outcomes.get(state, 0) + 1
-        started, finished = ticket.started_at, ticket.finished_at
+        submitted, started = ticket.submitted_at, ticket.started_at
+        finished = ticket.finished_at
+        # finished is always set: add() is given finished tickets, and each final
+        # state sets finished_at (the checks are for the type checker).
         if started is not None:
-            self.waits.append(started - ticket.submitted_at)
-            # Always true: add() is given finished tickets, and each final state
-            # sets finished_at (the check is for the type checker).
+            self.waits.append(started - submitted)
+            self.starts.append(started)
+            self.queued.append((submitted, started))
             if finished is not None:  # pragma: no branch
                 self.run_times.append(finished - started)
+        elif finished is not None:  # pragma: no branch
+            self.queued.append((submitted, finished))
 
     def merge(self, other: PriorityStats) -> None:
         """Add *other*'s counts and timings to these."""
@@ -208,17 +283,25 @@ class PriorityStats:
         for state, count in other.outcomes.items():
             self.outcomes[state] = self.outcomes.get(state, 0) + count
         self.waits.extend(other.waits)
+        self.starts.extend(other.starts)
         self.run_times.extend(other.run_times)
+        self.queued.extend(other.queued)
 
-    def as_dict(self) -> dict[str, object]:
-        """The level's figures, JSON-ready (times in milliseconds)."""
+    def as_dict(self, elapsed: float = 0.0) -> dict[str, object]:
+        """The level's figures, JSON-ready (times in milliseconds).
+
+        ``completed_per_s`` is the throughput over a run of *elapsed* seconds:
+        completed requests a second (``None`` for a run of no time).
+        """
         waits, runs = sorted(self.waits), sorted(self.run_times)
+        completed = self.outcomes.get("succeeded", 0)
         return {
             "priority": self.level,
             "offered": self.offered,
             "submitted": self.submitted,
             "rejected": self.rejected,
-            "completed": self.outcomes.get("succeeded", 0),
+            "completed": completed,
+            "completed_per_s": round(completed / elapsed, 1) if elapsed > 0 else None,
             "failed": self.outcomes.get("failed", 0),
             "cancelled": self.outcomes.get("cancelled", 0),
             "timed_out": self.outcomes.get("timed_out", 0),
@@ -246,7 +329,11 @@ class RunReport:
     levels: dict[int, PriorityStats]
     elapsed: float = 0.0
     interrupted: str | None = None
-    pool: WorkerPool[int, None] | None = None
+    pool: WorkerPool[Arrival, None] | None = None
+    #: The clock time the run started at.
+    started_at: float = 0.0
+    #: When the arrivals ended, in seconds after the start; ``None`` until then.
+    arrivals_ended: float | None = None
 
 
 async def run_workload(
@@ -258,26 +345,23 @@ async def run_workload(
 ) -> RunReport:
     """Drive *workload* through a fresh pool, then drain it; return the figures.
 
-    Setting *stop* ends the arrivals early (the pool still drains). Cancelling
-    this cancels the pool's work; *report* (if given) then still holds what was
-    measured.
+    The requests are those :func:`offered` draws. Setting *stop* ends the
+    arrivals early (the pool still drains). Cancelling this cancels the pool's
+    work; *report* (if given) then still holds what was measured.
     """
-    rng = random.Random(workload.seed)  # noqa: S311 (a simulation, not crypto)
-    draw_latency = workload.latency.sampler(rng)
     if report is None:
         report = RunReport({})
     for level, _ in sorted(workload.mix):
         report.levels.setdefault(level, PriorityStats(level))
     stop = stop or anyio.Event()
-    fail_rate = workload.fail_rate
 
-    async def handler(request: int) -> None:
-        await anyio.sleep(draw_latency())
-        if fail_rate and rng.random() < fail_rate:
-            msg = f"simulated failure of request {request}"
+    async def handler(request: Arrival) -> None:
+        await anyio.sleep(request.latency)
+        if request.fails:
+            msg = f"simulated failure of request {request.number}"
             raise SimulatedFailure(msg)
 
-    pool: WorkerPool[int, None] = WorkerPool(
+    pool: WorkerPool[Arrival, None] = WorkerPool(
         handler,
         workers=workload.workers,
         max_queue_size=workload.max_queue_size,
@@ -287,7 +371,7 @@ async def run_workload(
     )
     report.pool = pool
     pending: list[Ticket[None]] = []
-    started = anyio.current_time()
+    started = report.started_at = anyio.current_time()
 
     def collect() -> None:
         keep = []
@@ -301,7 +385,10 @@ async def run_workload(
     try:
         async with anyio.create_task_group() as task_group:
             await task_group.start(pool.run)
-            await _arrivals(workload, pool, report, stop, rng, pending, collect)
+            try:
+                await _arrivals(workload, pool, report, stop, pending, collect)
+            finally:
+                report.arrivals_ended = anyio.current_time() - started
             await pool.shutdown(drain=True)
     finally:
         collect()
@@ -311,37 +398,25 @@ async def run_workload(
 
 async def _arrivals(
     workload: Workload,
-    pool: WorkerPool[int, None],
+    pool: WorkerPool[Arrival, None],
     report: RunReport,
     stop: anyio.Event,
-    rng: random.Random,
     pending: list[Ticket[None]],
     collect: Callable[[], None],
 ) -> None:
-    """Submit requests as a Poisson process until the duration, count or *stop*."""
-    levels = [level for level, _ in workload.mix]
-    weights = [weight for _, weight in workload.mix]
-    now = anyio.current_time()
-    deadline = now + workload.duration
-    limit = workload.requests if workload.requests is not None else math.inf
-    count = 0
-    next_at = now
-    while count < limit and not stop.is_set():
-        next_at += rng.expovariate(workload.rate)
-        if next_at >= deadline:
-            return
-        with anyio.move_on_after(max(0.0, next_at - anyio.current_time())):
+    """Submit the offered requests, each at its time, until they end or *stop*."""
+    for arrival in offered(workload):
+        delay = report.started_at + arrival.at - anyio.current_time()
+        with anyio.move_on_after(max(0.0, delay)):
             await stop.wait()
         if stop.is_set():
             return
-        level = rng.choices(levels, weights)[0]
-        stats = report.levels[level]
+        stats = report.levels[arrival.priority]
         stats.offered += 1
-        count += 1
         try:
             ticket = await pool.submit(
-                count,
-                priority=level,
+                arrival,
+                priority=arrival.priority,
                 timeout=workload.timeout,
                 queue_timeout=workload.queue_timeout,
             )
@@ -354,3 +429,63 @@ async def _arrivals(
         pending.append(ticket)
         if len(pending) > 4096:  # noqa: PLR2004
             collect()
+
+
+@attrs.frozen
+class Timeline:
+    """A run over time, for a plot. Times are seconds after the run's start."""
+
+    #: When the run ended (its ``elapsed``), and when its arrivals did.
+    elapsed: float
+    arrivals_ended: float | None
+    #: Evenly spaced instants from 0 to ``elapsed``...
+    times: tuple[float, ...]
+    #: ...and how many requests of each level were queued at each.
+    depth: dict[int, tuple[int, ...]]
+    #: The middle of each wait window (windows of equal length, end to end)...
+    window_times: tuple[float, ...]
+    #: ...and the wait percentiles (ms) of the requests of each level that left
+    #: the queue for a worker in that window (``None`` where none did).
+    wait_ms_p50: dict[int, tuple[float | None, ...]]
+    wait_ms_p99: dict[int, tuple[float | None, ...]]
+
+
+#: The shortest span a timeline covers (a run that took no time at all).
+_MIN_SPAN: Final = 1e-3
+
+
+def timeline(report: RunReport, *, points: int = 500, windows: int = 25) -> Timeline:
+    """Queue depth per level at *points* instants, wait percentiles in *windows*.
+
+    Both are worked out from the finished tickets the report collected: a
+    request counts as queued from its submission until it left the queue.
+    """
+    start = report.started_at
+    span = max(report.elapsed, _MIN_SPAN)
+    times = tuple(span * index / (points - 1) for index in range(points))
+    width = span / windows
+    depth: dict[int, tuple[int, ...]] = {}
+    p50: dict[int, tuple[float | None, ...]] = {}
+    p99: dict[int, tuple[float | None, ...]] = {}
+    for level, stats in sorted(report.levels.items()):
+        entered = sorted(entered for entered, _ in stats.queued)
+        left = sorted(left for _, left in stats.queued)
+        depth[level] = tuple(
+            bisect_right(entered, start + at) - bisect_right(left, start + at)
+            for at in times
+        )
+        buckets: list[list[float]] = [[] for _ in range(windows)]
+        for started, wait in zip(stats.starts, stats.waits, strict=True):
+            index = min(windows - 1, int((started - start) / width))
+            buckets[index].append(wait)
+        p50[level] = tuple(percentile_ms(sorted(b), 0.50) for b in buckets)
+        p99[level] = tuple(percentile_ms(sorted(b), 0.99) for b in buckets)
+    return Timeline(
+        elapsed=report.elapsed,
+        arrivals_ended=report.arrivals_ended,
+        times=times,
+        depth=depth,
+        window_times=tuple(width * (index + 0.5) for index in range(windows)),
+        wait_ms_p50=p50,
+        wait_ms_p99=p99,
+    )
