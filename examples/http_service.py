@@ -284,7 +284,8 @@ async def self_test(backend: str) -> None:
     low, critical = Counter(burst.codes["low"]), Counter(burst.codes["critical"])
     print(f"backend={backend} low: {dict(low)} critical: {dict(critical)}")
     print(
-        f"hung up while queued: cancelled {pool.status().cancelled}; ran {sorted(ran)}"
+        f"a client hung up while queued: cancelled {pool.status().cancelled}, "
+        f"its handler ran: {'leaver' in ran}"
     )
     print(f"bad priority: {bad.status_code} {bad.json()['error']}")
     rejected = next(
@@ -298,7 +299,7 @@ async def self_test(backend: str) -> None:
     assert burst.codes["high"] == [], burst.codes["high"]  # no answer: it left
     assert burst.retry_after == ["1"] * 9, burst.retry_after
     assert "leaver" not in ran, ran
-    assert sorted(ran) == ["critical-0", "critical-1", "low-0", "low-1", "low-2"], ran
+    assert Counter(name.split("-")[0] for name in ran) == {"low": 3, "critical": 2}, ran
     assert bad.status_code == 400
     assert (
         'queuekeeper_queue_requests_total{pool="http",priority="critical"} 2.0'

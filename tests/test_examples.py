@@ -271,7 +271,7 @@ async def test_hypercorn_client_hang_up_cancels_the_queued_ticket(
     anyio_backend: str,
 ) -> None:
     """httpx gives up on a queued request: hypercorn's disconnect cancels it."""
-    import httpx  # noqa: PLC0415 (optional: examples/requirements.txt)
+    httpx = pytest.importorskip("httpx")  # examples/requirements.txt; untyped here
 
     handler, outcomes = Handler(), Outcomes()
     pool = WorkerPool(handler, workers=1, metrics=outcomes)
@@ -284,7 +284,7 @@ async def test_hypercorn_client_hang_up_cancels_the_queued_ticket(
     stop = anyio.Event()
     answers: list[int] = []
 
-    async def get(client: httpx.AsyncClient, name: str) -> None:
+    async def get(client: Any, name: str) -> None:
         answers.append((await client.get(url, headers={"X-Name": name})).status_code)
 
     with anyio.fail_after(TIMEOUT):
@@ -354,11 +354,11 @@ class Server:
 
 async def load(server: Server, count: int) -> list[tuple[int, str | None]]:
     """*count* requests at once; SIGTERM once all are in the pool; their answers."""
-    import httpx  # noqa: PLC0415 (optional: examples/requirements.txt)
+    httpx = pytest.importorskip("httpx")  # examples/requirements.txt; untyped here
 
     answers: list[tuple[int, str | None]] = []
 
-    async def get(client: httpx.AsyncClient, n: int) -> None:
+    async def get(client: Any, n: int) -> None:
         response = await client.get(f"{server.url}/work", headers={"X-Name": f"{n}"})
         answers.append((response.status_code, response.headers.get("retry-after")))
 
