@@ -1004,7 +1004,7 @@ def _plot_run(
         waits.set_ylabel("wait for a worker (ms)")
         window = line.window_times[0] * 2
         waits.set_title(
-            f"wait percentiles of the requests that started in each {window:.2g} s",
+            f"wait percentiles per priority (colours as above), {window:.2g} s windows",
             loc="left",
         )
         waits.set_xlabel("seconds since the start")
@@ -1022,7 +1022,7 @@ def _plot_run(
             f"{queue} ({config['backpressure']}), {config['rate']:g} arrivals/s, "
             f"latency {config['latency']}, seed {config['seed']}"
         )
-        figure.savefig(path)
+        figure.savefig(path, dpi=150)
     finally:
         plt.close(figure)
 
