@@ -145,13 +145,12 @@ class App:
             priority = parse_priority(headers.get("x-priority"))
         except ValueError as exc:
             return 400, {"error": str(exc)}, {}
-        busy = 503, {"error": "busy"}, {"retry-after": RETRY_AFTER}
         try:
             ticket = await self.pool.submit(
                 headers.get("x-name", "?"), priority=priority
             )
-        except (QueueFull, PoolClosed):
-            return busy
+        except (QueueFull, PoolClosed) as exc:
+            return 503, {"error": str(exc)}, {"retry-after": RETRY_AFTER}
         hung_up = anyio.Event()
         try:
             async with anyio.create_task_group() as tg:
@@ -163,10 +162,12 @@ class App:
             ticket.cancel()  # False once finished; else the server cancelled us
         try:
             result = await ticket.result()
-        except (RequestShed, RequestCancelled):
+        except (RequestShed, RequestCancelled) as exc:
             # Evicted for a more urgent request, or still waiting when the
             # pool's drain ended; or cancelled because the client hung up.
-            return None if hung_up.is_set() else busy
+            if hung_up.is_set():
+                return None
+            return 503, {"error": str(exc)}, {"retry-after": RETRY_AFTER}
         return 200, {"result": result}, {}
 
 
