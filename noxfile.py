@@ -22,7 +22,14 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite on asyncio and trio, with branch coverage (100 %)."""
-    session.install(".[cli,trio,prometheus,plot,redis,bench]", *TEST_DEPS)
+    # The examples' requirements: tests/test_examples.py runs the HTTP example
+    # under a real server (hypercorn) with a real client (httpx).
+    session.install(
+        ".[cli,trio,prometheus,plot,redis,bench]",
+        "-r",
+        "examples/requirements.txt",
+        *TEST_DEPS,
+    )
     session.env["COVERAGE_FILE"] = str(ROOT / ".coverage")
     session.run("coverage", "erase")
     session.run("coverage", "run", "-m", "pytest", *session.posargs)
