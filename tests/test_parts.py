@@ -57,6 +57,9 @@ class Owner:
         self.cancelled.append(ticket)
         return True
 
+    def _live_state(self, ticket: Ticket[Any]) -> TicketState:
+        return ticket._state
+
     async def _checkpoint(self) -> None:
         await anyio.lowlevel.checkpoint()
 

@@ -171,6 +171,27 @@ class MemoryQueue(Generic[T]):
             state.admit_sender()
         return True
 
+    @ki_protected
+    def move(self, request: T, priority: int, to: int) -> bool:
+        """Move the queued *request* to the end of level *to*; whether it was there.
+
+        Costs a scan of its level. The queue's size does not change, so no
+        blocked :meth:`put` moves in.
+        """
+        state = self._state
+        bucket = state.buckets.get(priority)
+        if not bucket:
+            return False
+        try:
+            bucket.remove(request)
+        except ValueError:
+            return False
+        state.size -= 1
+        if not bucket:
+            state.drop_level(priority)
+        state.push(request, to)
+        return True
+
     def position(self, request: T, priority: int) -> int | None:
         """Return how many queued requests are taken before *request*, or ``None``."""
         state = self._state

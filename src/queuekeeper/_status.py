@@ -106,6 +106,13 @@ class PoolStatus:
             (0 before and after); on a shared queue, every process whose pools
             serve it and whose heartbeat came within the last three beats (at
             most 3 s), as the server knew it at the pool's last heartbeat.
+        coalesced: Submits that shared the outcome of a queued or running
+            request with an equal ``key`` instead of queuing one (see
+            :meth:`WorkerPool.submit`). They are not counted in ``submitted``
+            (nor their tickets' outcomes in the other counters): those count
+            requests, and a coalesced submit queues none.
+
+            .. versionadded:: 0.2
     """
 
     name: str
@@ -129,3 +136,4 @@ class PoolStatus:
     workers: tuple[WorkerHealth, ...]
     in_flight: int = 0
     workers_alive: Mapping[str, int] = attrs.field(factory=dict)
+    coalesced: int = 0

@@ -75,12 +75,14 @@ class Accounting:
         "cancel_grace",
         "cancelled",
         "clock",
+        "coalesced",
         "completed",
         "deadlines",
         "failed",
         "hung_after",
         "name",
         "observer",
+        "on_coalesced",
         "rejected",
         "shed",
         "submitted",
@@ -118,6 +120,11 @@ class Accounting:
         self.cancelled = 0
         self.shed = 0
         self.active = 0
+        self.coalesced = 0
+        # The observer's optional coalesced() (observers may predate it).
+        self.on_coalesced: Callable[[str, int], object] | None = getattr(
+            observer, "coalesced", None
+        )
         self.waits: deque[float] = deque(maxlen=WAIT_WINDOW)
 
     # -- in -----------------------------------------------------------------------
@@ -137,6 +144,13 @@ class Accounting:
         observer = self.observer
         if observer is not None:
             observer.rejected(self.name, level)
+
+    @ki_protected
+    def shared(self, level: int) -> None:
+        """Count a submit at *level* that shares a queued or running request."""
+        self.coalesced += 1
+        if self.on_coalesced is not None:
+            self.on_coalesced(self.name, level)
 
     # -- running ------------------------------------------------------------------
 
@@ -294,4 +308,5 @@ class Accounting:
             workers=self.worker_health(),
             in_flight=in_flight,
             workers_alive=workers_alive,
+            coalesced=self.coalesced,
         )

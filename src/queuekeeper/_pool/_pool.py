@@ -32,12 +32,13 @@ from .._util import Backend, enable_ki_protection, ki_protected, process_name
 from ._accounting import Accounting
 from ._admission import Admission
 from ._checks import MAX_WORKERS, check_count, check_handler, check_name, check_seconds
+from ._coalesce import Share, check_key
 from ._deadlines import Deadlines
 from ._ticket import Ticket
 from ._workers import Workers
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Awaitable, Callable, Hashable, Mapping
     from types import TracebackType
 
     from anyio.abc import TaskGroup, TaskStatus
@@ -54,6 +55,7 @@ Res = TypeVar("Res")
 
 _QUEUED: Final = TicketState.QUEUED
 _RUNNING: Final = TicketState.RUNNING
+_TIMED_OUT: Final = TicketState.TIMED_OUT
 _CANCELLED: Final = TicketState.CANCELLED
 _BLOCK: Final = Backpressure.BLOCK
 #: The states in which an in-process pool's workers are alive.
@@ -206,6 +208,8 @@ class WorkerPool(Generic[Req, Res]):
         self._state = "created"
         self._stopped = Event()
         self._own_task_group: TaskGroup | None = None
+        # Coalescing: the request queued or running under each key in use.
+        self._shares: dict[Hashable, Share] = {}
 
         if metrics is not None:
             metrics.attach(self)
@@ -272,7 +276,7 @@ class WorkerPool(Generic[Req, Res]):
                     workers.live += 1
                 task_group.start_soon(
                     self._deadlines.keep,
-                    self._admission.expire if link is None else link.expire,
+                    self._expire,
                     clock,
                     name=f"{self._name}-timekeeper",
                 )
@@ -517,6 +521,7 @@ class WorkerPool(Generic[Req, Res]):
         priority: int = Priority.NORMAL,
         timeout: float | None = None,
         queue_timeout: float | None = None,
+        key: Hashable | None = None,
     ) -> Ticket[Res]:
         """Queue *request*; return its :class:`Ticket` without waiting for the result.
 
@@ -532,6 +537,18 @@ class WorkerPool(Generic[Req, Res]):
                 fails with :exc:`RequestTimeout` (its handler cancelled).
             queue_timeout: Seconds the request may wait for a worker before it
                 fails with :exc:`QueueTimeout`, without running.
+            key: Coalesce: while a request submitted with an equal (hashable)
+                key is queued or running, return a new ticket that shares its
+                outcome instead of queuing *request* (which is then unused); a
+                higher *priority* promotes that request, if still queued, to
+                the end of the new level. Such a submit takes no room (it is
+                never refused for a full queue) and counts in
+                ``status().coalesced``, not in ``submitted``. Each sharing
+                ticket has its own id, *timeout* and *queue_timeout*: when one
+                passes, or the ticket is cancelled, that ticket alone fails; the
+                request is cancelled (removed, or its handler cancelled) only
+                when no ticket shares it any more. ``None`` (the default): no
+                coalescing. Not available on a Redis-backed pool (``TypeError``).
 
         Before the pool starts (``status().state == "created"``) requests wait in
         the queue and run once it starts; a pool that never starts never serves
@@ -543,11 +560,19 @@ class WorkerPool(Generic[Req, Res]):
         into the queue raises too, and that request is cancelled.
 
         Raises:
-            TypeError: *priority*, *timeout* or *queue_timeout* has the wrong type.
+            TypeError: *priority*, *timeout* or *queue_timeout* has the wrong type,
+                *key* is not hashable, or *key* is given to a Redis-backed pool.
             ValueError: *timeout* or *queue_timeout* is not a finite number > 0.
             QueueFull: The queue is full and the backpressure mode does not wait.
             PoolClosed: The pool is shutting down or shut down.
+
+        .. versionchanged:: 0.2
+           The *key* argument.
         """
+        if key is not None:
+            return await self._submit_keyed(
+                request, priority, timeout, queue_timeout, key
+            )
         ticket = self._make_ticket(request, priority, timeout, queue_timeout)
         await self._checkpoint()
         if not self._accepting:  # shut down while we were at the checkpoint
@@ -573,18 +598,23 @@ class WorkerPool(Generic[Req, Res]):
         priority: int = Priority.NORMAL,
         timeout: float | None = None,
         queue_timeout: float | None = None,
+        key: Hashable | None = None,
     ) -> Ticket[Res]:
         """Queue *request* without ever waiting (see :meth:`submit`).
 
         A full queue raises :exc:`QueueFull` in ``BLOCK`` mode too; ``SHED`` still
-        evicts.
+        evicts. *key* coalesces as in :meth:`submit`.
 
         Raises:
-            TypeError: *priority*, *timeout* or *queue_timeout* has the wrong type.
+            TypeError: *priority*, *timeout* or *queue_timeout* has the wrong type,
+                or *key* is not hashable.
             ValueError: *timeout* or *queue_timeout* is not a finite number > 0.
             QueueFull: The queue is full.
             PoolClosed: The pool is shutting down or shut down.
             TypeError: The pool's queue is on Redis: use :meth:`submit`.
+
+        .. versionchanged:: 0.2
+           The *key* argument.
         """
         if self._link is not None:
             msg = (
@@ -592,6 +622,10 @@ class WorkerPool(Generic[Req, Res]):
                 "trip: use 'await pool.submit(...)', not submit_nowait()"
             )
             raise TypeError(msg)
+        if key is not None:
+            return self._submit_keyed_nowait(
+                request, priority, timeout, queue_timeout, key
+            )
         ticket = self._make_ticket(request, priority, timeout, queue_timeout)
         admission = self._admission
         try:
@@ -607,12 +641,14 @@ class WorkerPool(Generic[Req, Res]):
         priority: int = Priority.NORMAL,
         timeout: float | None = None,
         queue_timeout: float | None = None,
+        key: Hashable | None = None,
     ) -> Res:
         """Submit *request* and return its result (see :meth:`submit`).
 
         Cancellation: if the caller is cancelled while waiting, the request is
         cancelled too: taken out of the queue, or its handler cancelled if it
-        is running. Abandoned work does not run.
+        is running. Abandoned work does not run. (With a *key*, only the
+        caller's ticket is cancelled while other tickets share the request.)
 
         Raises:
             TypeError: *priority*, *timeout* or *queue_timeout* has the wrong type.
@@ -624,15 +660,170 @@ class WorkerPool(Generic[Req, Res]):
             RequestCancelled: The request was cancelled (its ticket, or shutdown).
             RequestShed: The request was evicted for a higher-priority one.
             Exception: Whatever the handler raised, unchanged.
+
+        .. versionchanged:: 0.2
+           The *key* argument.
         """
         ticket = await self.submit(
-            request, priority=priority, timeout=timeout, queue_timeout=queue_timeout
+            request,
+            priority=priority,
+            timeout=timeout,
+            queue_timeout=queue_timeout,
+            key=key,
         )
         try:
             return await ticket.result()
         except BaseException:
             ticket.cancel()
             raise
+
+    # -- coalescing (see _coalesce) ------------------------------------------------
+
+    def _join(self, ticket: Ticket[Res], key: Hashable) -> Share | None:
+        """Make *ticket* a sharer if a request of *key* is queued or running."""
+        share = self._shares.get(key)
+        if share is not None:
+            share.attach(ticket)
+            work = share.work
+            if ticket._level < work._level and work._state is _QUEUED:
+                self._promote(work, ticket._level)
+            self._accounting.shared(ticket._level)
+            share.arm(ticket)
+        return share
+
+    def _new_share(self, ticket: Ticket[Res], key: Hashable) -> Share:
+        """Make the work of a new key's request, with *ticket* its first sharer.
+
+        Until it is in the queue, the work keeps *ticket*'s deadlines (they
+        bound a ``BLOCK`` wait for room); :meth:`_opened` then hands them to
+        *ticket*.
+        """
+        work: Ticket[Res] = Ticket._create(
+            self,
+            ticket.request,
+            ticket._level,
+            ticket.submitted_at,
+            ticket._deadline,
+            ticket._queue_deadline,
+        )
+        # The work goes by its first sharer's id (errors, worker health).
+        work._seq = ticket._seq
+        share = Share(self, key, work)
+        share.attach(ticket)
+        return share
+
+    def _opened(self, share: Share) -> None:
+        """The work of *share* entered the queue: take sharers under its key."""
+        work, ticket = share.work, share.sharers[0] if share.sharers else None
+        if ticket is None:  # settled already (it timed out waiting for room)
+            return
+        if work._state is _QUEUED and (
+            work._deadline != math.inf or work._queue_deadline != math.inf
+        ):
+            # The sharer's deadlines are its own from now on: its entry in the
+            # deadline heap is the work's (the same times, and the same sequence
+            # number, so the two must never both be there).
+            work._deadline = work._queue_deadline = math.inf
+            entry = work._deadline_entry
+            work._deadline_entry = None
+            if entry is not None:  # pragma: no branch (put in, it got one)
+                entry[2] = ticket
+                ticket._deadline_entry = entry
+        share.open()
+
+    async def _submit_keyed(
+        self,
+        request: Req,
+        priority: int,
+        timeout: object,
+        queue_timeout: object,
+        key: Hashable,
+    ) -> Ticket[Res]:
+        """:meth:`submit` with a *key*."""
+        if self._link is not None:
+            msg = (
+                f"WorkerPool {self._name!r} queues on Redis, where submit() takes "
+                f"no key (got key={key!r}): coalescing works with an in-process "
+                "queue only"
+            )
+            raise TypeError(msg)
+        check_key(key)
+        ticket = self._make_ticket(request, priority, timeout, queue_timeout)
+        await self._checkpoint()
+        if not self._accepting:
+            raise self._closed_error()
+        share = self._join(ticket, key)
+        if share is not None:
+            return ticket
+        share = self._new_share(ticket, key)
+        work = share.work
+        admission = self._admission
+        try:
+            admission.put_nowait(work)
+        except WouldBlock:
+            if admission.mode is _BLOCK:
+                await admission.enqueue(work, self._name)
+            else:
+                admission.refuse_or_shed(work)
+        self._opened(share)
+        return ticket
+
+    def _submit_keyed_nowait(
+        self,
+        request: Req,
+        priority: int,
+        timeout: object,
+        queue_timeout: object,
+        key: Hashable,
+    ) -> Ticket[Res]:
+        """:meth:`submit_nowait` with a *key*."""
+        check_key(key)
+        ticket = self._make_ticket(request, priority, timeout, queue_timeout)
+        share = self._join(ticket, key)
+        if share is not None:
+            return ticket
+        share = self._new_share(ticket, key)
+        admission = self._admission
+        try:
+            admission.put_nowait(share.work)
+        except WouldBlock:
+            admission.refuse_or_shed(share.work)
+        self._opened(share)
+        return ticket
+
+    @ki_protected
+    def _promote(self, work: Ticket[Res], level: int) -> None:
+        """Move the queued *work* to *level*, behind the requests waiting there."""
+        if cast("MemoryQueue[Ticket[Res]]", self._queue).move(work, work._level, level):
+            work._level = level
+        # else: handed to a worker that has not started it yet: it is next
+
+    @ki_protected
+    def _expire(self, ticket: Ticket[Res], now: float) -> None:
+        """A deadline of the queued *ticket* passed (the timekeeper's call)."""
+        owner = ticket._owner
+        if owner is not self:
+            cast("Share", owner).expire(ticket, now)
+        elif self._link is None:
+            self._admission.expire(ticket, now)
+        else:
+            self._link.expire(ticket, now)
+
+    @ki_protected
+    def _end_work(
+        self, work: Ticket[Res], state: TicketState, now: float, error: BaseException
+    ) -> None:
+        """No sharer of *work* remains: cancel it, or let it time out (*state*)."""
+        if state is not _TIMED_OUT:
+            self._cancel_ticket(work)
+        elif work._state is _QUEUED:
+            self._admission.withdraw(work)
+            self._accounting.settle(work, _TIMED_OUT, now, error=error)
+        else:  # running (a work with a sharer left has not settled)
+            # Its handler is cut short as by its own timeout.
+            work._deadline = now
+            if work._scope is not None:  # pragma: no branch
+                work._scope.deadline = now
 
     def _closed_error(self) -> PoolClosed:
         return PoolClosed(
@@ -658,6 +849,9 @@ class WorkerPool(Generic[Req, Res]):
         if self._link is not None:
             return self._link.deliveries(ticket)  # type: ignore[no-any-return]
         return 0 if ticket.started_at is None else 1
+
+    def _live_state(self, ticket: Ticket[Res]) -> TicketState:
+        return ticket._state
 
     @ki_protected
     def _cancel_ticket(self, ticket: Ticket[Res]) -> bool:
