@@ -24,6 +24,7 @@ from ._status import PoolStatus as PoolStatus
 from ._status import WorkerHealth as WorkerHealth
 from ._util import fixup_module_metadata as _fixup_module_metadata
 from ._version import __version__ as __version__
+from ._pool import Autoscale as Autoscale
 
 __all__ = [
     "Backpressure",
@@ -46,6 +47,7 @@ __all__ = [
     "WorkerHealth",
     "WorkerPool",
     "create_priority_channel",
+    "Autoscale",
 ]
 
 

@@ -28,6 +28,7 @@ from anyio import (
 from anyio.lowlevel import checkpoint
 
 from .._errors import RequestCancelled, RequestTimeout
+from .._memory import RETIRE
 from .._states import TicketState
 from .._util import ki_protected, ki_unprotected
 
@@ -102,6 +103,8 @@ class Workers(Generic[Req, Res]):
         "admission",
         "all_done",
         "clock",
+        "ending",
+        "excess",
         "handler",
         "live",
         "queue",
@@ -122,8 +125,12 @@ class Workers(Generic[Req, Res]):
         self.clock: Callable[[], float] = accounting.clock
         #: Workers whose task has started and not yet ended.
         self.live = 0
-        #: Set when the last live worker ends.
+        #: Set when the last live worker ends (unless it retired).
         self.all_done = Event()
+        #: Workers still to retire after a shrink (see WorkerPool.resize).
+        self.excess = 0
+        #: Set once the pool stops taking requests: no worker retires after that.
+        self.ending = False
         # What a queue that leases its requests wants told of each one taken
         # (its lease then moves to the worker's own bookkeeping).
         self.acknowledge = queue.settled if queue.acknowledges else None
@@ -132,13 +139,16 @@ class Workers(Generic[Req, Res]):
     async def work(self, worker: WorkerRecord) -> None:
         """One worker's task: serve requests until the queue is closed and empty.
 
-        The pool counts it in ``live`` when it starts the task.
+        The pool counts it in ``live`` when it starts the task. A reserved worker
+        (its record has a ``limit``) takes only requests at that level or above;
+        any other worker retires when the pool has workers in excess.
         """
+        serve = self._serve if worker.limit is None else self._serve_reserved
         try:
             while True:
                 with CancelScope() as scope:
-                    if not await self._serve(worker, scope):
-                        return  # the queue is closed and empty
+                    if not await serve(worker, scope):
+                        return  # the queue is closed and empty, or it retired
         finally:
             ticket = worker.current
             # Reached only when Ctrl-C lands, under Trio, on one of the few
@@ -149,7 +159,7 @@ class Workers(Generic[Req, Res]):
                     worker, ticket, _CANCELLED, RequestCancelled("pool shut down")
                 )
             self.live -= 1
-            if not self.live:
+            if not self.live and not worker.retired:
                 self.all_done.set()
 
     @ki_unprotected
@@ -218,7 +228,11 @@ class Workers(Generic[Req, Res]):
         """Start the next queued request on *worker*; ``None`` if none is queued.
 
         Requests whose timeout passed before their timer fired fail instead.
+        ``None`` too when workers are to retire: the worker then waits, and so
+        retires (see :meth:`_begin_waiting`).
         """
+        if self.excess:
+            return None
         take_nowait = self.queue.take_nowait
         while (ticket := take_nowait()) is not None:
             if self._start(worker, ticket, scope):
@@ -231,15 +245,19 @@ class Workers(Generic[Req, Res]):
     ) -> Ticket[Res] | None:
         """Wait for the next request, start it on *worker*; ``None`` at the end.
 
-        Always a checkpoint.
+        Always a checkpoint, unless the worker retires (``None`` too).
         """
         queue = self.queue
         handover = self.admission.handover
         while True:
+            if self.excess and self._retire(worker):
+                return None
             try:
                 ticket = await queue.take()
             except EndOfStream:
                 return None
+            if ticket is RETIRE:
+                continue  # retire, if some other worker has not retired instead
             handover.discard(ticket)
             if self._start(worker, ticket, scope):
                 return ticket
@@ -275,10 +293,76 @@ class Workers(Generic[Req, Res]):
                 return True
             # Expired before its timer fired: it must not start.
             self.admission.expire(ticket, now)
+        elif ticket is RETIRE:  # pragma: no cover (given back by a native cancel)
+            return False
         # else: cancelled or expired while handed over
         if self.acknowledge is not None:
             self.acknowledge(ticket)
         return False
+
+    @ki_protected
+    def _retire(self, worker: WorkerRecord) -> bool:
+        """Retire *worker* if workers are in excess; say whether it retired."""
+        if self.ending:
+            return False
+        self.excess -= 1
+        worker.retired = True
+        self.accounting.retire(worker)
+        return True
+
+    # -- reserved workers ---------------------------------------------------------
+
+    @ki_unprotected
+    async def _serve_reserved(self, worker: WorkerRecord, scope: CancelScope) -> bool:
+        """:meth:`_serve` for a reserved worker: requests at its limit or above.
+
+        Off the default path, so plainer: one checkpoint per request.
+        """
+        accounting = self.accounting
+        handler = self.handler
+        acknowledge = self.acknowledge
+        limit = worker.limit
+        awaitable: Any
+        result: object
+        while True:
+            ticket = await self._begin_reserved(worker, scope, limit)  # type: ignore[arg-type]
+            if ticket is None:
+                return False  # the queue is closed, with nothing at its levels
+            try:
+                awaitable = handler(ticket.request)  # type: ignore[arg-type]
+                if awaitable.__class__ is not CoroutineType:
+                    _check_awaitable(handler, awaitable)
+                result = await awaitable
+            except BaseException as exc:  # noqa: BLE001 (every outcome is settled)
+                cut = self._handler_raised(worker, ticket, exc)
+            else:
+                cut = False
+                accounting.succeeded(worker, ticket, result)
+            awaitable = result = None
+            if acknowledge is not None:
+                acknowledge(ticket)
+            if cut:
+                await checkpoint()
+            if ticket._deadline != _INF:
+                scope.deadline = _INF
+            if scope.cancel_called:
+                return True
+
+    @ki_protected
+    async def _begin_reserved(
+        self, worker: WorkerRecord, scope: CancelScope, limit: int
+    ) -> Ticket[Res] | None:
+        """Wait for a request at *limit* or above, start it; ``None`` at the end."""
+        take = self.queue.take_within
+        handover = self.admission.handover
+        while True:
+            try:
+                ticket = await take(limit)
+            except EndOfStream:
+                return None
+            handover.discard(ticket)
+            if self._start(worker, ticket, scope):
+                return ticket
 
     @ki_protected
     def _handler_raised(

@@ -1,0 +1,211 @@
+"""How many workers a pool runs: reserved workers, and the autoscaler.
+
+:class:`Autoscale` is the setting a user passes; :class:`Autoscaler` is the pool's
+task that acts on it; :func:`check_reserved` validates ``reserved=``. The pool
+itself grows and shrinks (see ``WorkerPool.resize``): this module only decides
+when and by how much.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final, final
+
+import attrs
+from anyio import sleep
+
+from .._priority import check_priority
+from .._util import describe
+from ._checks import MAX_WORKERS, check_count, check_seconds
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["Autoscale", "Autoscaler", "check_reserved"]
+
+#: The autoscaler looks at the pool at least this often, and at most this often.
+_LONGEST_TICK: Final = 0.5
+_SHORTEST_TICK: Final = 0.01
+
+
+def check_reserved(reserved: object, workers: int) -> list[int]:
+    """Validate ``reserved=``; return the reserved workers' levels, ascending.
+
+    ``{Priority.CRITICAL: 1, Priority.HIGH: 2}`` gives ``[1, 2, 2]``.
+
+    Raises:
+        TypeError: *reserved* is not a mapping of priorities to counts.
+        ValueError: A count is below 1, or they leave no unreserved worker.
+    """
+    if not isinstance(reserved, Mapping):
+        msg = (
+            "reserved must be None or a mapping of priority to a number of "
+            f"workers, not {describe(reserved)} ({type(reserved).__name__})"
+        )
+        raise TypeError(msg)
+    pairs = sorted(
+        ((_reserved_level(key), value) for key, value in reserved.items()),
+        key=lambda pair: pair[0],
+    )
+    for level, count in pairs:
+        if isinstance(count, bool) or not isinstance(count, int):
+            msg = (
+                f"reserved[{level}] must be an int >= 1 (a number of workers), "
+                f"not {describe(count)} ({type(count).__name__})"
+            )
+            raise TypeError(msg)
+        if count < 1:
+            msg = f"reserved[{level}] must be an int >= 1, not {describe(count)}"
+            raise ValueError(msg)
+    total = sum(count for _, count in pairs)
+    if total >= workers:
+        shown = {level: count for level, count in pairs}
+        msg = (
+            f"reserved={shown!r} keeps {describe(total)} of the pool's "
+            f"workers={workers}: at least one worker must stay unreserved"
+        )
+        raise ValueError(msg)
+    limits: list[int] = []
+    for level, count in pairs:
+        limits.extend([level] * count)
+    return limits
+
+
+def _reserved_level(key: object) -> int:
+    try:
+        return check_priority(key)
+    except TypeError:
+        msg = (
+            "reserved's keys must be priorities (an int or a queuekeeper.Priority), "
+            f"not {describe(key)} ({type(key).__name__})"
+        )
+        raise TypeError(msg) from None
+
+
+def _check_max_workers(value: int) -> int:
+    return check_count(value, "Autoscale max_workers", MAX_WORKERS)
+
+
+@final
+@attrs.frozen
+class Autoscale:
+    """Let a pool add workers when requests wait, and retire them when idle.
+
+    Pass as ``WorkerPool(autoscale=Autoscale(...))``. The pool starts with its
+    ``workers`` and never runs fewer. While requests are queued, no worker is
+    idle and the recent queue wait exceeds *target_wait*, it adds workers, as
+    many as requests are queued, up to *max_workers*. Workers that sat idle for
+    *cooldown* seconds in a row retire (each after the request it runs), back
+    down to ``workers`` at most.
+
+    The recent queue wait is the larger of how long the oldest request still
+    queued has waited (in-process) and the average wait of the last requests
+    that started, one per worker (on Redis, those started by this pool).
+
+    Args:
+        max_workers: The most workers the pool may run (at least its ``workers``).
+        target_wait: Seconds a request may wait before the pool grows.
+        cooldown: Seconds a worker must sit idle before it retires.
+
+    Raises:
+        TypeError: An argument has the wrong type (the message names it).
+        ValueError: An argument is out of range (the message names it).
+
+    .. versionadded:: 0.2
+    """
+
+    max_workers: int = attrs.field(converter=_check_max_workers)
+    target_wait: float = attrs.field(
+        default=0.5,
+        kw_only=True,
+        converter=lambda value: check_seconds(value, "Autoscale target_wait"),
+    )
+    cooldown: float = attrs.field(
+        default=10.0,
+        kw_only=True,
+        converter=lambda value: check_seconds(value, "Autoscale cooldown"),
+    )
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("target_wait", "cooldown"):
+            if getattr(self, name) == math.inf:
+                msg = f"Autoscale {name} must be a finite number of seconds > 0, not None"
+                raise ValueError(msg)
+
+    @property
+    def tick(self) -> float:
+        """How often the pool is looked at, in seconds."""
+        return max(
+            _SHORTEST_TICK, min(self.target_wait / 2, self.cooldown / 4, _LONGEST_TICK)
+        )
+
+
+@final
+class Autoscaler:
+    """The pool's task that acts on an :class:`Autoscale` (see its docstring).
+
+    Everything it reads and does goes through the callables it is given, so it
+    knows nothing of the pool: *size* (workers now), *floor* (the fewest), *idle*
+    (unreserved workers without a request), *queued* (requests waiting, and how
+    long the oldest has, if known), *recent* (recent waits, newest last),
+    *resize* (set the size, keeping the floor) and *clock*.
+    """
+
+    def __init__(
+        self,
+        settings: Autoscale,
+        *,
+        size: Callable[[], int],
+        floor: Callable[[], int],
+        idle: Callable[[], int],
+        queued: Callable[[float], tuple[int, float | None]],
+        recent: Callable[[int], float | None],
+        resize: Callable[[int], None],
+        stopped: Callable[[], bool],
+        clock: Callable[[], float],
+    ) -> None:
+        self.settings = settings
+        self.size = size
+        self.floor = floor
+        self.idle = idle
+        self.queued = queued
+        self.recent = recent
+        self.resize = resize
+        self.stopped = stopped
+        self.clock = clock
+        #: Since when some workers have sat idle, and the fewest idle since then.
+        self.idle_since: float | None = None
+        self.spare = 0
+
+    async def run(self) -> None:
+        """Look at the pool every tick and grow or shrink it; runs until cancelled."""
+        tick = self.settings.tick
+        while not self.stopped():
+            await sleep(tick)
+            if not self.stopped():
+                self.step(self.clock())
+
+    def step(self, now: float) -> None:
+        """One look at the pool at *now*: grow, shrink, or note idle workers."""
+        settings = self.settings
+        size = self.size()
+        idle = self.idle()
+        queued, oldest = self.queued(now)
+        if queued and not idle:
+            self.idle_since = None
+            wait = max(oldest or 0.0, self.recent(size) or 0.0)
+            if wait > settings.target_wait and size < settings.max_workers:
+                self.resize(min(settings.max_workers, size + queued))
+            return
+        floor = self.floor()
+        if not idle or size <= floor:
+            self.idle_since = None
+            return
+        if self.idle_since is None:
+            self.idle_since, self.spare = now, idle
+            return
+        self.spare = min(self.spare, idle)
+        if now - self.idle_since >= settings.cooldown:
+            self.idle_since = None
+            self.resize(max(floor, size - self.spare))
