@@ -208,6 +208,8 @@ class WorkerPool(Generic[Req, Res]):
             )
             self._max_queue_size = self._link.max_size
         self._handler = handler
+        if self._link is not None:
+            self._link.serves = handler is not None
         self._reserved = len(limits)
         if limits:
             accounting.reserve(limits)
