@@ -595,7 +595,7 @@ class WorkerPool(Generic[Req, Res]):
         if self._handler is None:
             msg = f"WorkerPool {self._name!r} has no handler: it cannot run workers"
             raise TypeError(msg)
-        if workers <= self._reserved:
+        if self._reserved and workers <= self._reserved:
             msg = (
                 f"workers={workers} must be more than the pool's {self._reserved} "
                 "reserved workers: at least one worker must stay unreserved"
@@ -650,13 +650,14 @@ class WorkerPool(Generic[Req, Res]):
         accounting = self._accounting
         link = self._link
 
-        def idle() -> int:
-            free = sum(
-                1
+        def idle() -> list[object]:
+            if self._workers.excess:
+                return []  # some are retiring already
+            return [
+                record
                 for record in accounting.workers
                 if record.current is None and record.limit is None
-            )
-            return max(0, free - self._workers.excess)
+            ]
 
         def queued(now: float) -> tuple[int, float | None]:
             if link is not None:

@@ -147,9 +147,10 @@ class Autoscaler:
 
     Everything it reads and does goes through the callables it is given, so it
     knows nothing of the pool: *size* (workers now), *floor* (the fewest), *idle*
-    (unreserved workers without a request), *queued* (requests waiting, and how
-    long the oldest has, if known), *recent* (recent waits, newest last),
-    *resize* (set the size, keeping the floor) and *clock*.
+    (the unreserved workers without a request, as objects that stay the same),
+    *queued* (requests waiting, and how long the oldest has, if known),
+    *recent* (the average of recent waits), *resize* (set the size, keeping the
+    floor), *stopped* and *clock*.
     """
 
     def __init__(
@@ -158,7 +159,7 @@ class Autoscaler:
         *,
         size: Callable[[], int],
         floor: Callable[[], int],
-        idle: Callable[[], int],
+        idle: Callable[[], list[object]],
         queued: Callable[[float], tuple[int, float | None]],
         recent: Callable[[int], float | None],
         resize: Callable[[int], None],
@@ -174,9 +175,8 @@ class Autoscaler:
         self.resize = resize
         self.stopped = stopped
         self.clock = clock
-        #: Since when some workers have sat idle, and the fewest idle since then.
-        self.idle_since: float | None = None
-        self.spare = 0
+        #: Since when each idle worker has been idle at every look.
+        self.idle_since: dict[object, float] = {}
 
     async def run(self) -> None:
         """Look at the pool every tick and grow or shrink it; runs until cancelled."""
@@ -191,21 +191,19 @@ class Autoscaler:
         settings = self.settings
         size = self.size()
         idle = self.idle()
+        since = self.idle_since
+        self.idle_since = {worker: since.get(worker, now) for worker in idle}
         queued, oldest = self.queued(now)
         if queued and not idle:
-            self.idle_since = None
             wait = max(oldest or 0.0, self.recent(size) or 0.0)
             if wait > settings.target_wait and size < settings.max_workers:
                 self.resize(min(settings.max_workers, size + queued))
             return
         floor = self.floor()
-        if not idle or size <= floor:
-            self.idle_since = None
+        if size <= floor:
             return
-        if self.idle_since is None:
-            self.idle_since, self.spare = now, idle
-            return
-        self.spare = min(self.spare, idle)
-        if now - self.idle_since >= settings.cooldown:
-            self.idle_since = None
-            self.resize(max(floor, size - self.spare))
+        cooled = [w for w, t in self.idle_since.items() if now - t >= settings.cooldown]
+        if cooled:
+            for worker in cooled:
+                del self.idle_since[worker]
+            self.resize(max(floor, size - len(cooled)))
