@@ -11,8 +11,6 @@ import pytest
 
 pytest.importorskip("coredis", reason="the redis extra is not installed")
 
-import coredis
-
 from helpers import Gate
 from queuekeeper import Autoscale, Priority, WorkerPool
 from queuekeeper._util import process_name
@@ -20,6 +18,8 @@ from queuekeeper.redis import RedisQueue
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+
+    import coredis
 
 pytestmark = pytest.mark.anyio
 
@@ -159,7 +159,9 @@ async def test_reserved_workers_need_an_unreserved_one_on_redis(
     queue: Callable[..., RedisQueue],
 ) -> None:
     """A submit-only pool has no worker to reserve."""
-    with pytest.raises(ValueError, match=r"^reserved=\{1: 1\} keeps 1 of the pool's workers=0"):
+    with pytest.raises(
+        ValueError, match=r"^reserved=\{1: 1\} keeps 1 of the pool's workers=0"
+    ):
         WorkerPool(echo_handler, queue=queue(), workers=0, reserved={1: 1})
 
 
@@ -188,3 +190,34 @@ async def test_autoscale_on_redis_grows_under_a_burst_and_shrinks_after_it(
         assert max(sizes) > 1
         await until(lambda: 1 == pool.status().max_workers)
         await until(lambda: 1 == len(pool.worker_health()))
+
+
+class Waiting:
+    """Stands for a ticket taken for a worker that has not started it."""
+
+    def __init__(self, level: int) -> None:
+        from queuekeeper import TicketState  # noqa: PLC0415
+
+        self._level = level
+        self._state = TicketState.QUEUED
+
+
+async def test_the_link_takes_only_what_its_idle_workers_may_run(
+    queue: Callable[..., RedisQueue],
+) -> None:
+    """How many requests the feeder asks for, and up to which level, by idle worker."""
+    reserved = {Priority.CRITICAL: 1, Priority.HIGH: 1}
+    pool = WorkerPool(echo_handler, queue=queue(), workers=3, reserved=reserved)
+    link: Any = pool._link
+    # Any level: one at a time (a LOW one would take the unreserved worker).
+    assert (1, None) == link._wanted(3)
+    link.held = {"a": Waiting(4)}
+    assert (1, 2) == link._wanted(2)  # a LOW one waits: HIGH or above only
+    link.held = {"a": Waiting(4), "b": Waiting(4)}
+    assert (1, 1) == link._wanted(1)  # only the CRITICAL worker is left
+    link.held = {"a": Waiting(4), "b": Waiting(2)}
+    assert (1, 1) == link._wanted(1)
+    link.held = {"a": Waiting(4), "b": Waiting(1)}
+    assert (1, 2) == link._wanted(1)  # the HIGH worker may take a HIGH one
+    link.held = {"a": Waiting(4), "b": Waiting(4), "c": Waiting(4)}
+    assert (0, None) == link._wanted(0)

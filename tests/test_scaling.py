@@ -65,7 +65,9 @@ def alive(pool: WorkerPool[Any, Any]) -> int:
 # -- reserved workers ------------------------------------------------------------------
 
 
-async def test_a_reserved_worker_starts_a_critical_request_among_slow_low_ones() -> None:
+async def test_a_reserved_worker_starts_a_critical_request_among_slow_low_ones() -> (
+    None
+):
     """Slow LOW requests fill every other worker; a CRITICAL one starts at once."""
     gate = Picky()
     async with WorkerPool(gate, workers=3, reserved={Priority.CRITICAL: 1}) as pool:
@@ -119,7 +121,7 @@ async def test_an_idle_reserved_worker_is_handed_a_critical_request_first() -> N
 
 
 async def test_a_full_queue_of_low_requests_does_not_refuse_a_critical_one() -> None:
-    """REJECT: an idle reserved worker takes a CRITICAL request the queue has no room for."""
+    """REJECT: an idle reserved worker takes a CRITICAL request a full queue refuses."""
     gate = Picky()
     async with WorkerPool(
         gate, workers=2, max_queue_size=1, reserved={Priority.CRITICAL: 1}
@@ -170,7 +172,11 @@ async def test_a_reserved_worker_takes_a_blocked_critical_request_first() -> Non
         ({1: 2, 2: 1}, ValueError, r"^reserved=\{1: 2, 2: 1\} keeps 3 "),
         ({1: 0}, ValueError, r"^reserved\[1\] must be an int >= 1, not 0$"),
         ({1: -1}, ValueError, r"^reserved\[1\] must be an int >= 1, not -1$"),
-        ({1: 1.5}, TypeError, r"^reserved\[1\] must be an int >= 1 .* not 1\.5 \(float\)$"),
+        (
+            {1: 1.5},
+            TypeError,
+            r"^reserved\[1\] must be an int >= 1 .* not 1\.5 \(float\)$",
+        ),
         ({1: True}, TypeError, r"^reserved\[1\] must be an int >= 1 .*\(bool\)$"),
         ({"high": 1}, TypeError, r"^reserved's keys must be priorities .* not 'high'"),
         ({True: 1}, TypeError, r"^reserved's keys must be priorities .*\(bool\)$"),
@@ -287,7 +293,9 @@ async def test_the_reserved_workers_stay_when_the_pool_shrinks() -> None:
         await anyio.wait_all_tasks_blocked()
         with anyio.fail_after(5):
             assert "crit" == await pool.execute("crit", priority=Priority.CRITICAL)
-        with pytest.raises(ValueError, match=r"^workers=1 must be more than the pool's 1 reserved"):
+        with pytest.raises(
+            ValueError, match=r"^workers=1 must be more than the pool's 1 reserved"
+        ):
             pool.resize(1)
         gate.open.set()
 
@@ -302,7 +310,9 @@ async def test_resize_before_the_pool_starts_sets_its_workers() -> None:
     async with pool:
         await anyio.wait_all_tasks_blocked()
         assert 3 == alive(pool) == len(worker_names(pool))
-    with pytest.raises(PoolClosed, match=r"^WorkerPool 'default' is shut down; it cannot be resized$"):
+    with pytest.raises(
+        PoolClosed, match=r"^WorkerPool 'default' is shut down; it cannot be resized$"
+    ):
         pool.resize(5)
 
 
@@ -355,15 +365,27 @@ async def test_metrics_follow_resize() -> None:
         for i in range(3):
             await pool.submit(i)
         await anyio.wait_all_tasks_blocked()
-        assert (1, 1, 1) == (gauge("workers"), gauge("queue_workers_alive"), gauge("queue_active_workers"))
+        assert (1, 1, 1) == (
+            gauge("workers"),
+            gauge("queue_workers_alive"),
+            gauge("queue_active_workers"),
+        )
         pool.resize(3)
         await anyio.wait_all_tasks_blocked()
-        assert (3, 3, 3) == (gauge("workers"), gauge("queue_workers_alive"), gauge("queue_active_workers"))
+        assert (3, 3, 3) == (
+            gauge("workers"),
+            gauge("queue_workers_alive"),
+            gauge("queue_active_workers"),
+        )
         pool.resize(2)
         assert 2 == gauge("workers")
         gate.open.set()
         await anyio.wait_all_tasks_blocked()
-        assert (2, 2, 0) == (gauge("workers"), gauge("queue_workers_alive"), gauge("queue_active_workers"))
+        assert (2, 2, 0) == (
+            gauge("workers"),
+            gauge("queue_workers_alive"),
+            gauge("queue_active_workers"),
+        )
 
 
 # -- autoscale -----------------------------------------------------------------------
@@ -377,7 +399,12 @@ async def test_metrics_follow_resize() -> None:
         ((4,), {"target_wait": 0}, ValueError, r"^Autoscale target_wait must be "),
         ((4,), {"target_wait": "1"}, TypeError, r"^Autoscale target_wait must be "),
         ((4,), {"cooldown": -1.0}, ValueError, r"^Autoscale cooldown must be "),
-        ((4,), {"cooldown": None}, ValueError, r"^Autoscale cooldown must be a finite "),
+        (
+            (4,),
+            {"cooldown": None},
+            ValueError,
+            r"^Autoscale cooldown must be a finite ",
+        ),
     ],
 )
 def test_autoscale_refuses_bad_values(
@@ -390,13 +417,24 @@ def test_autoscale_refuses_bad_values(
 
 def test_autoscale_is_checked_against_the_pool() -> None:
     """A pool refuses a non-Autoscale and a max_workers below its workers."""
-    with pytest.raises(TypeError, match=r"^autoscale must be None or a queuekeeper\.Autoscale, not 4 \(int\)$"):
+    with pytest.raises(
+        TypeError,
+        match=r"^autoscale must be None or a queuekeeper\.Autoscale, not 4 \(int\)$",
+    ):
         WorkerPool(echo, workers=2, autoscale=4)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"^autoscale max_workers=2 must be at least the pool's workers=3$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^autoscale max_workers=2 must be at least the pool's workers=3$",
+    ):
         WorkerPool(echo, workers=3, autoscale=Autoscale(2))
-    pool = WorkerPool(echo, workers=2, autoscale=Autoscale(4, target_wait=1, cooldown=2))
+    pool = WorkerPool(
+        echo, workers=2, autoscale=Autoscale(4, target_wait=1, cooldown=2)
+    )
     assert Autoscale(4, target_wait=1.0, cooldown=2.0) == pool.autoscale
-    with pytest.raises(ValueError, match=r"^workers=5 must be at most the pool's autoscale max_workers=4$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^workers=5 must be at most the pool's autoscale max_workers=4$",
+    ):
         pool.resize(5)
     pool.resize(3)
     assert 3 == pool.max_workers
@@ -424,7 +462,7 @@ async def test_autoscale_grows_under_a_burst_and_shrinks_after_it(
         assert 4 == pool.status().max_workers  # not idle for long yet
         await trio.sleep(settings.cooldown + 1)
         assert 1 == pool.status().max_workers
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         assert 1 == alive(pool) == len(pool.worker_health())
         status = pool.status()
         assert (20, 20) == (status.submitted, status.completed)
@@ -444,7 +482,9 @@ async def test_autoscale_does_not_grow_while_requests_wait_briefly(
         await trio.sleep(0.1)
         return request
 
-    async with WorkerPool(quick, workers=2, autoscale=Autoscale(8, target_wait=1)) as pool:
+    async with WorkerPool(
+        quick, workers=2, autoscale=Autoscale(8, target_wait=1)
+    ) as pool:
         for _ in range(20):
             await pool.execute(1)
             assert 2 == pool.max_workers
@@ -453,3 +493,127 @@ async def test_autoscale_does_not_grow_while_requests_wait_briefly(
         await pool.submit(3)
         await trio.sleep(2)
         assert 2 == pool.max_workers
+
+
+async def test_a_reserved_worker_takes_from_the_queue_as_it_frees_up() -> None:
+    """A CRITICAL request queued while every worker is busy goes to the reserved one."""
+    held = Held()
+    async with WorkerPool(
+        held,
+        workers=2,
+        max_queue_size=2,
+        backpressure=Backpressure.BLOCK,
+        reserved={Priority.CRITICAL: 1},
+    ) as pool:
+        await pool.submit("crit0", priority=Priority.CRITICAL)
+        await pool.submit("low0", priority=Priority.LOW)
+        await pool.submit("low1", priority=Priority.LOW)
+        await pool.submit("crit1", priority=Priority.CRITICAL)  # queued: all busy
+        async with anyio.create_task_group() as task_group:
+            # Blocked for room: a LOW request first, then a CRITICAL one.
+            task_group.start_soon(
+                functools.partial(pool.submit, "low2", priority=Priority.LOW)
+            )
+            await anyio.wait_all_tasks_blocked()
+            task_group.start_soon(
+                functools.partial(pool.submit, "crit2", priority=Priority.CRITICAL)
+            )
+            await anyio.wait_all_tasks_blocked()
+            held.release("crit0")
+            await anyio.wait_all_tasks_blocked()
+            assert ["crit0", "low0", "crit1"] == held.started
+            held.release("crit1")
+            await anyio.wait_all_tasks_blocked()
+        # Past the blocked LOW request.
+        assert ["crit0", "low0", "crit1", "crit2"] == held.started
+        held.release("crit2", "low0", "low1", "low2")
+    assert 6 == pool.status().completed
+
+
+class Awaitable:
+    """An awaitable that is not a coroutine."""
+
+    def __await__(self) -> Any:
+        return anyio.lowlevel.checkpoint().__await__()
+
+
+async def test_reserved_workers_settle_every_outcome() -> None:
+    """Failures, timeouts, awaitables and cancels: a reserved worker goes on."""
+
+    def handler(request: str) -> Any:
+        if request == "awaitable":
+            return Awaitable()
+        return actions[request]()
+
+    async def fail() -> None:
+        raise ValueError("boom")
+
+    async def hang() -> None:
+        await anyio.sleep_forever()
+
+    async def quick() -> str:
+        await anyio.lowlevel.checkpoint()
+        return "quick"
+
+    actions = {"fail": fail, "hang": hang, "quick": quick}
+    gate = Gate()
+
+    async def low(request: str) -> Any:
+        if request == "low":
+            return await gate(request)
+        return await handler(request)
+
+    crit = Priority.CRITICAL
+    async with WorkerPool(low, workers=2, reserved={crit: 1}) as pool:
+        await pool.submit("low", priority=Priority.LOW)
+        await anyio.wait_all_tasks_blocked()
+        with pytest.raises(ValueError, match="^boom$"):
+            await pool.execute("fail", priority=crit)
+        with pytest.raises(TimeoutError):
+            await pool.execute("hang", priority=crit, timeout=0.01)
+        assert None is await pool.execute("awaitable", priority=crit)
+        assert "quick" == await pool.execute("quick", priority=crit, timeout=60)
+        # Handed to the idle reserved worker, cancelled before it starts.
+        ticket = await pool.submit("quick", priority=crit)
+        assert ticket.cancel()
+        assert "quick" == await pool.execute("quick", priority=crit)
+        health = pool.worker_health()[0]
+        assert (1, 5, 2) == (
+            health.reserved_for,
+            health.total_processed,
+            health.total_errors,
+        )
+        gate.open.set()
+
+
+async def test_cancelling_the_pool_ends_its_idle_reserved_workers() -> None:
+    """Cancelled from outside, a reserved worker waiting for work ends with the pool."""
+    async with anyio.create_task_group() as task_group:
+        pool = WorkerPool(echo, workers=2, reserved={Priority.CRITICAL: 1})
+        await task_group.start(pool.run)
+        await anyio.wait_all_tasks_blocked()
+        task_group.cancel_scope.cancel()
+    assert "closed" == pool.status().state
+    assert 0 == alive(pool)
+
+
+async def test_resize_to_the_same_size_changes_nothing() -> None:
+    """resize(n) with n workers already: no worker starts or retires."""
+    async with WorkerPool(echo, workers=2) as pool:
+        await anyio.wait_all_tasks_blocked()
+        pool.resize(2)
+        await anyio.wait_all_tasks_blocked()
+        assert [0, 1] == [h.worker_id for h in pool.worker_health()]
+
+
+def test_autoscale_needs_workers_to_start_from() -> None:
+    """A pool with no workers (on Redis) cannot autoscale."""
+    with pytest.raises(ValueError, match=r"^autoscale needs a pool with workers >= 1"):
+        WorkerPool(echo, workers=0, autoscale=Autoscale(2), queue=FakeShared())
+
+
+class FakeShared:
+    """Passes for a shared queue at construction (the check comes first)."""
+
+    def _link(self, **options: Any) -> Any:
+        raise AssertionError("not reached")

@@ -13,6 +13,7 @@ from ._errors import RequestCancelled as RequestCancelled
 from ._errors import RequestShed as RequestShed
 from ._errors import RequestTimeout as RequestTimeout
 from ._observer import PoolObserver as PoolObserver
+from ._pool import Autoscale as Autoscale
 from ._pool import Ticket as Ticket
 from ._pool import WorkerPool as WorkerPool
 from ._priority import Priority as Priority
@@ -24,9 +25,9 @@ from ._status import PoolStatus as PoolStatus
 from ._status import WorkerHealth as WorkerHealth
 from ._util import fixup_module_metadata as _fixup_module_metadata
 from ._version import __version__ as __version__
-from ._pool import Autoscale as Autoscale
 
 __all__ = [
+    "Autoscale",
     "Backpressure",
     "ChannelStatistics",
     "PoolClosed",
@@ -47,7 +48,6 @@ __all__ = [
     "WorkerHealth",
     "WorkerPool",
     "create_priority_channel",
-    "Autoscale",
 ]
 
 

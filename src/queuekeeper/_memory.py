@@ -45,9 +45,6 @@ class _Retire:
     _state = None
     _level = 0
 
-    def __repr__(self) -> str:
-        return "<retire>"
-
 
 #: Handed to an idle worker that is to retire.
 RETIRE: Final[Any] = _Retire()
@@ -255,10 +252,13 @@ class MemoryQueue(Generic[T]):
         del state.waiting_senders[waiter]
         state.ready_up()
         item = waiter.item
-        if not waiter.front:  # a blocked submitter: its put is done
+        # No branch: an item given back (front) waits only in the instant of a
+        # native cancellation; a pool's queue, the only one with senders waiting,
+        # has its on_admit.
+        if not waiter.front:  # pragma: no branch
             waiter.outcome = _SENT
             waiter.event.set()
-            if state.on_admit is not None:
+            if state.on_admit is not None:  # pragma: no branch
                 state.on_admit(item)
         return item
 
@@ -285,6 +285,10 @@ class MemoryQueue(Generic[T]):
             return request
         if not self._state.open_send:
             raise EndOfStream
+        return await self._wait_within(limit, backend)
+
+    async def _wait_within(self, limit: int, backend: Backend) -> T:
+        """:meth:`take_within` when nothing at *limit* or above is queued."""
         takers = self._takers
         assert takers is not None  # noqa: S101 (reserve() was called)
         taker = _Taker(limit, backend.event())
@@ -297,17 +301,17 @@ class MemoryQueue(Generic[T]):
             await taker.event.wait()
         except BaseException as exc:
             if taker.item is None:
-                if taker in takers:
-                    takers.remove(taker)
+                takers.remove(taker)  # (close() leaves it in the list it replaced)
                 raise
-            if not _redelivered(exc):
+            # Handed a request in the instant of a native asyncio cancellation
+            # (or Ctrl-C): give it back, as _wait_for_item does. A cancel scope's
+            # cancellation is raised again at the next checkpoint: keep it.
+            if not _redelivered(exc):  # pragma: no cover (one loop turn wide)
                 self._state.give_back(taker.item, taker.priority)
                 raise
-        if taker.item is None:  # closed: take what is left at these levels
-            request = self.take_within_nowait(limit)
-            if request is None:
-                raise EndOfStream
-            return request
+        if taker.item is None:
+            # Closed: anything at these levels would have been handed over.
+            raise EndOfStream
         return taker.item  # type: ignore[no-any-return]
 
     # -- requests waiting ---------------------------------------------------------

@@ -130,7 +130,7 @@ class WorkerPool(Generic[Req, Res]):
         ValueError: An argument is out of range (the message names it).
     """
 
-    def __init__(  # noqa: C901, PLR0912 (validation, one argument at a time)
+    def __init__(  # noqa: C901, PLR0915 (validation, one argument at a time)
         self,
         handler: Callable[[Req], Awaitable[Res]] | None,
         *,
@@ -144,7 +144,7 @@ class WorkerPool(Generic[Req, Res]):
         unhealthy_after: int = 5,
         cancel_grace: float = 1.0,
         queue: SharedQueue | None = None,
-        reserved: Mapping[int, int] | None = None,
+        reserved: Mapping[Priority, int] | Mapping[int, int] | None = None,
         autoscale: Autoscale | None = None,
     ) -> None:
         enable_ki_protection()
@@ -651,8 +651,6 @@ class WorkerPool(Generic[Req, Res]):
         link = self._link
 
         def idle() -> list[object]:
-            if self._workers.excess:
-                return []  # some are retiring already
             return [
                 record
                 for record in accounting.workers
@@ -662,7 +660,7 @@ class WorkerPool(Generic[Req, Res]):
         def queued(now: float) -> tuple[int, float | None]:
             if link is not None:
                 return self._queue.sizes()[0], None
-            firsts = self._queue.firsts()
+            firsts = cast("MemoryQueue[Ticket[Res]]", self._queue).firsts()
             oldest = min((t.submitted_at for t in firsts), default=None)
             handed = len(self._admission.handover)
             waited = None if oldest is None else now - oldest

@@ -60,7 +60,7 @@ def check_reserved(reserved: object, workers: int) -> list[int]:
             raise ValueError(msg)
     total = sum(count for _, count in pairs)
     if total >= workers:
-        shown = {level: count for level, count in pairs}
+        shown = dict(pairs)
         msg = (
             f"reserved={shown!r} keeps {describe(total)} of the pool's "
             f"workers={workers}: at least one worker must stay unreserved"
@@ -85,6 +85,14 @@ def _reserved_level(key: object) -> int:
 
 def _check_max_workers(value: int) -> int:
     return check_count(value, "Autoscale max_workers", MAX_WORKERS)
+
+
+def _check_target_wait(value: float) -> float:
+    return check_seconds(value, "Autoscale target_wait")
+
+
+def _check_cooldown(value: float) -> float:
+    return check_seconds(value, "Autoscale cooldown")
 
 
 @final
@@ -119,18 +127,20 @@ class Autoscale:
     target_wait: float = attrs.field(
         default=0.5,
         kw_only=True,
-        converter=lambda value: check_seconds(value, "Autoscale target_wait"),
+        converter=_check_target_wait,
     )
     cooldown: float = attrs.field(
         default=10.0,
         kw_only=True,
-        converter=lambda value: check_seconds(value, "Autoscale cooldown"),
+        converter=_check_cooldown,
     )
 
     def __attrs_post_init__(self) -> None:
         for name in ("target_wait", "cooldown"):
             if getattr(self, name) == math.inf:
-                msg = f"Autoscale {name} must be a finite number of seconds > 0, not None"
+                msg = (
+                    f"Autoscale {name} must be a finite number of seconds > 0, not None"
+                )
                 raise ValueError(msg)
 
     @property

@@ -293,9 +293,9 @@ class Workers(Generic[Req, Res]):
                 return True
             # Expired before its timer fired: it must not start.
             self.admission.expire(ticket, now)
-        elif ticket is RETIRE:  # pragma: no cover (given back by a native cancel)
-            return False
         # else: cancelled or expired while handed over
+        if ticket is RETIRE:  # pragma: no cover (given back by a native cancel)
+            return False
         if self.acknowledge is not None:
             self.acknowledge(ticket)
         return False
