@@ -105,6 +105,7 @@ async def test_reserved_workers_take_their_level_and_above_only() -> None:
         assert {1, 2, None} == set(by_request.values())
         assert 1 == pool.status().queue_size
         gate.open.set()
+        await anyio.wait_all_tasks_blocked()  # both reserved workers wait again
     assert 4 == pool.status().completed
 
 
@@ -145,6 +146,7 @@ async def test_a_reserved_worker_takes_a_blocked_critical_request_first() -> Non
         backpressure=Backpressure.BLOCK,
         reserved={Priority.CRITICAL: 1},
     ) as pool:
+        await anyio.wait_all_tasks_blocked()  # every worker waits for work
         await pool.submit("crit0", priority=Priority.CRITICAL)
         await pool.submit("low0", priority=Priority.LOW)
         low1 = await pool.submit("low1", priority=Priority.LOW)  # fills the queue
@@ -152,17 +154,21 @@ async def test_a_reserved_worker_takes_a_blocked_critical_request_first() -> Non
         assert ["crit0", "low0"] == held.started
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(
+                functools.partial(pool.submit, "low2", priority=Priority.LOW)
+            )
+            await anyio.wait_all_tasks_blocked()
+            task_group.start_soon(
                 functools.partial(pool.submit, "crit1", priority=Priority.CRITICAL)
             )
             await anyio.wait_all_tasks_blocked()
             assert ["crit0", "low0"] == held.started  # crit1 waits for room
             held.release("crit0")
             await anyio.wait_all_tasks_blocked()
-        # The reserved worker took crit1 past low1, which still waits.
-        assert ["crit0", "low0", "crit1"] == held.started
-        assert (TicketState.QUEUED, 0) == (low1.state, low1.position)
-        held.release("crit1", "low0", "low1")
-    assert (0, 4) == (pool.status().rejected, pool.status().completed)
+            # The reserved worker took crit1 past low1 and low2, which still wait.
+            assert ["crit0", "low0", "crit1"] == held.started
+            assert (TicketState.QUEUED, 0) == (low1.state, low1.position)
+            held.release("crit1", "low0", "low1", "low2")
+    assert (0, 5) == (pool.status().rejected, pool.status().completed)
 
 
 @pytest.mark.parametrize(
@@ -505,6 +511,7 @@ async def test_a_reserved_worker_takes_from_the_queue_as_it_frees_up() -> None:
         backpressure=Backpressure.BLOCK,
         reserved={Priority.CRITICAL: 1},
     ) as pool:
+        await anyio.wait_all_tasks_blocked()  # every worker waits for work
         await pool.submit("crit0", priority=Priority.CRITICAL)
         await pool.submit("low0", priority=Priority.LOW)
         await pool.submit("low1", priority=Priority.LOW)
@@ -539,11 +546,7 @@ class Awaitable:
 
 async def test_reserved_workers_settle_every_outcome() -> None:
     """Failures, timeouts, awaitables and cancels: a reserved worker goes on."""
-
-    def handler(request: str) -> Any:
-        if request == "awaitable":
-            return Awaitable()
-        return actions[request]()
+    gate = Gate()
 
     async def fail() -> None:
         raise ValueError("boom")
@@ -551,20 +554,29 @@ async def test_reserved_workers_settle_every_outcome() -> None:
     async def hang() -> None:
         await anyio.sleep_forever()
 
+    async def refuse() -> None:
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            raise ValueError("refused") from None
+
     async def quick() -> str:
         await anyio.lowlevel.checkpoint()
         return "quick"
 
-    actions = {"fail": fail, "hang": hang, "quick": quick}
-    gate = Gate()
+    actions = {"fail": fail, "hang": hang, "refuse": refuse, "quick": quick}
 
-    async def low(request: str) -> Any:
+    def dispatch(request: str) -> Any:
         if request == "low":
-            return await gate(request)
-        return await handler(request)
+            return gate(request)
+        if request == "awaitable":
+            return Awaitable()  # not a coroutine
+        return actions[request]()
 
     crit = Priority.CRITICAL
-    async with WorkerPool(low, workers=2, reserved={crit: 1}) as pool:
+    async with WorkerPool(
+        lambda request: dispatch(request), workers=2, reserved={crit: 1}
+    ) as pool:
         await pool.submit("low", priority=Priority.LOW)
         await anyio.wait_all_tasks_blocked()
         with pytest.raises(ValueError, match="^boom$"):
@@ -573,12 +585,18 @@ async def test_reserved_workers_settle_every_outcome() -> None:
             await pool.execute("hang", priority=crit, timeout=0.01)
         assert None is await pool.execute("awaitable", priority=crit)
         assert "quick" == await pool.execute("quick", priority=crit, timeout=60)
+        # Cancelled while running, its handler raising instead.
+        ticket = await pool.submit("refuse", priority=crit)
+        await anyio.wait_all_tasks_blocked()
+        assert ticket.cancel()
+        with pytest.raises(ValueError, match="^refused$"):
+            await ticket.result()
         # Handed to the idle reserved worker, cancelled before it starts.
         ticket = await pool.submit("quick", priority=crit)
         assert ticket.cancel()
         assert "quick" == await pool.execute("quick", priority=crit)
         health = pool.worker_health()[0]
-        assert (1, 5, 2) == (
+        assert (1, 6, 3) == (
             health.reserved_for,
             health.total_processed,
             health.total_errors,
@@ -617,3 +635,19 @@ class FakeShared:
 
     def _link(self, **options: Any) -> Any:
         raise AssertionError("not reached")
+
+
+async def test_workers_to_retire_serve_on_once_shutdown_begins() -> None:
+    """Shrunk, then shut down before they finish: the extra workers drain too."""
+    gate = Gate()
+    async with WorkerPool(gate, workers=2) as pool:
+        tickets = [await pool.submit(i) for i in range(4)]
+        await anyio.wait_all_tasks_blocked()
+        pool.resize(1)
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(pool.shutdown)
+            await anyio.wait_all_tasks_blocked()
+            gate.open.set()
+        assert [0, 1, 2, 3] == [await ticket.result() for ticket in tickets]
+        # Both served to the end: neither retired.
+        assert 2 == len(pool.worker_health())

@@ -202,14 +202,13 @@ class MemoryQueue(Generic[T]):
     # -- reserved workers ---------------------------------------------------------
 
     def reserve(self, limits: list[int]) -> None:  # noqa: ARG002 (as the protocol's)
-        """Serve reserved workers too (:meth:`take_within`); for good.
+        """Serve reserved workers too (:meth:`take_within`); call it once.
 
         From then on a request put in goes first to a reserved worker waiting for
         its level, if one waits, and only then to the other takers or the buffer.
         """
-        if self._takers is None:
-            self._takers = []
-            self.put_nowait = self._put_reserved
+        self._takers = []
+        self.put_nowait = self._put_reserved
 
     @ki_protected
     def _put_reserved(self, request: T, priority: int) -> bool:
