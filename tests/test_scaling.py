@@ -574,12 +574,14 @@ async def test_reserved_workers_settle_every_outcome() -> None:
         return actions[request]()
 
     crit = Priority.CRITICAL
-    async with WorkerPool(
-        lambda request: dispatch(request), workers=2, reserved={crit: 1}
+    async with WorkerPool[str, Any](
+        lambda request: dispatch(request),  # noqa: PLW0108 (a def would be refused)
+        workers=2,
+        reserved={crit: 1},
     ) as pool:
         await pool.submit("low", priority=Priority.LOW)
         await anyio.wait_all_tasks_blocked()
-        with pytest.raises(ValueError, match="^boom$"):
+        with pytest.raises(ValueError, match=r"^boom$"):
             await pool.execute("fail", priority=crit)
         with pytest.raises(TimeoutError):
             await pool.execute("hang", priority=crit, timeout=0.01)
@@ -589,7 +591,7 @@ async def test_reserved_workers_settle_every_outcome() -> None:
         ticket = await pool.submit("refuse", priority=crit)
         await anyio.wait_all_tasks_blocked()
         assert ticket.cancel()
-        with pytest.raises(ValueError, match="^refused$"):
+        with pytest.raises(ValueError, match=r"^refused$"):
             await ticket.result()
         # Handed to the idle reserved worker, cancelled before it starts.
         ticket = await pool.submit("quick", priority=crit)
