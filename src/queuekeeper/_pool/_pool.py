@@ -488,7 +488,9 @@ class WorkerPool(Generic[Req, Res]):
     def _close_intake(self) -> None:
         """Stop taking requests; workers end once the queue is empty."""
         self._accepting = False
-        self._workers.ending = True
+        # Workers still to retire serve on to the end (and none retires later:
+        # resize() now raises).
+        self._workers.set_excess(0)
         if self._state == "running":
             self._state = "draining"
         self._queue.close()
@@ -634,12 +636,12 @@ class WorkerPool(Generic[Req, Res]):
                 accounting.workers = accounting.workers[:change]
             return
         if change < 0:
-            workers.excess -= change
+            workers.set_excess(workers.excess - change)
             self._queue.retire_waiting(-change)
             return
         # Workers still to retire stay instead; the rest are new.
         stay = min(workers.excess, change)
-        workers.excess -= stay
+        workers.set_excess(workers.excess - stay)
         for record in accounting.add(change - stay):
             task_group.start_soon(
                 workers.work, record, name=f"{self._name}-worker-{record.worker_id}"
@@ -678,7 +680,7 @@ class WorkerPool(Generic[Req, Res]):
             queued=queued,
             recent=recent,
             resize=self._set_size,
-            stopped=lambda: self._workers.ending,
+            stopped=lambda: not self._accepting,
             clock=self._clock,
         )
 

@@ -73,6 +73,10 @@ def _check_awaitable(handler: object, value: object) -> None:
         raise TypeError(msg)
 
 
+def _take_nothing() -> None:
+    """``take_nowait`` while workers are to retire: as if the queue were empty."""
+
+
 def _forget_native_cancels() -> None:
     """On asyncio, withdraw native cancellation requests of the current task.
 
@@ -103,11 +107,11 @@ class Workers(Generic[Req, Res]):
         "admission",
         "all_done",
         "clock",
-        "ending",
         "excess",
         "handler",
         "live",
         "queue",
+        "take_nowait",
     )
 
     def __init__(
@@ -127,10 +131,13 @@ class Workers(Generic[Req, Res]):
         self.live = 0
         #: Set when the last live worker ends (unless it retired).
         self.all_done = Event()
-        #: Workers still to retire after a shrink (see WorkerPool.resize).
+        #: Workers still to retire after a shrink (see WorkerPool.resize); set
+        #: with set_excess().
         self.excess = 0
-        #: Set once the pool stops taking requests: no worker retires after that.
-        self.ending = False
+        #: The queue's take_nowait, or, while workers are to retire, a stand-in
+        #: that finds nothing (so a worker done with its request goes to wait,
+        #: and retires there), at no cost to the worker loop otherwise.
+        self.take_nowait: Callable[[], Ticket[Res] | None] = queue.take_nowait
         # What a queue that leases its requests wants told of each one taken
         # (its lease then moves to the worker's own bookkeeping).
         self.acknowledge = queue.settled if queue.acknowledges else None
@@ -231,9 +238,7 @@ class Workers(Generic[Req, Res]):
         ``None`` too when workers are to retire: the worker then waits, and so
         retires (see :meth:`_begin_waiting`).
         """
-        if self.excess:
-            return None
-        take_nowait = self.queue.take_nowait
+        take_nowait = self.take_nowait
         while (ticket := take_nowait()) is not None:
             if self._start(worker, ticket, scope):
                 return ticket
@@ -250,7 +255,8 @@ class Workers(Generic[Req, Res]):
         queue = self.queue
         handover = self.admission.handover
         while True:
-            if self.excess and self._retire(worker):
+            if self.excess:
+                self._retire(worker)
                 return None
             try:
                 ticket = await queue.take()
@@ -301,14 +307,17 @@ class Workers(Generic[Req, Res]):
         return False
 
     @ki_protected
-    def _retire(self, worker: WorkerRecord) -> bool:
-        """Retire *worker* if workers are in excess; say whether it retired."""
-        if self.ending:
-            return False
-        self.excess -= 1
+    def set_excess(self, excess: int) -> None:
+        """Have *excess* workers retire (as each is next done with a request)."""
+        self.excess = excess
+        self.take_nowait = _take_nothing if excess else self.queue.take_nowait
+
+    @ki_protected
+    def _retire(self, worker: WorkerRecord) -> None:
+        """Retire *worker*, one of the workers in excess."""
+        self.set_excess(self.excess - 1)
         worker.retired = True
         self.accounting.retire(worker)
-        return True
 
     # -- reserved workers ---------------------------------------------------------
 
