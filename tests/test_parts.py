@@ -363,6 +363,17 @@ class LeasingQueue:
     def drain(self) -> list[Ticket[Any]]:
         return self.memory.drain()
 
+    def retire_waiting(self, count: int) -> int:
+        return self.memory.retire_waiting(count)
+
+    def reserve(self, limits: list[int]) -> None:
+        self.memory.reserve(limits)
+
+    async def take_within(self, limit: int) -> Ticket[Any]:
+        taken = await self.memory.take_within(limit)
+        self.leased[taken] += 1
+        return taken
+
 
 async def test_workers_acknowledge_every_request_they_take_once_it_is_settled() -> None:
     """Served, failed or found expired: each taken request is acknowledged once."""

@@ -28,12 +28,19 @@ from .._errors import PoolClosed, RequestCancelled
 from .._memory import MemoryQueue
 from .._priority import Priority, check_priority
 from .._states import Backpressure, TicketState
-from .._util import Backend, enable_ki_protection, ki_protected, process_name
+from .._util import (
+    Backend,
+    describe,
+    enable_ki_protection,
+    ki_protected,
+    process_name,
+)
 from ._accounting import Accounting
 from ._admission import Admission
 from ._checks import MAX_WORKERS, check_count, check_handler, check_name, check_seconds
 from ._coalesce import Share, check_key
 from ._deadlines import Deadlines
+from ._scaling import Autoscale, Autoscaler, check_reserved
 from ._ticket import Ticket
 from ._workers import Workers
 
@@ -107,13 +114,25 @@ class WorkerPool(Generic[Req, Res]):
             (``max_queue_size`` must then be left out); ``workers`` may be 0, for a
             pool that only submits, whose ``handler`` may be ``None``; and
             :meth:`submit_nowait` is not available.
+        reserved: ``{level: n}`` keeps *n* workers for requests at *level* or
+            above (a lower or equal value): however many slow requests of lower
+            levels keep the other workers busy, a request at that level starts
+            as soon as one of its reserved workers is free. The counts must leave
+            at least one unreserved worker. A reserved worker that is idle is
+            handed such a request before an unreserved one; unreserved workers
+            take requests of every level. On Redis, each process keeps its own
+            reserved workers: its pool takes from the shared queue only what an
+            idle worker of its own may run.
+        autoscale: An :class:`Autoscale`: the pool grows from *workers* up to its
+            ``max_workers`` while requests wait longer than its ``target_wait``,
+            and shrinks back when workers sit idle for its ``cooldown``.
 
     Raises:
         TypeError: An argument has the wrong type (the message names it).
         ValueError: An argument is out of range (the message names it).
     """
 
-    def __init__(
+    def __init__(  # noqa: C901, PLR0915 (validation, one argument at a time)
         self,
         handler: Callable[[Req], Awaitable[Res]] | None,
         *,
@@ -127,6 +146,8 @@ class WorkerPool(Generic[Req, Res]):
         unhealthy_after: int = 5,
         cancel_grace: float = 1.0,
         queue: SharedQueue | None = None,
+        reserved: Mapping[Priority, int] | Mapping[int, int] | None = None,
+        autoscale: Autoscale | None = None,
     ) -> None:
         enable_ki_protection()
         check_name(name)
@@ -143,6 +164,9 @@ class WorkerPool(Generic[Req, Res]):
         else:
             check_handler(handler)
             workers = check_count(workers, "workers", MAX_WORKERS)
+        limits = [] if reserved is None else check_reserved(reserved, workers)
+        if autoscale is not None:
+            self._check_autoscale(autoscale, workers)
         if queue is not None and max_queue_size is not None:
             msg = (
                 f"max_queue_size={max_queue_size!r} cannot be given with a shared "
@@ -185,6 +209,13 @@ class WorkerPool(Generic[Req, Res]):
                 new_ticket=self._execution_ticket,
             )
             self._max_queue_size = self._link.max_size
+        self._handler = handler
+        if self._link is not None:
+            self._link.serves = handler is not None
+        self._reserved = len(limits)
+        if limits:
+            accounting.reserve(limits)
+            self._queue.reserve(limits)
         self._admission = Admission[Res](
             self._queue, backpressure, self._max_queue_size, accounting, self._deadlines
         )
@@ -210,6 +241,12 @@ class WorkerPool(Generic[Req, Res]):
         self._own_task_group: TaskGroup | None = None
         # Coalescing: the request queued or running under each key in use.
         self._shares: dict[Hashable, Share] = {}
+        # The task group the workers run in, once they do (for workers added).
+        self._task_group: TaskGroup | None = None
+
+        # Scaling: the fewest workers the autoscaler keeps (resize sets it).
+        self._autoscale = autoscale
+        self._floor = workers
 
         if metrics is not None:
             metrics.attach(self)
@@ -228,8 +265,13 @@ class WorkerPool(Generic[Req, Res]):
 
     @property
     def max_workers(self) -> int:
-        """How many workers the pool runs."""
-        return len(self._accounting.workers)
+        """How many workers the pool runs (see :meth:`resize`)."""
+        return self._accounting.count
+
+    @property
+    def autoscale(self) -> Autoscale | None:
+        """The pool's :class:`Autoscale` setting, or ``None``."""
+        return self._autoscale
 
     @property
     def max_queue_size(self) -> int | None:
@@ -267,6 +309,7 @@ class WorkerPool(Generic[Req, Res]):
                 if link is not None:
                     task_group.start_soon(link.serve, clock, name=f"{self._name}-link")
                     task_group.start_soon(self._end_link)
+                self._task_group = task_group
                 for record in self._accounting.workers:
                     task_group.start_soon(
                         workers.work,
@@ -274,6 +317,11 @@ class WorkerPool(Generic[Req, Res]):
                         name=f"{self._name}-worker-{record.worker_id}",
                     )
                     workers.live += 1
+                if self._autoscale is not None:
+                    task_group.start_soon(
+                        self._autoscaler(self._autoscale).run,
+                        name=f"{self._name}-autoscaler",
+                    )
                 task_group.start_soon(
                     self._deadlines.keep,
                     self._expire,
@@ -444,6 +492,9 @@ class WorkerPool(Generic[Req, Res]):
     def _close_intake(self) -> None:
         """Stop taking requests; workers end once the queue is empty."""
         self._accepting = False
+        # Workers still to retire serve on to the end (and none retires later:
+        # resize() now raises).
+        self._workers.set_excess(0)
         if self._state == "running":
             self._state = "draining"
         self._queue.close()
@@ -489,6 +540,153 @@ class WorkerPool(Generic[Req, Res]):
                 self._accounting.settle(
                     ticket, _CANCELLED, now, error=RequestCancelled("pool shut down")
                 )
+
+    # -- scaling ------------------------------------------------------------------
+
+    def _check_autoscale(self, autoscale: object, workers: int) -> None:
+        if not isinstance(autoscale, Autoscale):
+            msg = (
+                "autoscale must be None or a queuekeeper.Autoscale, "
+                f"not {autoscale!r} ({type(autoscale).__name__})"
+            )
+            raise TypeError(msg)
+        if workers < 1:
+            msg = "autoscale needs a pool with workers >= 1, not workers=0"
+            raise ValueError(msg)
+        if autoscale.max_workers < workers:
+            msg = (
+                f"autoscale max_workers={autoscale.max_workers} must be at least "
+                f"the pool's workers={workers}"
+            )
+            raise ValueError(msg)
+
+    @ki_protected
+    def resize(self, workers: int) -> None:
+        """Run *workers* workers from now on.
+
+        Growing starts the new workers at once (in the pool's task group).
+        Shrinking retires workers as they finish their current request: idle ones
+        at once, busy ones when their request ends; none is cancelled, and until
+        they retire they still appear in :meth:`worker_health` (``max_workers``
+        is the new count at once). Reserved workers never retire: *workers*
+        counts them, and must leave at least one unreserved worker. With
+        ``autoscale``, *workers* becomes the fewest the autoscaler keeps, at most
+        its ``max_workers``; the autoscaler grows from there again.
+
+        Before the pool starts it sets how many workers it will start with. A
+        pool on a shared queue (Redis) may be resized to 0 (it then only
+        submits) and back, if it has a handler; its link takes from the queue
+        only as many requests as it has workers.
+
+        Must be called from the pool's event loop thread.
+
+        Raises:
+            TypeError: *workers* is not an int, or the pool has no handler.
+            ValueError: *workers* is out of range (the message says why).
+            PoolClosed: The pool is shutting down or shut down.
+        """
+        minimum = 0 if self._link is not None else 1
+        if isinstance(workers, bool) or not isinstance(workers, int):
+            msg = (
+                f"workers must be an int >= {minimum}, "
+                f"not {describe(workers)} ({type(workers).__name__})"
+            )
+            raise TypeError(msg)
+        if not minimum <= workers <= MAX_WORKERS:
+            msg = (
+                f"workers must be an int from {minimum} to {MAX_WORKERS:,}, "
+                f"not {describe(workers)}"
+            )
+            raise ValueError(msg)
+        if self._handler is None:
+            msg = f"WorkerPool {self._name!r} has no handler: it cannot run workers"
+            raise TypeError(msg)
+        if self._reserved and workers <= self._reserved:
+            msg = (
+                f"workers={workers} must be more than the pool's {self._reserved} "
+                "reserved workers: at least one worker must stay unreserved"
+            )
+            raise ValueError(msg)
+        autoscale = self._autoscale
+        if autoscale is not None:
+            if workers > autoscale.max_workers:
+                msg = (
+                    f"workers={workers} must be at most the pool's autoscale "
+                    f"max_workers={autoscale.max_workers}"
+                )
+                raise ValueError(msg)
+            self._floor = workers
+        if not self._accepting:
+            msg = f"WorkerPool {self._name!r} is shut down; it cannot be resized"
+            raise PoolClosed(msg)
+        self._set_size(workers)
+
+    @ki_protected
+    def _set_size(self, count: int) -> None:
+        """Grow or shrink to *count* workers (see :meth:`resize`)."""
+        accounting = self._accounting
+        workers = self._workers
+        change = count - accounting.count
+        if not change:
+            return
+        accounting.count = count
+        if self._link is not None:
+            self._link.resize(count)
+        task_group = self._task_group
+        if task_group is None:  # not started: start with that many
+            if change > 0:
+                accounting.add(change)
+            else:  # the last records are unreserved ones
+                accounting.workers = accounting.workers[:change]
+            return
+        if change < 0:
+            workers.set_excess(workers.excess - change)
+            self._queue.retire_waiting(-change)
+            return
+        # Workers still to retire stay instead; the rest are new.
+        stay = min(workers.excess, change)
+        workers.set_excess(workers.excess - stay)
+        for record in accounting.add(change - stay):
+            task_group.start_soon(
+                workers.work, record, name=f"{self._name}-worker-{record.worker_id}"
+            )
+            workers.live += 1
+
+    def _autoscaler(self, settings: Autoscale) -> Autoscaler:
+        accounting = self._accounting
+        link = self._link
+
+        def idle() -> list[object]:
+            return [
+                record
+                for record in accounting.workers
+                if record.current is None and record.limit is None
+            ]
+
+        def queued(now: float) -> tuple[int, float | None]:
+            if link is not None:
+                return self._queue.sizes()[0], None
+            firsts = cast("MemoryQueue[Ticket[Res]]", self._queue).firsts()
+            oldest = min((t.submitted_at for t in firsts), default=None)
+            handed = len(self._admission.handover)
+            waited = None if oldest is None else now - oldest
+            return self._queue.sizes()[0] + handed, waited
+
+        def recent(count: int) -> float | None:
+            waits = list(accounting.waits)[-count:]
+            return sum(waits) / len(waits) if waits else None
+
+        return Autoscaler(
+            settings,
+            size=lambda: accounting.count,
+            floor=lambda: self._floor,
+            idle=idle,
+            queued=queued,
+            recent=recent,
+            resize=self._set_size,
+            stopped=lambda: not self._accepting,
+            clock=self._clock,
+        )
 
     # -- submitting ---------------------------------------------------------------
 
@@ -904,7 +1102,7 @@ class WorkerPool(Generic[Req, Res]):
         own = process_name()
         if self._link is None:
             in_flight = accounting.active
-            alive = len(accounting.workers) if state in _WORKING else 0
+            alive = self._workers.live if state in _WORKING else 0
             workers_alive: Mapping[str, int] = MappingProxyType({own: alive})
         else:
             in_flight, processes = self._link.spread()

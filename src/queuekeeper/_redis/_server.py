@@ -345,7 +345,7 @@ class ServerQueue:
 
     @property
     def bell(self) -> str:
-        """The stream rung when the queue goes from empty to non-empty."""
+        """The stream rung when a request is queued first (ahead of all others)."""
         return self.keys[5]
 
     @property
@@ -432,15 +432,19 @@ class ServerQueue:
         return [int(status) or None for status in statuses], room
 
     async def take(
-        self, count: int, lease: float, token: str
+        self, count: int, lease: float, token: str, most: int | None = None
     ) -> tuple[list[Taken], str | None]:
         """Take up to *count* requests, lowest priority value first, FIFO within one.
 
         Each is leased to *token* for *lease* seconds; requests whose lease ran out
-        are first put back where they were. With nothing queued, also returns the
-        last ring of :attr:`bell` (wait for a later one), else ``None``.
+        are first put back where they were. With *most*, only requests at that
+        priority or above (a lower or equal value). With nothing to take, also
+        returns the last ring of :attr:`bell` (wait for a later one), else ``None``.
         """
-        reply = await self._call("take", [count, round(lease * 1000), token])
+        args: list[object] = [count, round(lease * 1000), token]
+        if most is not None:
+            args.append(most)
+        reply = await self._call("take", args)
         if len(reply) == 1:
             return [], reply[0].decode()
         return _taken(reply), None

@@ -10,7 +10,8 @@ keys of one queue, which share the hash tag {name} (one slot on Redis Cluster):
                     queued requests per priority, under "p<priority>"
   KEYS[4] inflight  sorted set: id -> lease deadline, in ms of the server's clock
   KEYS[5] holds     hash: id -> "<score>:<deliveries>:<token>" of a taken request
-  KEYS[6] bell      stream rung when the queue goes from empty to non-empty
+  KEYS[6] bell      stream rung when a request is queued first (the queue was
+                    empty, or it is at a lower priority value than all queued)
   KEYS[7] room      stream rung when the queue goes from full to not full (full:
                     at the max_size of the last put that gave one, kept in meta)
   KEYS[8] born      hash: id -> when it was first queued, in ms of the server's clock
@@ -77,15 +78,16 @@ local function level_count(meta, priority, delta)
   redis.call('HINCRBY', meta, 'p' .. priority, delta)
 end
 
+-- Queue id at score; ring bell if it is now first (a pool whose workers are all
+-- reserved for urgent requests waits for that: see take).
 local function enqueue(keys, id, score)
   local size = redis.call('ZCARD', keys[1])
-  local was_empty = size == 0
   redis.call('ZADD', keys[1], exact(score), id)
   if size + 1 > tonumber(redis.call('HGET', keys[3], 'peak') or '0') then
     redis.call('HSET', keys[3], 'peak', size + 1)
   end
   level_count(keys[3], math.floor(score / SEQ_SPAN), 1)
-  if was_empty then
+  if size == 0 or redis.call('ZRANK', keys[1], id) == 0 then
     ring(keys[6])
   end
 end
@@ -192,8 +194,9 @@ local function put(keys, args)
   return out
 end
 
--- take(count, lease_ms, token) -> {'', id, payload, score, deliveries, age_ms, ...},
--- or {last ring of bell} if nothing is queued; age_ms is how long ago it was first
+-- take(count, lease_ms, token[, most]) -> {'', id, payload, score, deliveries,
+-- age_ms, ...}, or {last ring of bell} if nothing is queued (at priority most or
+-- above, if given: a lower or equal value); age_ms is how long ago it was first
 -- queued. A lease of 0 takes them for good (at most once): no lease, nothing to
 -- acknowledge.
 local function take(keys, args)
@@ -201,7 +204,17 @@ local function take(keys, args)
   local now = now_ms()
   reap(keys, now, 100)
   local before = redis.call('ZCARD', keys[1])
-  local popped = redis.call('ZPOPMIN', keys[1], count)
+  local popped
+  if args[4] then
+    local most = exact((tonumber(args[4]) + 1) * SEQ_SPAN - 1)
+    popped = redis.call('ZRANGE', keys[1], '-inf', most, 'BYSCORE', 'LIMIT', 0, count,
+      'WITHSCORES')
+    for i = 1, #popped, 2 do
+      redis.call('ZREM', keys[1], popped[i])
+    end
+  else
+    popped = redis.call('ZPOPMIN', keys[1], count)
+  end
   if #popped == 0 then
     return {last_ring(keys[6])}
   end
