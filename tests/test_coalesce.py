@@ -166,6 +166,36 @@ async def test_a_request_handed_to_a_worker_is_not_promoted() -> None:
         assert "keyed" == await first.result()
 
 
+async def test_a_promotion_hands_the_request_to_an_idle_reserved_worker() -> None:
+    """Promoted to a level an idle reserved worker keeps: it starts at once.
+
+    Its unreserved worker stays busy: without the hand-over the request would wait
+    for that worker, though the reserved one was idle all along.
+    """
+    gate = Gate()
+    started = anyio.Event()
+
+    async def handle(request: str) -> str:
+        if request == "keyed":
+            started.set()
+            return request
+        return str(await gate(request))
+
+    async with WorkerPool(handle, workers=2, reserved={Priority.CRITICAL: 1}) as pool:
+        await pool.submit("busy")
+        await anyio.wait_all_tasks_blocked()
+        low = await pool.submit("keyed", priority=Priority.LOW, key="k")
+        await anyio.wait_all_tasks_blocked()
+        assert (TicketState.QUEUED, ["busy"]) == (low.state, gate.started)
+        critical = await pool.submit("keyed", priority=Priority.CRITICAL, key="k")
+        with anyio.fail_after(5):  # hang guard: it starts without "busy" ending
+            await started.wait()
+            assert "keyed" == await critical.result()
+        assert ["busy"] == gate.started
+        gate.open.set()
+    assert "keyed" == await low.result()
+
+
 # -- cancelling ---------------------------------------------------------------------
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
 
 from anyio import EndOfStream, WouldBlock
 
@@ -213,16 +213,22 @@ class MemoryQueue(Generic[T]):
     @ki_protected
     def _put_reserved(self, request: T, priority: int) -> bool:
         """``put_nowait`` of a queue with reserved workers (see :meth:`reserve`)."""
-        takers = self._takers
-        if takers and self._state.open_receive:
-            for taker in takers:  # fewest levels first: the best fit
-                if taker.limit >= priority:
-                    takers.remove(taker)
-                    taker.item = request
-                    taker.priority = priority
-                    taker.event.set()
-                    return True
+        if self._takers and self._hand_reserved(request, priority):
+            return True
         return self._state.put(request, priority)
+
+    def _hand_reserved(self, request: T, priority: int) -> bool:
+        """Hand *request* to a reserved worker waiting for *priority*, if one is."""
+        # (The queue's own receive side is never closed: a taker is always open.)
+        takers = cast("list[_Taker]", self._takers)
+        for taker in takers:  # fewest levels first: the best fit
+            if taker.limit >= priority:
+                takers.remove(taker)
+                taker.item = request
+                taker.priority = priority
+                taker.event.set()
+                return True
+        return False
 
     @ki_protected
     def take_within_nowait(self, limit: int) -> T | None:
@@ -342,7 +348,8 @@ class MemoryQueue(Generic[T]):
         """Move the queued *request* to the end of level *to*; whether it was there.
 
         Costs a scan of its level. The queue's size does not change, so no
-        blocked :meth:`put` moves in.
+        blocked :meth:`put` moves in; but a reserved worker waiting for level *to*
+        (see :meth:`reserve`) is handed the request at once, as a put would.
         """
         state = self._state
         bucket = state.buckets.get(priority)
@@ -355,6 +362,8 @@ class MemoryQueue(Generic[T]):
         state.size -= 1
         if not bucket:
             state.drop_level(priority)
+        if self._takers and self._hand_reserved(request, to):
+            return True
         state.push(request, to)
         return True
 
