@@ -328,6 +328,15 @@ class MemoryQueue(Generic[T]):
         Requests compare with ``==`` (identity, for a ticket). Costs a scan of its
         level. Room that appears admits a blocked :meth:`put`.
         """
+        if not self._take_out(request, priority):
+            return False
+        state = self._state
+        if state.waiting_senders:
+            state.admit_sender()
+        return True
+
+    def _take_out(self, request: T, priority: int) -> bool:
+        """Take *request* out of its level's bucket; whether it was there."""
         state = self._state
         bucket = state.buckets.get(priority)
         if not bucket:
@@ -339,8 +348,6 @@ class MemoryQueue(Generic[T]):
         state.size -= 1
         if not bucket:
             state.drop_level(priority)
-        if state.waiting_senders:
-            state.admit_sender()
         return True
 
     @ki_protected
@@ -351,19 +358,11 @@ class MemoryQueue(Generic[T]):
         blocked :meth:`put` moves in; but a reserved worker waiting for level *to*
         (see :meth:`reserve`) is handed the request at once, as a put would.
         """
-        state = self._state
-        bucket = state.buckets.get(priority)
-        if not bucket:
+        if not self._take_out(request, priority):
             return False
-        try:
-            bucket.remove(request)
-        except ValueError:
-            return False
-        state.size -= 1
-        if not bucket:
-            state.drop_level(priority)
         if self._takers and self._hand_reserved(request, to):
             return True
+        state = self._state
         state.push(request, to)
         return True
 
