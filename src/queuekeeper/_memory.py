@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final, Generic, TypeVar, final
+import math
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
 from anyio import EndOfStream, WouldBlock
 
 from ._channel import create_priority_channel
+from ._order import OrderedStore
 from ._util import Backend, ki_protected
 
 if TYPE_CHECKING:
@@ -42,7 +44,9 @@ class MemoryQueue(Generic[T]):
     """
 
     __slots__ = (
+        "_aging",
         "_backend",
+        "_born",
         "_receive",
         "_send",
         "_state",
@@ -50,7 +54,13 @@ class MemoryQueue(Generic[T]):
         "put_nowait",
     )
 
-    def __init__(self, max_size: float) -> None:
+    def __init__(
+        self,
+        max_size: float,
+        *,
+        aging: float | None = None,
+        born: Callable[[T], float] | None = None,
+    ) -> None:
         send, receive = create_priority_channel[T](max_size)
         self._send = send
         self._receive = receive
@@ -63,6 +73,12 @@ class MemoryQueue(Generic[T]):
         # The backend's checkpoint and event for take(), found at its first call:
         # a queue is used in one event loop, its pool's.
         self._backend: Backend | None = None
+        # Aging (seconds per level, or None), and what a request's arrival time
+        # is (default: when it arrives): see queuekeeper._order.
+        self._aging = aging
+        self._born = born
+        if aging is not None:
+            self._state.use_store(OrderedStore(aging, track=True, born=born))
 
     @property
     def on_admit(self) -> Callable[[T], object] | None:
@@ -88,6 +104,11 @@ class MemoryQueue(Generic[T]):
     def evict(self, above: int) -> tuple[T, int] | None:
         """Take out the newest request of the lowest level, if lower than *above*."""
         state = self._state
+        if state.store is not None:
+            evicted = state.store.pop_newest(above)
+            if evicted is not None:
+                state.size -= 1
+            return evicted
         levels = state.levels
         if not levels or levels[-1] <= above:
             return None
@@ -154,26 +175,38 @@ class MemoryQueue(Generic[T]):
         """Take *request* out of the queue; return whether it was there.
 
         Requests compare with ``==`` (identity, for a ticket). Costs a scan of its
-        level. Room that appears admits a blocked :meth:`put`.
+        level (O(log n) while the queue holds its requests in order: see
+        :meth:`watch`). Room that appears admits a blocked :meth:`put`.
         """
         state = self._state
-        bucket = state.buckets.get(priority)
-        if not bucket:
-            return False
-        try:
-            bucket.remove(request)
-        except ValueError:
-            return False
+        if state.store is not None:
+            if not state.store.remove(request, priority):
+                return False
+        else:
+            bucket = state.buckets.get(priority)
+            if not bucket:
+                return False
+            try:
+                bucket.remove(request)
+            except ValueError:
+                return False
+            if not bucket:
+                state.drop_level(priority)
         state.size -= 1
-        if not bucket:
-            state.drop_level(priority)
         if state.waiting_senders:
             state.admit_sender()
         return True
 
     def position(self, request: T, priority: int) -> int | None:
-        """Return how many queued requests are taken before *request*, or ``None``."""
+        """Return how many queued requests are taken before *request*, or ``None``.
+
+        A scan of its level, or O(levels * log n) while the queue holds its
+        requests in order (with aging, or while positions are watched).
+        """
         state = self._state
+        if state.store is not None:
+            found = state.store.rank(request, priority)
+            return None if found is None else found[0]
         bucket = state.buckets.get(priority)
         if not bucket:
             return None
@@ -188,6 +221,68 @@ class MemoryQueue(Generic[T]):
                 break
             index += len(buckets[level])
         return index
+
+    # -- aging and watched positions --------------------------------------------
+
+    def effective(self, request: T, priority: int) -> int | None:
+        """The level a queued *request* competes at now; ``None`` if not queued.
+
+        Without aging, *priority* (whether queued or not).
+        """
+        store = self._state.store
+        if store is None or store.aging is None:
+            return priority
+        return store.effective(request, priority)
+
+    @ki_protected
+    def watch(self, priority: int) -> None:
+        """Register a watcher of a request at *priority* (see :meth:`rank`).
+
+        The first one makes the queue hold its requests in order (a move of
+        every queued request, once), so that positions cost O(levels * log n).
+        """
+        state = self._state
+        if state.store is None:
+            state.use_store(OrderedStore(None, track=True, born=self._born))
+        state.store.watching(priority)  # type: ignore[union-attr]
+
+    @ki_protected
+    def unwatch(self, priority: int) -> None:
+        """A watcher registered with :meth:`watch` is gone."""
+        state = self._state
+        store = state.store
+        assert store is not None  # noqa: S101 (a watcher keeps it)
+        store.unwatch(priority)
+        if not store.watch and store.aging is None:
+            # Back to the bucket queue and its fast paths.
+            buffered = store.clear()
+            state.store = None
+            state.gate()
+            for request, level in buffered:
+                state.push(request, level)
+            state.ready_up()
+
+    def rank(self, request: T, priority: int) -> tuple[int | None, float, Any]:
+        """A watched *request*'s position, when it may next change, and the event.
+
+        The position is ``None`` if it is not queued; the time is when aging
+        alone may change it (:data:`math.inf` if never); the event is set at the
+        next change of the queue that may move it. Only while a watcher of
+        *priority* is registered (see :meth:`watch`).
+        """
+        store = self._state.store
+        assert store is not None  # noqa: S101 (a watcher keeps it)
+        found = store.rank(request, priority)
+        event = store.event(priority)
+        if found is None:
+            return None, math.inf, event
+        return found[0], found[1], event
+
+    def wake_watchers(self) -> None:
+        """Wake every watcher (a request left the queue some other way)."""
+        store = self._state.store
+        if store is not None:
+            store.wake_all()
 
     def sizes(self) -> tuple[int, Mapping[int, int]]:
         """Return the number of queued requests, in all and by non-empty level."""

@@ -33,6 +33,7 @@ import json
 import math
 import uuid
 import weakref
+from collections import deque
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
 
 import attrs
@@ -74,7 +75,7 @@ from ._admission import expiry_error
 from ._deadlines import wake_at
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
 
     import coredis
 
@@ -121,6 +122,8 @@ _FIGURES_EVERY: Final = 1.0
 _ALIVE_BEATS: Final = 3
 #: How long a pool's end waits for its last results to reach the server.
 _LAST_FLUSH: Final = 5.0
+#: How often ``Ticket.positions()`` asks the server, in seconds.
+_POSITIONS_EVERY: Final = 0.25
 #: Backoff after a failed server call: first and longest wait, in seconds.
 _BACKOFF: Final = (0.05, 2.0)
 
@@ -205,6 +208,7 @@ class RedisQueue:
         accounting: Accounting,
         deadlines: Deadlines,
         new_ticket: Callable[[object, int, float, float, float], Ticket[Any]],
+        aging: float | None = None,
     ) -> PoolLink[Any]:
         """A pool's link to this queue (see :class:`PoolLink`)."""
         return PoolLink(
@@ -215,6 +219,7 @@ class RedisQueue:
             accounting=accounting,
             deadlines=deadlines,
             new_ticket=new_ticket,
+            aging=aging,
         )
 
     def __repr__(self) -> str:
@@ -304,8 +309,15 @@ class PoolLink(Generic[Res]):
         accounting: Accounting,
         deadlines: Deadlines,
         new_ticket: Callable[[object, int, float, float, float], Ticket[Any]],
+        aging: float | None = None,
     ) -> None:
         self.server = server = queue._server
+        #: Seconds per level the server ages requests by as this pool takes
+        #: them, or None.
+        self.aging = aging
+        #: (server time, requests finished) at the positions fetched: the rate
+        #: behind eta().
+        self.rates: deque[tuple[float, int]] = deque(maxlen=64)
         self.rings = Rings(server)
         self.serializer = queue.serializer
         self.lease = queue.lease
@@ -544,10 +556,38 @@ class PoolLink(Generic[Res]):
 
     async def fetch_position(self, ticket: Ticket[Any]) -> int | None:
         """Ask the server how many queued requests come before *ticket*'s."""
-        # Queued (the ticket asks only then), so pending.
-        position = await self.server.position(self.pending_ids[ticket])
+        request_id = self.pending_ids.get(ticket)
+        if request_id is None:
+            return None  # settled meanwhile
+        position, done, now = await self.server.standing(request_id, self.aging)
+        rates = self.rates
+        if not rates or now > rates[-1][0]:
+            rates.append((now, done))
         self.positions[ticket] = position
         return position
+
+    async def watch(self, ticket: Ticket[Any]) -> AsyncIterator[int]:
+        """*ticket*'s position now and whenever it changes, asking the server."""
+        last = None
+        while ticket._state is _QUEUED:
+            position = await self.fetch_position(ticket)
+            if position is None:
+                return  # taken (or settled): it left the queue
+            if position != last:
+                last = position
+                yield position
+            await sleep(_POSITIONS_EVERY)
+
+    def eta(self, ticket: Ticket[Any]) -> float | None:
+        """Seconds until *ticket*'s request starts, from the server's figures."""
+        position = self.positions.get(ticket)
+        rates = self.rates
+        if position is None or ticket._state is not _QUEUED or len(rates) < 2:  # noqa: PLR2004
+            return None
+        (since, before), (now, done) = rates[0], rates[-1]
+        if done <= before:
+            return None
+        return (position + 1) * (now - since) / (done - before)
 
     def deliveries(self, ticket: Ticket[Any]) -> int:
         """How many times *ticket*'s request was handed to a worker, as last heard."""
@@ -806,7 +846,9 @@ class PoolLink(Generic[Res]):
                 self.worker_free = Event()
                 continue
             try:
-                taken, seen = await server.take(wanted, self.lease, self.tag)
+                taken, seen = await server.take(
+                    wanted, self.lease, self.tag, self.aging
+                )
             except Exception:  # noqa: BLE001 (the server is away: try again)
                 await sleep(_BACKOFF[1])
                 continue

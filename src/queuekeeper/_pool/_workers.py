@@ -234,13 +234,16 @@ class Workers(Generic[Req, Res]):
         Always a checkpoint.
         """
         queue = self.queue
-        handover = self.admission.handover
+        admission = self.admission
+        handover = admission.handover
         while True:
             try:
                 ticket = await queue.take()
             except EndOfStream:
                 return None
             handover.discard(ticket)
+            if admission.watchers:
+                admission.picked()
             if self._start(worker, ticket, scope):
                 return ticket
             started = self._begin(worker, scope)

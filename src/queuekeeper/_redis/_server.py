@@ -432,15 +432,21 @@ class ServerQueue:
         return [int(status) or None for status in statuses], room
 
     async def take(
-        self, count: int, lease: float, token: str
+        self, count: int, lease: float, token: str, aging: float | None = None
     ) -> tuple[list[Taken], str | None]:
         """Take up to *count* requests, lowest priority value first, FIFO within one.
 
         Each is leased to *token* for *lease* seconds; requests whose lease ran out
         are first put back where they were. With nothing queued, also returns the
-        last ring of :attr:`bell` (wait for a later one), else ``None``.
+        last ring of :attr:`bell` (wait for a later one), else ``None``. With
+        *aging* (seconds per level), a request competes one level better for
+        every *aging* seconds since it was first queued (the server's clock),
+        never past 1, and ties go to the one queued first.
         """
-        reply = await self._call("take", [count, round(lease * 1000), token])
+        args: list[object] = [count, round(lease * 1000), token]
+        if aging is not None:
+            args.append(max(1, round(aging * 1000)))
+        reply = await self._call("take", args)
         if len(reply) == 1:
             return [], reply[0].decode()
         return _taken(reply), None
@@ -546,6 +552,20 @@ class ServerQueue:
             name = live[i].decode()
             processes[name] = processes.get(name, 0) + int(live[i + 1])
         return int(sizes[0]), int(sizes[1]), by_level, processes
+
+    async def standing(
+        self, request_id: str, aging: float | None
+    ) -> tuple[int | None, int, float]:
+        """Where *request_id* stands, as the server sees it, in one call.
+
+        Returns its position (``None`` if it is not queued; with *aging*, by
+        aged level as :meth:`take` orders them, O(levels * log n)), how many
+        taken requests have been finished, and the server's clock (seconds).
+        """
+        aging_ms = 0 if aging is None else max(1, round(aging * 1000))
+        reply = await self._call("position", [request_id, aging_ms])
+        found = int(reply[0])
+        return (None if found < 0 else found), int(reply[1]), int(reply[2]) / 1000
 
     async def position(self, request_id: str) -> int | None:
         """Queued requests ahead of *request_id*; ``None`` if it is not queued."""
