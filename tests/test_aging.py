@@ -190,7 +190,7 @@ def test_the_store_agrees_with_a_sorted_model(
                 newest = max(
                     (m for m in model if model[m][0] == top), key=lambda m: model[m][1]
                 )
-                assert (newest, top) == got
+                assert (newest, int(top)) == got
                 del model[newest]
         else:
             now[0] += pick / 10**5

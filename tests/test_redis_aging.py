@@ -1,0 +1,151 @@
+"""Aging, positions and eta on the Redis queue: the server ages and ranks requests."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+pytest.importorskip("coredis", reason="the redis extra is not installed")
+
+from queuekeeper import Priority, TicketState, WorkerPool
+from queuekeeper._redis._server import ServerQueue
+from queuekeeper.redis import RedisQueue
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import coredis
+
+pytestmark = pytest.mark.anyio
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def queue(client: coredis.Redis[Any]) -> Callable[..., RedisQueue]:
+    """Open the test's queue: each call is another process's handle on it."""
+    name = f"aging-{next(_names)}-{uuid.uuid4().hex[:8]}"
+
+    def open_queue(**options: Any) -> RedisQueue:
+        return RedisQueue(client, name, **options)
+
+    return open_queue
+
+
+async def test_the_server_serves_an_aged_request_before_younger_ones_of_its_level(
+    queue: Callable[..., RedisQueue],
+) -> None:
+    """A LOW request that waited two periods runs before HIGH ones queued later."""
+    order: list[str] = []
+
+    async def record(request: str) -> str:
+        order.append(request)
+        await anyio.lowlevel.checkpoint()
+        return request
+
+    aging = 0.05
+    # The pools that take requests age them, on the server; a submitting pool's
+    # aging shows in its tickets' effective_priority.
+    async with WorkerPool[Any, Any](
+        None, queue=queue(), workers=0, aging=aging
+    ) as front:
+        low = await front.submit("low", priority=Priority.LOW)
+        await anyio.sleep(2.5 * aging)  # the server's clock: real time
+        assert Priority.HIGH == low.effective_priority  # by the ticket's clock
+        high = [
+            await front.submit(f"high-{n}", priority=Priority.HIGH) for n in range(3)
+        ]
+        critical = await front.submit("critical", priority=Priority.CRITICAL)
+        async with WorkerPool(record, queue=queue(), workers=1, aging=aging):
+            for ticket in [low, *high, critical]:
+                await ticket.result()
+    assert "critical" == order[0]
+    assert "low" == order[1]  # older than the HIGH ones, at their level by then
+    assert Priority.LOW == low.priority
+
+
+async def test_without_aging_the_server_keeps_strict_priority(
+    queue: Callable[..., RedisQueue],
+) -> None:
+    """The same requests, no aging: the LOW one runs last."""
+    order: list[str] = []
+
+    async def record(request: str) -> str:
+        order.append(request)
+        await anyio.lowlevel.checkpoint()
+        return request
+
+    async with WorkerPool[Any, Any](None, queue=queue(), workers=0) as front:
+        low = await front.submit("low", priority=Priority.LOW)
+        await anyio.sleep(0.125)
+        high = await front.submit("high", priority=Priority.HIGH)
+        async with WorkerPool(record, queue=queue(), workers=1):
+            await low.result()
+            await high.result()
+    assert ["high", "low"] == order
+
+
+async def test_the_server_ranks_positions_by_aged_level(
+    client: coredis.Redis[Any],
+) -> None:
+    """standing() answers as take() orders: by aged level, then arrival."""
+    server = ServerQueue(client, f"standing-{uuid.uuid4().hex[:8]}")
+    await server.put([("a", 4, b"a"), ("b", 3, b"b")], None)
+    await anyio.sleep(0.15)
+    await server.put([("c", 2, b"c"), ("d", 4, b"d"), ("e", 0, b"e")], None)
+    # aging 0.1 s: a is at 3, b at 2 (older than c, also at 2); e never moves.
+    standings = [await server.standing(i, 0.1) for i in "abcde"]
+    assert [3, 1, 2, 4, 0] == [position for position, _, _ in standings]
+    strict = [(await server.standing(i, None))[0] for i in "abcde"]
+    assert [3, 2, 1, 4, 0] == strict
+    taken, _ = await server.take(5, 30.0, "t", aging=0.1)
+    assert ["e", "b", "c", "a", "d"] == [each.id for each in taken]
+    assert (None, 0) == (await server.standing("a", 0.1))[:2]
+    assert 5 == await server.ack("t", [each.id for each in taken])
+    assert 5 == (await server.standing("a", None))[1]
+
+
+async def test_positions_and_eta_come_from_the_server(
+    queue: Callable[..., RedisQueue],
+) -> None:
+    """positions() yields as requests ahead are taken; eta() once a rate is known."""
+    release, started = anyio.Event(), anyio.Event()
+
+    async def hold(request: int) -> int:
+        if request == 0:
+            started.set()
+            await release.wait()
+        await anyio.sleep(0.01)
+        return request
+
+    async with WorkerPool[Any, Any](None, queue=queue(), workers=0) as front:
+        tickets = [await front.submit(n) for n in range(6)]
+        last = tickets[-1]
+        assert last.eta() is None
+        seen: list[int] = []
+        async with WorkerPool(hold, queue=queue(), workers=1):
+            await started.wait()
+            async with anyio.create_task_group() as tasks:
+
+                async def watch() -> None:
+                    async for position in last.positions():
+                        seen.append(position)  # noqa: PERF401 (as they come)
+
+                tasks.start_soon(watch)
+                with anyio.fail_after(30):
+                    while not seen:  # noqa: ASYNC110 (the server's answer)
+                        await anyio.sleep(0.01)
+                assert 4 == seen[0]  # request 0 is taken: 1 to 4 are ahead
+                release.set()
+                with anyio.fail_after(30):
+                    while last.state is TicketState.QUEUED and last.eta() is None:  # noqa: ASYNC110
+                        await anyio.sleep(0.01)
+            await last.result()
+        assert sorted(set(seen), reverse=True) == seen
+        assert last.eta() is None  # no longer queued
+        assert await last.fetch_position() is None
