@@ -109,6 +109,7 @@ async def test_an_aged_item_goes_ahead_of_younger_items_of_its_new_level() -> No
         born = store.levels[Priority.LOW].borns
         for index in range(len(born)):
             born[index] -= 20.0  # as if sent 20 s ago
+        store.calm = -math.inf  # (what the store knew of their age)
         send.send_nowait("high", Priority.HIGH)
         send.send_nowait("critical", Priority.CRITICAL)
         await send.send("normal", Priority.NORMAL)

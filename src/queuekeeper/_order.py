@@ -139,6 +139,7 @@ class OrderedStore(Generic[T]):
     __slots__ = (
         "aging",
         "born",
+        "calm",
         "clock",
         "index",
         "levels",
@@ -166,6 +167,11 @@ class OrderedStore(Generic[T]):
         self.order: list[int] = []
         self.seq = 0
         self.size = 0
+        # Until when no queued item has aged past its own level (a head's
+        # arrival plus one period, the earliest over the levels above 1): until
+        # then the order is strict priority, and a take needs no comparison.
+        # Only lowered as heads arrive; the takes that compare raise it again.
+        self.calm = math.inf
         self.index: dict[T, tuple[int, float]] | None = {} if track else None
         #: Watchers by the level of the item they watch: [event, count].
         self.watch: dict[int, list[Any]] = {}
@@ -191,6 +197,8 @@ class OrderedStore(Generic[T]):
         if not entries.live:
             insort(self.order, level)
             front = False
+            if self.aging is not None and level > 1 and born + self.aging < self.calm:
+                self.calm = born + self.aging
         if front:
             # Given back by a receiver: first in line again, as old as the head.
             start = entries.start
@@ -235,23 +243,44 @@ class OrderedStore(Generic[T]):
         aging = self.aging
         if aging is not None and len(order) > 1:
             now = self.clock()
-            best: tuple[int, float] | None = None
-            for each in order:
-                entries = levels[each]
-                start = entries.start
-                key = (
-                    aged_level(each, now - entries.borns[start], aging),
-                    entries.seqs[start],
-                )
-                if best is None or key < best:
-                    best, level = key, each
+            if now >= self.calm:
+                level = self._best(now, aging)
         entries = levels[level]
         start = entries.start
-        item = entries.items[start]
-        entries.items[start] = GONE
-        entries.start = start + 1
-        self._gone(entries, level, item)
+        items = entries.items
+        item = items[start]
+        items[start] = GONE
+        start += 1
+        entries.start = start
+        live = entries.live = entries.live - 1
+        self.size -= 1
+        if self.index is not None:
+            self.index.pop(item, None)
+        if not live:
+            order.remove(level)
+            del levels[level]
+        elif items[start] is GONE or start >= _COMPACT_AFTER:
+            entries.advance()
+        if self.watch:
+            self._wake(level if aging is None else -math.inf)
         return item
+
+    def _best(self, now: float, aging: float) -> int:
+        """The level whose head goes next by (aged level, arrival); resets ``calm``."""
+        levels = self.levels
+        best: tuple[int, float] | None = None
+        level = calm = math.inf
+        for each in self.order:
+            entries = levels[each]
+            start = entries.start
+            born = entries.borns[start]
+            key = (aged_level(each, now - born, aging), entries.seqs[start])
+            if best is None or key < best:
+                best, level = key, each
+            if each > 1 and born + aging < calm:
+                calm = born + aging
+        self.calm = calm
+        return int(level)
 
     def pop_newest(self, above: int) -> tuple[T, int] | None:
         """Take the newest item of the highest level, if that level is above *above*."""
