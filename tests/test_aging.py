@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -620,3 +621,151 @@ def test_a_memory_queue_with_aging_removes_and_ranks_by_ticket() -> None:
     assert ("c", 4) == queue.evict(3)
     assert queue.evict(3) is None
     assert ["b"] == queue.drain()
+
+
+# -- the rest of the ordered store's ways -------------------------------------------
+
+
+async def test_an_aging_channel_blocks_hands_over_and_closes_as_a_plain_one() -> None:
+    """Blocked senders move in on receive; waiting receivers are handed items."""
+    send, receive = create_priority_channel[str](1, aging=60.0)
+    with pytest.raises(anyio.WouldBlock):
+        receive.receive_nowait()
+    async with anyio.create_task_group() as tasks:
+        got: list[str] = []
+
+        async def take() -> None:
+            got.append(await receive.receive())
+
+        tasks.start_soon(take)
+        await anyio.wait_all_tasks_blocked()
+        send.send_nowait("handed", Priority.LOW)
+    send.send_nowait("first", Priority.LOW)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(send.send, "blocked", Priority.HIGH)
+        await anyio.wait_all_tasks_blocked()
+        assert 1 == send.statistics().tasks_waiting_send
+        got.append(receive.receive_nowait())  # the blocked one moves in first
+    got.append(receive.receive_nowait())
+    assert ["handed", "blocked", "first"] == got
+    state = send._state
+    send.send_nowait("kept", Priority.NORMAL)
+    item = "back"
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(send.send, item, Priority.NORMAL)
+        await anyio.wait_all_tasks_blocked()
+        assert not state.take_back("absent", Priority.NORMAL)
+        assert not state.take_back("absent", 9)
+        assert state.take_back("kept", Priority.NORMAL)  # admits the blocked one
+    assert state.take_back(item, Priority.NORMAL)
+    send.send_nowait("dropped", Priority.LOW)
+    receive.close()
+    assert 0 == send.statistics().current_size
+    send.close()
+
+
+def test_a_given_back_item_is_first_in_line_again() -> None:
+    """give_back() puts an item ahead of its level, as old as the head."""
+    send, receive = create_priority_channel[str](aging=60.0)
+    state = send._state
+    store = state.store
+    assert store is not None
+    store.clock = lambda: 0.0
+    send.send_nowait("a", Priority.LOW)
+    send.send_nowait("b", Priority.LOW)
+    assert "a" == receive.receive_nowait()
+    state.give_back("a", Priority.LOW)  # where the taken head was
+    state.give_back("z", Priority.LOW)  # and one more, at the list's start
+    assert ["z", "a", "b"] == [receive.receive_nowait() for _ in range(3)]
+
+
+def test_a_memory_queue_answers_for_what_it_does_not_hold() -> None:
+    """Wrong levels and unknown requests: False or None; no aging: the priority."""
+    queue: MemoryQueue[str] = MemoryQueue(math.inf, aging=1.0)
+    store = queue._state.store
+    assert store is not None
+    store.clock = lambda: 0.0
+    queue.put_nowait("a", 4)
+    assert not queue.remove("a", 3)
+    assert queue.effective("b", 4) is None
+    assert queue.position("a", 3) is None
+    plain: MemoryQueue[str] = MemoryQueue(math.inf)
+    assert 4 == plain.effective("a", 4)
+    plain.wake_watchers()  # no watcher: nothing to do
+
+
+def test_store_watchers_are_counted_by_level() -> None:
+    """Two watchers of a level share an event; it goes when the last one does."""
+    store: OrderedStore[int] = OrderedStore(None, track=True)
+    store.new_event = threading.Event
+    store.clock = lambda: 0.0
+    store.wake_all()  # none yet
+    first = store.watching(3)
+    assert first is store.watching(3)
+    store.unwatch(3)
+    assert 3 in store.watch
+    store.push(1, 2)  # ahead of level 3: wakes it
+    assert first.is_set()
+    store.unwatch(3)
+    assert {} == store.watch
+    assert [(1, 2)] == store.clear()
+
+
+def test_eta_is_unknown_before_the_pool_runs() -> None:
+    """No rate before the pool starts."""
+
+    async def scenario() -> None:
+        pool = WorkerPool(idle, aging=1.0)
+        ticket = pool.submit_nowait(1, priority=Priority.LOW)
+        assert ticket.eta() is None
+        await anyio.sleep(1)
+        assert Priority.NORMAL == ticket.effective_priority
+        ticket.cancel()
+        await anyio.sleep(10)
+        assert Priority.NORMAL == ticket.effective_priority  # when it left
+        await pool.shutdown()
+
+    run_on_virtual_time(scenario)
+
+
+def test_eta_looks_back_ten_seconds() -> None:
+    """The rate is that of the last 10 seconds: it follows a slower pace."""
+
+    async def scenario() -> None:
+        pace = [0.1]
+
+        async def work(request: int) -> int:
+            await anyio.sleep(pace[0])
+            return request
+
+        async with WorkerPool(work, workers=1) as pool:
+            tickets = [await pool.submit(n) for n in range(1000)]
+            await anyio.sleep(15)  # 150 done at 10 a second
+            for _ in range(30):
+                assert tickets[-1].eta() is not None
+                await anyio.sleep(1)
+            pace[0] = 1.0  # from now on 1 a second
+            for _ in range(30):
+                tickets[-1].eta()
+                await anyio.sleep(1)
+            eta = tickets[-1].eta()
+            assert eta is not None
+            position = tickets[-1].position
+            assert position is not None
+            assert math.isclose((position + 1) / 1.0, eta, rel_tol=0.15)
+            await pool.shutdown(drain=False)
+
+    run_on_virtual_time(scenario)
+
+
+def test_a_handed_over_request_ages_by_its_own_clock() -> None:
+    """Handed to a worker, not yet started: its level by the time it waited."""
+
+    async def scenario() -> None:
+        async with WorkerPool(idle, workers=1, aging=1.0) as pool:
+            await anyio.wait_all_tasks_blocked()
+            ticket = pool.submit_nowait(1, priority=Priority.LOW)
+            assert Priority.LOW == ticket.effective_priority
+            await ticket.result()
+
+    run_on_virtual_time(scenario)

@@ -141,6 +141,11 @@ async def test_positions_and_eta_come_from_the_server(
                     while not seen:  # noqa: ASYNC110 (the server's answer)
                         await anyio.sleep(0.01)
                 assert 4 == seen[0]  # request 0 is taken: 1 to 4 are ahead
+                rates = front._link.rates
+                with anyio.fail_after(30):
+                    while len(rates) < 2:  # noqa: ASYNC110 (the watcher's polls)
+                        await anyio.sleep(0.01)
+                assert last.eta() is None  # nothing finished yet: no rate
                 release.set()
                 with anyio.fail_after(30):
                     while last.state is TicketState.QUEUED and last.eta() is None:  # noqa: ASYNC110

@@ -37,6 +37,10 @@ _SHED: Final = TicketState.SHED
 _TIMED_OUT: Final = TicketState.TIMED_OUT
 
 
+def _no_one() -> None:
+    """Wake no one (a queue without watchers: the pool's on Redis)."""
+
+
 def expiry_error(ticket: Ticket[Any], now: float) -> Exception:
     """Why a queued *ticket* expires at *now*: its ``timeout`` or ``queue_timeout``."""
     if now >= ticket._deadline:
@@ -86,7 +90,7 @@ class Admission(Generic[Res]):
         #: them when a request leaves the queue other than through it (handed
         #: over, then started or withdrawn).
         self.watchers = 0
-        self.wake: Callable[[], None] | None = None
+        self.wake: Callable[[], None] = _no_one
 
     # -- putting in ---------------------------------------------------------------
 
@@ -212,8 +216,7 @@ class Admission(Generic[Res]):
 
     def picked(self) -> None:
         """A request handed over left the queue: wake the position watchers."""
-        if self.wake is not None:
-            self.wake()
+        self.wake()
 
     def sizes(self) -> tuple[int, dict[int, int] | None]:
         """Requests handed over: their number, and by level (``None`` if none)."""

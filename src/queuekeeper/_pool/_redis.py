@@ -556,13 +556,10 @@ class PoolLink(Generic[Res]):
 
     async def fetch_position(self, ticket: Ticket[Any]) -> int | None:
         """Ask the server how many queued requests come before *ticket*'s."""
-        request_id = self.pending_ids.get(ticket)
-        if request_id is None:
-            return None  # settled meanwhile
+        # Queued (the ticket asks only then), so pending.
+        request_id = self.pending_ids[ticket]
         position, done, now = await self.server.standing(request_id, self.aging)
-        rates = self.rates
-        if not rates or now > rates[-1][0]:
-            rates.append((now, done))
+        self.rates.append((now, done))
         self.positions[ticket] = position
         return position
 
