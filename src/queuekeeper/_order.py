@@ -229,7 +229,13 @@ class OrderedStore(Generic[T]):
         if self.index is not None:
             self.index[item] = (level, seq)
         if self.watch:
-            self._wake(level if front else level + 1)
+            if front:
+                self._wake(level)
+            else:
+                # Ahead of the watchers of the levels above the one it competes
+                # at: its own, unless it arrived already aged (born earlier).
+                now = self.clock() if self.born is not None else born
+                self._wake(aged_level(level, now - born, self.aging) + 1)
 
     # -- out ----------------------------------------------------------------------
 
@@ -368,7 +374,13 @@ class OrderedStore(Generic[T]):
     def sizes(self) -> dict[int, int]:
         """Queued items by non-empty level, ascending."""
         levels = self.levels
-        return {level: levels[level].live for level in tuple(self.order)}
+        sizes = {}
+        for level in tuple(self.order):  # one step: safe from a scrape thread
+            entries = levels.get(level)
+            # None only if a take emptied the level as another thread read it.
+            if entries is not None:  # pragma: no branch
+                sizes[level] = entries.live
+        return sizes
 
     def effective(self, item: T, level: int) -> int | None:
         """*item*'s (tracked) effective level now; ``None`` if it is not queued."""
