@@ -769,3 +769,37 @@ def test_a_handed_over_request_ages_by_its_own_clock() -> None:
             await ticket.result()
 
     run_on_virtual_time(scenario)
+
+
+def test_arrival_times_never_go_back_within_a_level() -> None:
+    """A request submitted earlier that arrives later ages from its level's last."""
+    born = {"a": 5.0, "b": 3.0}
+    store: OrderedStore[str] = OrderedStore(1.0, track=True, born=born.__getitem__)
+    store.clock = lambda: 6.0
+    store.push("a", 4)
+    store.push("b", 4)
+    assert (3, 3) == (store.effective("a", 4), store.effective("b", 4))
+
+
+def test_an_item_put_back_in_front_wakes_its_levels_watchers() -> None:
+    """front=True is ahead of its own level's items: their watchers wake."""
+    store: OrderedStore[int] = OrderedStore(None, track=True)
+    store.new_event = threading.Event
+    store.clock = lambda: 0.0
+    store.push(1, 3)
+    event = store.watching(3)
+    store.push(2, 3, front=True)
+    assert event.is_set()
+    assert (1, math.inf) == store.rank(1, 3)
+
+
+def test_evicting_drops_the_holes_at_the_end_of_a_level() -> None:
+    """Removed entries at a level's end go before the newest live one is evicted."""
+    store: OrderedStore[int] = OrderedStore(None, track=True)
+    store.clock = lambda: 0.0
+    for n in (1, 2, 3):
+        store.push(n, 4)
+    assert store.remove(3, 4)
+    assert (2, 4) == store.pop_newest(0)
+    assert [] == store.levels[4].holes
+    assert (0, math.inf) == store.rank(1, 4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -120,7 +121,7 @@ async def test_positions_and_eta_come_from_the_server(
         if request == 0:
             started.set()
             await release.wait()
-        await anyio.sleep(0.01)
+        await anyio.sleep(0.2)  # slow enough for the watcher to see a rate
         return request
 
     async with WorkerPool[Any, Any](None, queue=queue(), workers=0) as front:
@@ -148,9 +149,29 @@ async def test_positions_and_eta_come_from_the_server(
                 assert last.eta() is None  # nothing finished yet: no rate
                 release.set()
                 with anyio.fail_after(30):
-                    while last.state is TicketState.QUEUED and last.eta() is None:  # noqa: ASYNC110
+                    while (eta := last.eta()) is None:  # noqa: ASYNC110 (server's)
                         await anyio.sleep(0.01)
+                assert eta > 0
             await last.result()
         assert sorted(set(seen), reverse=True) == seen
         assert last.eta() is None  # no longer queued
         assert await last.fetch_position() is None
+
+
+async def test_positions_end_when_the_server_hands_the_request_out(
+    queue: Callable[..., RedisQueue],
+) -> None:
+    """Taken by a worker the submitter has not heard from yet: the watcher ends."""
+    async with WorkerPool[Any, Any](None, queue=queue(), workers=0) as front:
+        ticket = await front.submit(21)
+        watching = ticket.positions()
+        assert 0 == await watching.__anext__()
+        server = front._link.server
+        taken, _ = await server.take(1, 30.0, "elsewhere")
+        assert [front._link.pending_ids[ticket]] == [each.id for each in taken]
+        assert TicketState.QUEUED == ticket.state  # no word of it yet
+        with pytest.raises(StopAsyncIteration):
+            await watching.__anext__()
+        reply = b"0" + json.dumps(42).encode()
+        await server.finish("elsewhere", [(taken[0].id, 1, 0.0, reply)])
+        assert 42 == await ticket.result()
