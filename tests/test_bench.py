@@ -565,7 +565,13 @@ def test_plot_draws_the_implementations_that_ran(
 def test_plot_to_an_unwritable_path_is_a_one_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--plot at a folder: the report, then one line naming the path; exit 2."""
+    """--plot at a folder: the report, then one line naming the path; exit 2.
+
+    The figure is closed all the same: none is left open in the process.
+    """
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (the plot extra)
+
+    open_before = plt.get_fignums()
     path = tmp_path / "bench.png"
     path.mkdir()  # a folder of that name: found writable up front, refused at the end
     assert 2 == main(["bench", *TINY, "--plot", str(path)])
@@ -574,6 +580,7 @@ def test_plot_to_an_unwritable_path_is_a_one_line_error(
     assert 1 == len(err.splitlines()), err
     assert err.startswith(f"queuekeeper bench: error: --plot: {str(path)!r}: ")
     assert "Traceback" not in err
+    assert open_before == plt.get_fignums()
 
 
 def test_rounds_alternate_the_order_of_their_groups_within_each_section() -> None:

@@ -79,7 +79,7 @@ def by_priority(
 
 
 def expected_types(ns: str) -> dict[str, str]:
-    """The metric names and types for namespace *ns*: API.md's, and four more."""
+    """The metric names and types for namespace *ns*: API.md's, and five more."""
     return {
         f"{ns}_queue_size": "gauge",
         f"{ns}_queue_wait_time_seconds": "histogram",
@@ -92,6 +92,7 @@ def expected_types(ns: str) -> dict[str, str]:
         f"{ns}_queue_capacity": "gauge",
         f"{ns}_request_duration_seconds": "histogram",
         f"{ns}_requests_completed_total": "counter",
+        f"{ns}_queue_requests_coalesced_total": "counter",
     }
 
 
@@ -111,7 +112,8 @@ async def test_metric_names_types_and_label_names(
     async with WorkerPool(gate, workers=1, max_queue_size=1, metrics=metrics) as pool:
         await pool.submit("running")
         await anyio.wait_all_tasks_blocked()
-        await pool.submit("queued", priority=Priority.LOW)
+        await pool.submit("queued", priority=Priority.LOW, key="q")
+        await pool.submit("queued", priority=Priority.LOW, key="q")  # coalesced
         with pytest.raises(QueueFull):
             await pool.submit("rejected")
         gate.open.set()
@@ -128,6 +130,7 @@ async def test_metric_names_types_and_label_names(
         "queue_capacity": {"pool"},
         "request_duration_seconds": {"pool", "priority"},
         "requests_completed": {"outcome", "pool", "priority"},
+        "queue_requests_coalesced": {"pool", "priority"},
     }
     seen: dict[str, set[str]] = {}
     for family in registry.collect():
@@ -562,6 +565,7 @@ def default_registry_namespace() -> Iterator[str]:
             instruments.wait,
             instruments.duration,
             instruments.completed,
+            instruments.coalesced,
             instruments.gauges,
         ):
             REGISTRY.unregister(collector)

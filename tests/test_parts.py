@@ -57,6 +57,9 @@ class Owner:
         self.cancelled.append(ticket)
         return True
 
+    def _live_state(self, ticket: Ticket[Any]) -> TicketState:
+        return ticket._state
+
     async def _checkpoint(self) -> None:
         await anyio.lowlevel.checkpoint()
 
@@ -359,6 +362,17 @@ class LeasingQueue:
 
     def drain(self) -> list[Ticket[Any]]:
         return self.memory.drain()
+
+    def retire_waiting(self, count: int) -> int:
+        return self.memory.retire_waiting(count)
+
+    def reserve(self, limits: list[int]) -> None:
+        self.memory.reserve(limits)
+
+    async def take_within(self, limit: int) -> Ticket[Any]:
+        taken = await self.memory.take_within(limit)
+        self.leased[taken] += 1
+        return taken
 
 
 async def test_workers_acknowledge_every_request_they_take_once_it_is_settled() -> None:

@@ -35,6 +35,7 @@ CONTRACT = {
     "WorkerHealth": "snapshot",
     "WorkerPool": "class",
     "create_priority_channel": "factory",
+    "Autoscale": "snapshot",  # a setting: frozen attrs too
 }
 
 

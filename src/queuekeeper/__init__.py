@@ -13,6 +13,7 @@ from ._errors import RequestCancelled as RequestCancelled
 from ._errors import RequestShed as RequestShed
 from ._errors import RequestTimeout as RequestTimeout
 from ._observer import PoolObserver as PoolObserver
+from ._pool import Autoscale as Autoscale
 from ._pool import Ticket as Ticket
 from ._pool import WorkerPool as WorkerPool
 from ._priority import Priority as Priority
@@ -26,6 +27,7 @@ from ._util import fixup_module_metadata as _fixup_module_metadata
 from ._version import __version__ as __version__
 
 __all__ = [
+    "Autoscale",
     "Backpressure",
     "ChannelStatistics",
     "PoolClosed",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
 
-from anyio import EndOfStream, WouldBlock
+from anyio import EndOfStream, WouldBlock, move_on_at
 
-from ._channel import create_priority_channel
-from ._order import OrderedStore
+from ._channel import _SENT, _redelivered, _SendWaiter, create_priority_channel
+from ._order import OrderedStore, aged_level
 from ._util import Backend, ki_protected
 
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ._queue import RequestQueue
     from ._status import ChannelStatistics
 
-__all__ = ["MemoryQueue"]
+__all__ = ["RETIRE", "MemoryQueue"]
 
 T = TypeVar("T")
 
@@ -36,6 +36,36 @@ _MINDS_NOTHING: Final = _MindsNothing()
 
 
 @final
+class _Retire:
+    """What an idle worker is handed to tell it to retire (see ``retire_waiting``).
+
+    Never queued as a request: its state is no ticket state, so a worker that
+    gets it where a request is expected does not start it.
+    """
+
+    __slots__ = ()
+    _state = None
+    _level = 0
+
+
+#: Handed to an idle worker that is to retire.
+RETIRE: Final[Any] = _Retire()
+
+
+@final
+class _Taker:
+    """A reserved worker waiting for a request at *limit* or above."""
+
+    __slots__ = ("event", "item", "limit", "priority")
+
+    def __init__(self, limit: int, event: Any) -> None:  # noqa: ANN401 (a backend's Event)
+        self.limit = limit
+        self.event = event
+        self.item: Any = None
+        self.priority = 0
+
+
+@final
 class MemoryQueue(Generic[T]):
     """A :class:`RequestQueue` in this process, on a priority channel's state.
 
@@ -50,6 +80,7 @@ class MemoryQueue(Generic[T]):
         "_receive",
         "_send",
         "_state",
+        "_takers",
         "acknowledges",
         "put_nowait",
     )
@@ -79,6 +110,9 @@ class MemoryQueue(Generic[T]):
         self._born = born
         if aging is not None:
             self._state.use_store(OrderedStore(aging, track=True, born=born))
+        # Reserved workers waiting for a request at their level or above, fewest
+        # levels first (see reserve()); None in a pool without reserved workers.
+        self._takers: list[_Taker] | None = None
 
     @property
     def on_admit(self) -> Callable[[T], object] | None:
@@ -94,7 +128,7 @@ class MemoryQueue(Generic[T]):
     async def put(self, request: T, priority: int) -> bool:
         """Queue *request*, waiting for room first; ``True`` if handed to a taker."""
         try:
-            return self._state.put(request, priority)
+            return self.put_nowait(request, priority)
         except WouldBlock:
             pass
         await self._send._wait_to_send(request, priority)
@@ -168,6 +202,173 @@ class MemoryQueue(Generic[T]):
     def settled(self, request: T) -> None:
         """Nothing to release: a request taken from memory is the worker's."""
 
+    @ki_protected
+    def retire_waiting(self, count: int) -> int:
+        """Hand :data:`RETIRE` to up to *count* idle workers waiting in :meth:`take`.
+
+        Returns how many were handed one. Like a request handed to a waiting
+        taker, it takes no room and is never queued.
+        """
+        state = self._state
+        receivers = state.waiting_receivers
+        handed = 0
+        while receivers and handed < count:
+            receiver, _ = receivers.popitem(last=False)
+            receiver.item = RETIRE
+            receiver.event.set()
+            handed += 1
+        state.gate()
+        return handed
+
+    # -- reserved workers ---------------------------------------------------------
+
+    def reserve(self, limits: list[int]) -> None:  # noqa: ARG002 (as the protocol's)
+        """Serve reserved workers too (:meth:`take_within`); call it once.
+
+        From then on a request put in goes first to a reserved worker waiting for
+        its level, if one waits, and only then to the other takers or the buffer.
+        """
+        self._takers = []
+        self.put_nowait = self._put_reserved
+
+    @ki_protected
+    def _put_reserved(self, request: T, priority: int) -> bool:
+        """``put_nowait`` of a queue with reserved workers (see :meth:`reserve`)."""
+        if self._takers and self._hand_reserved(
+            request, priority if self._aging is None else self._aged(request, priority)
+        ):
+            return True
+        return self._state.put(request, priority)
+
+    def _hand_reserved(self, request: T, priority: int) -> bool:
+        """Hand *request* to a reserved worker waiting for *priority*, if one is."""
+        # (The queue's own receive side is never closed: a taker is always open.)
+        takers = cast("list[_Taker]", self._takers)
+        for taker in takers:  # fewest levels first: the best fit
+            if taker.limit >= priority:
+                takers.remove(taker)
+                taker.item = request
+                taker.priority = priority
+                taker.event.set()
+                return True
+        return False
+
+    @ki_protected
+    def take_within_nowait(self, limit: int) -> T | None:
+        """Take the next request at *limit* or above (lower value), or ``None``.
+
+        With aging, by the level a request has aged to (see queuekeeper._order).
+        A request whose submitter waits for room at such a level is taken
+        straight from it, ahead of blocked ones at lower levels (it never
+        occupies room, so ``max_size`` holds).
+        """
+        state = self._state
+        store = state.store
+        if store is not None:
+            # By effective level, with aging (see queuekeeper._order).
+            item = store.pop_within(limit, None)
+            if item is not None:
+                state.size -= 1
+                if state.waiting_senders:
+                    state.admit_sender()
+                return item  # type: ignore[return-value]
+        buckets = state.buckets
+        for level in state.levels:
+            if level > limit:
+                break
+            if buckets[level]:  # (the first level may be one a take emptied)
+                # The lowest level holding requests: take as a receive does.
+                return state.take_slow(None)  # type: ignore[return-value]
+        for waiter in state.waiting_senders:
+            if waiter.priority <= limit:
+                return self._take_sender(waiter)
+        return None
+
+    def _take_sender(self, waiter: _SendWaiter[T]) -> T:
+        """Take *waiter*'s item, as if it moved in and was taken at once."""
+        state = self._state
+        del state.waiting_senders[waiter]
+        state.ready_up()
+        item = waiter.item
+        # No branch: an item given back (front) waits only in the instant of a
+        # native cancellation; a pool's queue, the only one with senders waiting,
+        # has its on_admit.
+        if not waiter.front:  # pragma: no branch
+            waiter.outcome = _SENT
+            waiter.event.set()
+            if state.on_admit is not None:  # pragma: no branch
+                state.on_admit(item)
+        return item
+
+    @ki_protected
+    async def take_within(self, limit: int) -> T:
+        """Take the next request at *limit* or above, waiting for one.
+
+        Always a checkpoint. Cancel-safe as :meth:`take`: a cancelled wait took
+        nothing, but a request handed over in the instant of a cancel scope's
+        cancellation is returned (the cancellation then surfaces at the next
+        checkpoint).
+
+        Raises:
+            anyio.EndOfStream: The queue is closed and holds nothing at *limit*
+                or above.
+        """
+        backend = self._backend
+        if backend is None:
+            backend = self._backend = Backend()
+            backend.bind()
+        await backend.checkpoint()
+        while True:
+            request = self.take_within_nowait(limit)
+            if request is not None:
+                return request
+            if not self._state.open_send:
+                raise EndOfStream
+            request = await self._wait_within(limit, backend)
+            if request is not None:
+                return request
+
+    async def _wait_within(self, limit: int, backend: Backend) -> T | None:
+        """:meth:`take_within` when nothing at *limit* or above is queued.
+
+        ``None`` when a queued request has aged into these levels meanwhile.
+        """
+        takers = self._takers
+        assert takers is not None  # noqa: S101 (reserve() was called)
+        taker = _Taker(limit, backend.event())
+        # Fewest levels first, in arrival order within a limit.
+        index = len(takers)
+        while index and takers[index - 1].limit > limit:
+            index -= 1
+        takers.insert(index, taker)
+        store = self._state.store
+        deadline = math.inf if store is None else store.reaches(limit)
+        try:
+            if deadline == math.inf:
+                await taker.event.wait()
+            else:
+                # A queued request ages into these levels then: look again.
+                with move_on_at(deadline):
+                    await taker.event.wait()
+        except BaseException as exc:
+            if taker.item is None:
+                takers.remove(taker)  # (close() leaves it in the list it replaced)
+                raise
+            # Handed a request in the instant of a native asyncio cancellation
+            # (or Ctrl-C): give it back, as _wait_for_item does. A cancel scope's
+            # cancellation is raised again at the next checkpoint: keep it.
+            if not _redelivered(exc):  # pragma: no cover (one loop turn wide)
+                self._state.give_back(taker.item, taker.priority)
+                raise
+        if taker.item is None:
+            if taker in (self._takers or ()):
+                # The deadline passed (aging): take what aged in, or wait again.
+                takers.remove(taker)
+                return None
+            # Closed: anything at these levels would have been handed over.
+            raise EndOfStream
+        return taker.item  # type: ignore[no-any-return]
+
     # -- requests waiting ---------------------------------------------------------
 
     @ki_protected
@@ -196,6 +397,46 @@ class MemoryQueue(Generic[T]):
         if state.waiting_senders:
             state.admit_sender()
         return True
+
+    @ki_protected
+    def move(self, request: T, priority: int, to: int) -> bool:
+        """Move the queued *request* to the end of level *to*; whether it was there.
+
+        Costs a scan of its level (O(log n) while the queue holds its requests in
+        order). The queue's size does not change, so no blocked :meth:`put` moves
+        in; but a reserved worker waiting for level *to* (see :meth:`reserve`) is
+        handed the request at once, as a put would (with aging, compared by the
+        level the request has aged to at *to*).
+        """
+        state = self._state
+        store = state.store
+        if store is not None:
+            if not store.remove(request, priority):
+                return False
+        else:
+            bucket = state.buckets.get(priority)
+            if not bucket:
+                return False
+            try:
+                bucket.remove(request)
+            except ValueError:
+                return False
+            if not bucket:
+                state.drop_level(priority)
+        state.size -= 1
+        if self._takers and self._hand_reserved(
+            request, to if self._aging is None else self._aged(request, to)
+        ):
+            return True
+        state.push(request, to)
+        return True
+
+    def _aged(self, request: T, level: int) -> int:
+        """The level *request* competes at if queued at *level* now (aging)."""
+        store = cast("OrderedStore[T]", self._state.store)
+        born = self._born
+        waited = 0.0 if born is None else store.clock() - born(request)
+        return aged_level(level, waited, self._aging)
 
     def position(self, request: T, priority: int) -> int | None:
         """Return how many queued requests are taken before *request*, or ``None``.
@@ -284,6 +525,17 @@ class MemoryQueue(Generic[T]):
         if store is not None:
             store.wake_all()
 
+    def firsts(self) -> list[T]:
+        """The first request of each level, and those waiting for room."""
+        state = self._state
+        if state.store is not None:
+            firsts = state.store.heads()
+        else:
+            buckets = state.buckets
+            firsts = [buckets[level][0] for level in state.levels if buckets[level]]
+        firsts.extend(waiter.item for waiter in state.waiting_senders)
+        return firsts
+
     def sizes(self) -> tuple[int, Mapping[int, int]]:
         """Return the number of queued requests, in all and by non-empty level."""
         stats = self._state.statistics()
@@ -298,6 +550,12 @@ class MemoryQueue(Generic[T]):
     def close(self) -> None:
         """Take no more requests: waiting puts raise, takes end once it is empty."""
         self._send.close()
+        takers = self._takers
+        if takers:
+            # Nothing more comes in: what they could take they take before waiting.
+            self._takers = []
+            for taker in takers:
+                taker.event.set()
 
     @ki_protected
     def drain(self) -> list[T]:

@@ -38,6 +38,12 @@ class PoolObserver(Protocol):
     level); times are seconds on the backend's clock. ``isinstance(obj,
     PoolObserver)`` checks that an object has the five methods.
 
+    An observer may also have ``coalesced(pool, priority)`` (not part of the
+    protocol, so that observers written without it keep working): the pool then
+    calls it for each submit at *priority* that shared the outcome of a queued
+    or running request with an equal ``key`` instead of queuing one (such a
+    submit is not reported to ``submitted``).
+
     .. versionadded:: 0.2
     """
 

@@ -288,6 +288,58 @@ class OrderedStore(Generic[T]):
         self.calm = calm
         return int(level)
 
+    def pop_within(self, limit: int, nothing: object) -> object:
+        """Take the next item whose effective level is *limit* or better; or *nothing*.
+
+        By (effective level, arrival), as :meth:`pop`, among those items only:
+        a level's head is its oldest, so comparing the heads is enough.
+        """
+        order = self.order
+        levels = self.levels
+        aging = self.aging
+        level: int | None = None
+        if aging is None:
+            if order and order[0] <= limit:
+                level = order[0]
+        else:
+            now = self.clock()
+            best: tuple[int, float] | None = None
+            for each in order:
+                entries = levels[each]
+                start = entries.start
+                rank = aged_level(each, now - entries.borns[start], aging)
+                key = (rank, entries.seqs[start])
+                if rank <= limit and (best is None or key < best):
+                    best, level = key, each
+        if level is None:
+            return nothing
+        entries = levels[level]
+        item = entries.items[entries.start]
+        self._kill(entries, level, entries.start, item)
+        return item
+
+    def reaches(self, limit: int) -> float:
+        """When some queued item's effective level first reaches *limit* by aging.
+
+        :data:`math.inf` if none will (no aging, *limit* below 1, or no item
+        above it); never less than a hair ahead of now.
+        """
+        aging = self.aging
+        if aging is None or limit < 1:
+            return math.inf
+        levels = self.levels
+        when = math.inf
+        for each in self.order:
+            if each > limit:
+                entries = levels[each]
+                when = min(when, entries.borns[entries.start] + (each - limit) * aging)
+        return max(when, self.clock() + _NUDGE) if when != math.inf else when
+
+    def heads(self) -> list[T]:
+        """The first (oldest) item of each non-empty level."""
+        levels = self.levels
+        return [levels[level].items[levels[level].start] for level in self.order]
+
     def pop_newest(self, above: int) -> tuple[T, int] | None:
         """Take the newest item of the highest level, if that level is above *above*."""
         order = self.order

@@ -214,6 +214,12 @@ class _Instruments:
             ("pool", "priority", "outcome"),
             registry=None,
         )
+        self.coalesced = Counter(
+            f"{ns}_queue_requests_coalesced",
+            "Submits that shared a queued or running request's outcome (its key).",
+            ("pool", "priority"),
+            registry=None,
+        )
         self.gauges = _GaugeCollector(ns)
         # All or nothing: a name clash must not leave some of them registered.
         registered: list[Any] = []
@@ -224,6 +230,7 @@ class _Instruments:
                 self.wait,
                 self.duration,
                 self.completed,
+                self.coalesced,
                 self.gauges,
             ):
                 registry.register(collector)
@@ -351,6 +358,13 @@ class PrometheusMetrics:
         self._child(self._instruments.completed, pool, label, outcome.value).inc()
         if duration is not None:
             self._child(self._instruments.duration, pool, label).observe(duration)
+
+    def coalesced(self, pool: str, priority: int) -> None:
+        """Count a submit that shared a queued or running request (its ``key``).
+
+        .. versionadded:: 0.2
+        """
+        self._child(self._instruments.coalesced, pool, priority_label(priority)).inc()
 
     def __repr__(self) -> str:
         return f"<queuekeeper.PrometheusMetrics namespace={self.namespace!r}>"

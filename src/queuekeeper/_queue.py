@@ -138,6 +138,33 @@ class RequestQueue(Protocol[T]):
         """Take out and return every queued request (waiting puts move in first)."""
         ...
 
+    # -- scaling the workers ------------------------------------------------------
+
+    def retire_waiting(self, count: int) -> int:
+        """Wake up to *count* idle workers waiting in :meth:`take`, to retire.
+
+        Each such :meth:`take` returns ``queuekeeper._memory.RETIRE``, which is
+        no request. Returns how many were woken.
+        """
+        ...
+
+    def reserve(self, limits: list[int]) -> None:
+        """Serve reserved workers at these levels too (see :meth:`take_within`).
+
+        A request goes first to a reserved worker waiting for its level.
+        """
+        ...
+
+    async def take_within(self, limit: int) -> T:
+        """Take the next request at *limit* or above (lower value), waiting for one.
+
+        Always a checkpoint; cancel-safe as :meth:`take`.
+
+        Raises:
+            anyio.EndOfStream: The queue is closed, with nothing at those levels.
+        """
+        ...
+
 
 class SharedQueue(Protocol):
     """A queue that lives outside the process (on Redis, say), for a pool's ``queue=``.

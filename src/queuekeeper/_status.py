@@ -57,6 +57,11 @@ class WorkerHealth:
         busy_since: When it took that request (backend clock), or ``None``.
         last_error: ``repr`` of the last error a handler raised, or ``None``.
         consecutive_errors: Errors since the worker's last success.
+        reserved_for: For a reserved worker (see ``WorkerPool(reserved=...)``),
+            the lowest priority it takes (the largest value); else ``None``.
+
+    .. versionchanged:: 0.2
+       Added ``reserved_for``.
     """
 
     worker_id: int
@@ -67,6 +72,7 @@ class WorkerHealth:
     busy_since: float | None
     last_error: str | None
     consecutive_errors: int = 0
+    reserved_for: int | None = None
 
 
 @attrs.frozen
@@ -81,7 +87,8 @@ class PoolStatus:
         name: The pool's name.
         state: ``"created"`` (the workers have not started yet), ``"running"``,
             ``"draining"`` (shutdown waits for work to finish) or ``"closed"``.
-        max_workers: How many workers the pool runs.
+        max_workers: How many workers the pool runs: its ``workers``, as
+            :meth:`WorkerPool.resize` or its ``autoscale`` last set it.
         active_workers: Workers busy on a request now.
         queue_size: Requests waiting in the queue.
         queue_size_by_priority: Waiting requests per priority (non-empty levels).
@@ -97,7 +104,8 @@ class PoolStatus:
         wait_time_ms_p50: Median time in the queue, recent requests.
         wait_time_ms_p95: 95th percentile of the same.
         wait_time_ms_p99: 99th percentile of the same.
-        workers: One :class:`WorkerHealth` per worker.
+        workers: One :class:`WorkerHealth` per worker (after a shrink, those
+            still to retire included until they do).
         in_flight: Requests taken from the queue and not finished yet. In-process,
             the same as ``active_workers``; on a shared queue (Redis), those of
             every process, as the server counts them.
@@ -106,6 +114,13 @@ class PoolStatus:
             (0 before and after); on a shared queue, every process whose pools
             serve it and whose heartbeat came within the last three beats (at
             most 3 s), as the server knew it at the pool's last heartbeat.
+        coalesced: Submits that shared the outcome of a queued or running
+            request with an equal ``key`` instead of queuing one (see
+            :meth:`WorkerPool.submit`). They are not counted in ``submitted``
+            (nor their tickets' outcomes in the other counters): those count
+            requests, and a coalesced submit queues none.
+
+            .. versionadded:: 0.2
     """
 
     name: str
@@ -129,3 +144,4 @@ class PoolStatus:
     workers: tuple[WorkerHealth, ...]
     in_flight: int = 0
     workers_alive: Mapping[str, int] = attrs.field(factory=dict)
+    coalesced: int = 0

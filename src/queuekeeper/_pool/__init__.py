@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 from ._pool import WorkerPool as WorkerPool
+from ._scaling import Autoscale as Autoscale
 from ._ticket import Ticket as Ticket
 from ._ticket import TicketOwner as TicketOwner
 
-__all__ = ["Ticket", "TicketOwner", "WorkerPool"]
+__all__ = ["Autoscale", "Ticket", "TicketOwner", "WorkerPool"]

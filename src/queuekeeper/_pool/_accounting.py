@@ -57,12 +57,18 @@ class WorkerRecord:
         "current",
         "errors",
         "last_error",
+        "limit",
         "processed",
+        "retired",
         "worker_id",
     )
 
-    def __init__(self, worker_id: int) -> None:
+    def __init__(self, worker_id: int, limit: int | None = None) -> None:
         self.worker_id = worker_id
+        #: A reserved worker's level: it takes requests at that level or above.
+        self.limit = limit
+        #: Set when it retired (after a shrink) rather than ended with the pool.
+        self.retired = False
         self.processed = 0
         self.errors = 0
         self.consecutive_errors = 0
@@ -80,12 +86,16 @@ class Accounting:
         "cancel_grace",
         "cancelled",
         "clock",
+        "coalesced",
         "completed",
+        "count",
         "deadlines",
         "failed",
         "hung_after",
         "name",
+        "next_id",
         "observer",
+        "on_coalesced",
         "rates",
         "rejected",
         "shed",
@@ -116,6 +126,10 @@ class Accounting:
         #: The backend's clock; anyio's current_time() until the pool runs.
         self.clock: Callable[[], float] = current_time
         self.workers = tuple(WorkerRecord(i) for i in range(workers))
+        #: How many workers the pool runs (``max_workers``); ``workers`` also
+        #: lists those still to retire after a shrink until they do.
+        self.count = workers
+        self.next_id = workers
         self.submitted = 0
         self.completed = 0
         self.failed = 0
@@ -124,10 +138,39 @@ class Accounting:
         self.cancelled = 0
         self.shed = 0
         self.active = 0
+        self.coalesced = 0
+        # The observer's optional coalesced() (observers may predate it).
+        self.on_coalesced: Callable[[str, int], object] | None = getattr(
+            observer, "coalesced", None
+        )
         self.waits: deque[float] = deque(maxlen=WAIT_WINDOW)
         #: (time, requests finished) samples for :meth:`service_rate`; the pool
         #: adds the first as it starts.
         self.rates: deque[tuple[float, int]] = deque()
+
+    # -- the workers --------------------------------------------------------------
+
+    def reserve(self, limits: list[int]) -> None:
+        """Make the first ``len(limits)`` workers reserved, at those levels."""
+        workers = self.workers
+        self.workers = (
+            *(WorkerRecord(i, limit) for i, limit in enumerate(limits)),
+            *workers[len(limits) :],
+        )
+
+    @ki_protected
+    def add(self, count: int) -> list[WorkerRecord]:
+        """*count* new workers' records, listed from now on (fresh ids)."""
+        first = self.next_id
+        self.next_id += count
+        records = [WorkerRecord(i) for i in range(first, first + count)]
+        self.workers = (*self.workers, *records)  # one step: safe from a scrape
+        return records
+
+    @ki_protected
+    def retire(self, worker: WorkerRecord) -> None:
+        """*worker* retired: stop listing it."""
+        self.workers = tuple(w for w in self.workers if w is not worker)
 
     # -- in -----------------------------------------------------------------------
 
@@ -146,6 +189,13 @@ class Accounting:
         observer = self.observer
         if observer is not None:
             observer.rejected(self.name, level)
+
+    @ki_protected
+    def shared(self, level: int) -> None:
+        """Count a submit at *level* that shares a queued or running request."""
+        self.coalesced += 1
+        if self.on_coalesced is not None:
+            self.on_coalesced(self.name, level)
 
     # -- running ------------------------------------------------------------------
 
@@ -279,6 +329,7 @@ class Accounting:
             busy_since=busy_since,
             last_error=worker.last_error,
             consecutive_errors=worker.consecutive_errors,
+            reserved_for=worker.limit,
         )
 
     def status(
@@ -304,7 +355,7 @@ class Accounting:
         return PoolStatus(
             name=self.name,
             state=state,
-            max_workers=len(self.workers),
+            max_workers=self.count,
             active_workers=self.active,
             queue_size=queue_size,
             queue_size_by_priority=by_level,
@@ -323,4 +374,5 @@ class Accounting:
             workers=self.worker_health(),
             in_flight=in_flight,
             workers_alive=workers_alive,
+            coalesced=self.coalesced,
         )

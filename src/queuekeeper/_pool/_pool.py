@@ -30,16 +30,24 @@ from .._memory import MemoryQueue
 from .._order import aged_level, check_aging
 from .._priority import Priority, check_priority
 from .._states import Backpressure, TicketState
-from .._util import Backend, enable_ki_protection, ki_protected, process_name
+from .._util import (
+    Backend,
+    describe,
+    enable_ki_protection,
+    ki_protected,
+    process_name,
+)
 from ._accounting import Accounting
 from ._admission import Admission
 from ._checks import MAX_WORKERS, check_count, check_handler, check_name, check_seconds
+from ._coalesce import Share, check_key
 from ._deadlines import Deadlines
+from ._scaling import Autoscale, Autoscaler, check_reserved
 from ._ticket import Ticket
 from ._workers import Workers
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
     from types import TracebackType
 
     from anyio.abc import TaskGroup, TaskStatus
@@ -56,6 +64,7 @@ Res = TypeVar("Res")
 
 _QUEUED: Final = TicketState.QUEUED
 _RUNNING: Final = TicketState.RUNNING
+_TIMED_OUT: Final = TicketState.TIMED_OUT
 _CANCELLED: Final = TicketState.CANCELLED
 _BLOCK: Final = Backpressure.BLOCK
 #: The states in which an in-process pool's workers are alive.
@@ -107,6 +116,18 @@ class WorkerPool(Generic[Req, Res]):
             (``max_queue_size`` must then be left out); ``workers`` may be 0, for a
             pool that only submits, whose ``handler`` may be ``None``; and
             :meth:`submit_nowait` is not available.
+        reserved: ``{level: n}`` keeps *n* workers for requests at *level* or
+            above (a lower or equal value): however many slow requests of lower
+            levels keep the other workers busy, a request at that level starts
+            as soon as one of its reserved workers is free. The counts must leave
+            at least one unreserved worker. A reserved worker that is idle is
+            handed such a request before an unreserved one; unreserved workers
+            take requests of every level. On Redis, each process keeps its own
+            reserved workers: its pool takes from the shared queue only what an
+            idle worker of its own may run.
+        autoscale: An :class:`Autoscale`: the pool grows from *workers* up to its
+            ``max_workers`` while requests wait longer than its ``target_wait``,
+            and shrinks back when workers sit idle for its ``cooldown``.
         aging: Seconds per level, or ``None`` (the default: strict priority). A
             queued request gains one level for every *aging* seconds it has
             waited (since ``submit``), never past :attr:`Priority.CRITICAL` (a
@@ -122,7 +143,7 @@ class WorkerPool(Generic[Req, Res]):
         ValueError: An argument is out of range (the message names it).
     """
 
-    def __init__(
+    def __init__(  # noqa: C901, PLR0912, PLR0915 (validation, one argument at a time)
         self,
         handler: Callable[[Req], Awaitable[Res]] | None,
         *,
@@ -136,6 +157,8 @@ class WorkerPool(Generic[Req, Res]):
         unhealthy_after: int = 5,
         cancel_grace: float = 1.0,
         queue: SharedQueue | None = None,
+        reserved: Mapping[Priority, int] | Mapping[int, int] | None = None,
+        autoscale: Autoscale | None = None,
         aging: float | None = None,
     ) -> None:
         enable_ki_protection()
@@ -153,6 +176,9 @@ class WorkerPool(Generic[Req, Res]):
         else:
             check_handler(handler)
             workers = check_count(workers, "workers", MAX_WORKERS)
+        limits = [] if reserved is None else check_reserved(reserved, workers)
+        if autoscale is not None:
+            self._check_autoscale(autoscale, workers)
         if queue is not None and max_queue_size is not None:
             msg = (
                 f"max_queue_size={max_queue_size!r} cannot be given with a shared "
@@ -199,6 +225,13 @@ class WorkerPool(Generic[Req, Res]):
                 aging=self._aging,
             )
             self._max_queue_size = self._link.max_size
+        self._handler = handler
+        if self._link is not None:
+            self._link.serves = handler is not None
+        self._reserved = len(limits)
+        if limits:
+            accounting.reserve(limits)
+            self._queue.reserve(limits)
         self._admission = Admission[Res](
             self._queue, backpressure, self._max_queue_size, accounting, self._deadlines
         )
@@ -224,6 +257,14 @@ class WorkerPool(Generic[Req, Res]):
         self._state = "created"
         self._stopped = Event()
         self._own_task_group: TaskGroup | None = None
+        # Coalescing: the request queued or running under each key in use.
+        self._shares: dict[Hashable, Share] = {}
+        # The task group the workers run in, once they do (for workers added).
+        self._task_group: TaskGroup | None = None
+
+        # Scaling: the fewest workers the autoscaler keeps (resize sets it).
+        self._autoscale = autoscale
+        self._floor = workers
 
         if metrics is not None:
             metrics.attach(self)
@@ -242,8 +283,13 @@ class WorkerPool(Generic[Req, Res]):
 
     @property
     def max_workers(self) -> int:
-        """How many workers the pool runs."""
-        return len(self._accounting.workers)
+        """How many workers the pool runs (see :meth:`resize`)."""
+        return self._accounting.count
+
+    @property
+    def autoscale(self) -> Autoscale | None:
+        """The pool's :class:`Autoscale` setting, or ``None``."""
+        return self._autoscale
 
     @property
     def max_queue_size(self) -> int | None:
@@ -282,6 +328,7 @@ class WorkerPool(Generic[Req, Res]):
                 if link is not None:
                     task_group.start_soon(link.serve, clock, name=f"{self._name}-link")
                     task_group.start_soon(self._end_link)
+                self._task_group = task_group
                 for record in self._accounting.workers:
                     task_group.start_soon(
                         workers.work,
@@ -289,9 +336,14 @@ class WorkerPool(Generic[Req, Res]):
                         name=f"{self._name}-worker-{record.worker_id}",
                     )
                     workers.live += 1
+                if self._autoscale is not None:
+                    task_group.start_soon(
+                        self._autoscaler(self._autoscale).run,
+                        name=f"{self._name}-autoscaler",
+                    )
                 task_group.start_soon(
                     self._deadlines.keep,
-                    self._admission.expire if link is None else link.expire,
+                    self._expire,
                     clock,
                     name=f"{self._name}-timekeeper",
                 )
@@ -459,6 +511,9 @@ class WorkerPool(Generic[Req, Res]):
     def _close_intake(self) -> None:
         """Stop taking requests; workers end once the queue is empty."""
         self._accepting = False
+        # Workers still to retire serve on to the end (and none retires later:
+        # resize() now raises).
+        self._workers.set_excess(0)
         if self._state == "running":
             self._state = "draining"
         self._queue.close()
@@ -505,6 +560,153 @@ class WorkerPool(Generic[Req, Res]):
                     ticket, _CANCELLED, now, error=RequestCancelled("pool shut down")
                 )
 
+    # -- scaling ------------------------------------------------------------------
+
+    def _check_autoscale(self, autoscale: object, workers: int) -> None:
+        if not isinstance(autoscale, Autoscale):
+            msg = (
+                "autoscale must be None or a queuekeeper.Autoscale, "
+                f"not {autoscale!r} ({type(autoscale).__name__})"
+            )
+            raise TypeError(msg)
+        if workers < 1:
+            msg = "autoscale needs a pool with workers >= 1, not workers=0"
+            raise ValueError(msg)
+        if autoscale.max_workers < workers:
+            msg = (
+                f"autoscale max_workers={autoscale.max_workers} must be at least "
+                f"the pool's workers={workers}"
+            )
+            raise ValueError(msg)
+
+    @ki_protected
+    def resize(self, workers: int) -> None:
+        """Run *workers* workers from now on.
+
+        Growing starts the new workers at once (in the pool's task group).
+        Shrinking retires workers as they finish their current request: idle ones
+        at once, busy ones when their request ends; none is cancelled, and until
+        they retire they still appear in :meth:`worker_health` (``max_workers``
+        is the new count at once). Reserved workers never retire: *workers*
+        counts them, and must leave at least one unreserved worker. With
+        ``autoscale``, *workers* becomes the fewest the autoscaler keeps, at most
+        its ``max_workers``; the autoscaler grows from there again.
+
+        Before the pool starts it sets how many workers it will start with. A
+        pool on a shared queue (Redis) may be resized to 0 (it then only
+        submits) and back, if it has a handler; its link takes from the queue
+        only as many requests as it has workers.
+
+        Must be called from the pool's event loop thread.
+
+        Raises:
+            TypeError: *workers* is not an int, or the pool has no handler.
+            ValueError: *workers* is out of range (the message says why).
+            PoolClosed: The pool is shutting down or shut down.
+        """
+        minimum = 0 if self._link is not None else 1
+        if isinstance(workers, bool) or not isinstance(workers, int):
+            msg = (
+                f"workers must be an int >= {minimum}, "
+                f"not {describe(workers)} ({type(workers).__name__})"
+            )
+            raise TypeError(msg)
+        if not minimum <= workers <= MAX_WORKERS:
+            msg = (
+                f"workers must be an int from {minimum} to {MAX_WORKERS:,}, "
+                f"not {describe(workers)}"
+            )
+            raise ValueError(msg)
+        if self._handler is None:
+            msg = f"WorkerPool {self._name!r} has no handler: it cannot run workers"
+            raise TypeError(msg)
+        if self._reserved and workers <= self._reserved:
+            msg = (
+                f"workers={workers} must be more than the pool's {self._reserved} "
+                "reserved workers: at least one worker must stay unreserved"
+            )
+            raise ValueError(msg)
+        autoscale = self._autoscale
+        if autoscale is not None:
+            if workers > autoscale.max_workers:
+                msg = (
+                    f"workers={workers} must be at most the pool's autoscale "
+                    f"max_workers={autoscale.max_workers}"
+                )
+                raise ValueError(msg)
+            self._floor = workers
+        if not self._accepting:
+            msg = f"WorkerPool {self._name!r} is shut down; it cannot be resized"
+            raise PoolClosed(msg)
+        self._set_size(workers)
+
+    @ki_protected
+    def _set_size(self, count: int) -> None:
+        """Grow or shrink to *count* workers (see :meth:`resize`)."""
+        accounting = self._accounting
+        workers = self._workers
+        change = count - accounting.count
+        if not change:
+            return
+        accounting.count = count
+        if self._link is not None:
+            self._link.resize(count)
+        task_group = self._task_group
+        if task_group is None:  # not started: start with that many
+            if change > 0:
+                accounting.add(change)
+            else:  # the last records are unreserved ones
+                accounting.workers = accounting.workers[:change]
+            return
+        if change < 0:
+            workers.set_excess(workers.excess - change)
+            self._queue.retire_waiting(-change)
+            return
+        # Workers still to retire stay instead; the rest are new.
+        stay = min(workers.excess, change)
+        workers.set_excess(workers.excess - stay)
+        for record in accounting.add(change - stay):
+            task_group.start_soon(
+                workers.work, record, name=f"{self._name}-worker-{record.worker_id}"
+            )
+            workers.live += 1
+
+    def _autoscaler(self, settings: Autoscale) -> Autoscaler:
+        accounting = self._accounting
+        link = self._link
+
+        def idle() -> list[object]:
+            return [
+                record
+                for record in accounting.workers
+                if record.current is None and record.limit is None
+            ]
+
+        def queued(now: float) -> tuple[int, float | None]:
+            if link is not None:
+                return self._queue.sizes()[0], None
+            firsts = cast("MemoryQueue[Ticket[Res]]", self._queue).firsts()
+            oldest = min((t.submitted_at for t in firsts), default=None)
+            handed = len(self._admission.handover)
+            waited = None if oldest is None else now - oldest
+            return self._queue.sizes()[0] + handed, waited
+
+        def recent(count: int) -> float | None:
+            waits = list(accounting.waits)[-count:]
+            return sum(waits) / len(waits) if waits else None
+
+        return Autoscaler(
+            settings,
+            size=lambda: accounting.count,
+            floor=lambda: self._floor,
+            idle=idle,
+            queued=queued,
+            recent=recent,
+            resize=self._set_size,
+            stopped=lambda: not self._accepting,
+            clock=self._clock,
+        )
+
     # -- submitting ---------------------------------------------------------------
 
     def _make_ticket(
@@ -536,6 +738,7 @@ class WorkerPool(Generic[Req, Res]):
         priority: int = Priority.NORMAL,
         timeout: float | None = None,
         queue_timeout: float | None = None,
+        key: Hashable | None = None,
     ) -> Ticket[Res]:
         """Queue *request*; return its :class:`Ticket` without waiting for the result.
 
@@ -551,6 +754,18 @@ class WorkerPool(Generic[Req, Res]):
                 fails with :exc:`RequestTimeout` (its handler cancelled).
             queue_timeout: Seconds the request may wait for a worker before it
                 fails with :exc:`QueueTimeout`, without running.
+            key: Coalesce: while a request submitted with an equal (hashable)
+                key is queued or running, return a new ticket that shares its
+                outcome instead of queuing *request* (which is then unused); a
+                higher *priority* promotes that request, if still queued, to
+                the end of the new level. Such a submit takes no room (it is
+                never refused for a full queue) and counts in
+                ``status().coalesced``, not in ``submitted``. Each sharing
+                ticket has its own id, *timeout* and *queue_timeout*: when one
+                passes, or the ticket is cancelled, that ticket alone fails; the
+                request is cancelled (removed, or its handler cancelled) only
+                when no ticket shares it any more. ``None`` (the default): no
+                coalescing. Not available on a Redis-backed pool (``TypeError``).
 
         Before the pool starts (``status().state == "created"``) requests wait in
         the queue and run once it starts; a pool that never starts never serves
@@ -562,11 +777,19 @@ class WorkerPool(Generic[Req, Res]):
         into the queue raises too, and that request is cancelled.
 
         Raises:
-            TypeError: *priority*, *timeout* or *queue_timeout* has the wrong type.
+            TypeError: *priority*, *timeout* or *queue_timeout* has the wrong type,
+                *key* is not hashable, or *key* is given to a Redis-backed pool.
             ValueError: *timeout* or *queue_timeout* is not a finite number > 0.
             QueueFull: The queue is full and the backpressure mode does not wait.
             PoolClosed: The pool is shutting down or shut down.
+
+        .. versionchanged:: 0.2
+           The *key* argument.
         """
+        if key is not None:
+            return await self._submit_keyed(
+                request, priority, timeout, queue_timeout, key
+            )
         ticket = self._make_ticket(request, priority, timeout, queue_timeout)
         await self._checkpoint()
         if not self._accepting:  # shut down while we were at the checkpoint
@@ -592,18 +815,23 @@ class WorkerPool(Generic[Req, Res]):
         priority: int = Priority.NORMAL,
         timeout: float | None = None,
         queue_timeout: float | None = None,
+        key: Hashable | None = None,
     ) -> Ticket[Res]:
         """Queue *request* without ever waiting (see :meth:`submit`).
 
         A full queue raises :exc:`QueueFull` in ``BLOCK`` mode too; ``SHED`` still
-        evicts.
+        evicts. *key* coalesces as in :meth:`submit`.
 
         Raises:
-            TypeError: *priority*, *timeout* or *queue_timeout* has the wrong type.
+            TypeError: *priority*, *timeout* or *queue_timeout* has the wrong type,
+                or *key* is not hashable.
             ValueError: *timeout* or *queue_timeout* is not a finite number > 0.
             QueueFull: The queue is full.
             PoolClosed: The pool is shutting down or shut down.
             TypeError: The pool's queue is on Redis: use :meth:`submit`.
+
+        .. versionchanged:: 0.2
+           The *key* argument.
         """
         if self._link is not None:
             msg = (
@@ -611,6 +839,10 @@ class WorkerPool(Generic[Req, Res]):
                 "trip: use 'await pool.submit(...)', not submit_nowait()"
             )
             raise TypeError(msg)
+        if key is not None:
+            return self._submit_keyed_nowait(
+                request, priority, timeout, queue_timeout, key
+            )
         ticket = self._make_ticket(request, priority, timeout, queue_timeout)
         admission = self._admission
         try:
@@ -626,12 +858,14 @@ class WorkerPool(Generic[Req, Res]):
         priority: int = Priority.NORMAL,
         timeout: float | None = None,
         queue_timeout: float | None = None,
+        key: Hashable | None = None,
     ) -> Res:
         """Submit *request* and return its result (see :meth:`submit`).
 
         Cancellation: if the caller is cancelled while waiting, the request is
         cancelled too: taken out of the queue, or its handler cancelled if it
-        is running. Abandoned work does not run.
+        is running. Abandoned work does not run. (With a *key*, only the
+        caller's ticket is cancelled while other tickets share the request.)
 
         Raises:
             TypeError: *priority*, *timeout* or *queue_timeout* has the wrong type.
@@ -643,15 +877,170 @@ class WorkerPool(Generic[Req, Res]):
             RequestCancelled: The request was cancelled (its ticket, or shutdown).
             RequestShed: The request was evicted for a higher-priority one.
             Exception: Whatever the handler raised, unchanged.
+
+        .. versionchanged:: 0.2
+           The *key* argument.
         """
         ticket = await self.submit(
-            request, priority=priority, timeout=timeout, queue_timeout=queue_timeout
+            request,
+            priority=priority,
+            timeout=timeout,
+            queue_timeout=queue_timeout,
+            key=key,
         )
         try:
             return await ticket.result()
         except BaseException:
             ticket.cancel()
             raise
+
+    # -- coalescing (see _coalesce) ------------------------------------------------
+
+    def _join(self, ticket: Ticket[Res], key: Hashable) -> Share | None:
+        """Make *ticket* a sharer if a request of *key* is queued or running."""
+        share = self._shares.get(key)
+        if share is not None:
+            share.attach(ticket)
+            work = share.work
+            if ticket._level < work._level and work._state is _QUEUED:
+                self._promote(work, ticket._level)
+            self._accounting.shared(ticket._level)
+            share.arm(ticket)
+        return share
+
+    def _new_share(self, ticket: Ticket[Res], key: Hashable) -> Share:
+        """Make the work of a new key's request, with *ticket* its first sharer.
+
+        Until it is in the queue, the work keeps *ticket*'s deadlines (they
+        bound a ``BLOCK`` wait for room); :meth:`_opened` then hands them to
+        *ticket*.
+        """
+        work: Ticket[Res] = Ticket._create(
+            self,
+            ticket.request,
+            ticket._level,
+            ticket.submitted_at,
+            ticket._deadline,
+            ticket._queue_deadline,
+        )
+        # The work goes by its first sharer's id (errors, worker health).
+        work._seq = ticket._seq
+        share = Share(self, key, work)
+        share.attach(ticket)
+        return share
+
+    def _opened(self, share: Share) -> None:
+        """The work of *share* entered the queue: take sharers under its key."""
+        work, ticket = share.work, share.sharers[0] if share.sharers else None
+        if ticket is None:  # settled already (it timed out waiting for room)
+            return
+        if work._state is _QUEUED and (
+            work._deadline != math.inf or work._queue_deadline != math.inf
+        ):
+            # The sharer's deadlines are its own from now on: its entry in the
+            # deadline heap is the work's (the same times, and the same sequence
+            # number, so the two must never both be there).
+            work._deadline = work._queue_deadline = math.inf
+            entry = work._deadline_entry
+            work._deadline_entry = None
+            if entry is not None:  # pragma: no branch (put in, it got one)
+                entry[2] = ticket
+                ticket._deadline_entry = entry
+        share.open()
+
+    async def _submit_keyed(
+        self,
+        request: Req,
+        priority: int,
+        timeout: object,
+        queue_timeout: object,
+        key: Hashable,
+    ) -> Ticket[Res]:
+        """:meth:`submit` with a *key*."""
+        if self._link is not None:
+            msg = (
+                f"WorkerPool {self._name!r} queues on Redis, where submit() takes "
+                f"no key (got key={key!r}): coalescing works with an in-process "
+                "queue only"
+            )
+            raise TypeError(msg)
+        check_key(key)
+        ticket = self._make_ticket(request, priority, timeout, queue_timeout)
+        await self._checkpoint()
+        if not self._accepting:
+            raise self._closed_error()
+        share = self._join(ticket, key)
+        if share is not None:
+            return ticket
+        share = self._new_share(ticket, key)
+        work = share.work
+        admission = self._admission
+        try:
+            admission.put_nowait(work)
+        except WouldBlock:
+            if admission.mode is _BLOCK:
+                await admission.enqueue(work, self._name)
+            else:
+                admission.refuse_or_shed(work)
+        self._opened(share)
+        return ticket
+
+    def _submit_keyed_nowait(
+        self,
+        request: Req,
+        priority: int,
+        timeout: object,
+        queue_timeout: object,
+        key: Hashable,
+    ) -> Ticket[Res]:
+        """:meth:`submit_nowait` with a *key*."""
+        check_key(key)
+        ticket = self._make_ticket(request, priority, timeout, queue_timeout)
+        share = self._join(ticket, key)
+        if share is not None:
+            return ticket
+        share = self._new_share(ticket, key)
+        admission = self._admission
+        try:
+            admission.put_nowait(share.work)
+        except WouldBlock:
+            admission.refuse_or_shed(share.work)
+        self._opened(share)
+        return ticket
+
+    @ki_protected
+    def _promote(self, work: Ticket[Res], level: int) -> None:
+        """Move the queued *work* to *level*, behind the requests waiting there."""
+        if cast("MemoryQueue[Ticket[Res]]", self._queue).move(work, work._level, level):
+            work._level = level
+        # else: handed to a worker that has not started it yet: it is next
+
+    @ki_protected
+    def _expire(self, ticket: Ticket[Res], now: float) -> None:
+        """A deadline of the queued *ticket* passed (the timekeeper's call)."""
+        owner = ticket._owner
+        if owner is not self:
+            cast("Share", owner).expire(ticket, now)
+        elif self._link is None:
+            self._admission.expire(ticket, now)
+        else:
+            self._link.expire(ticket, now)
+
+    @ki_protected
+    def _end_work(
+        self, work: Ticket[Res], state: TicketState, now: float, error: BaseException
+    ) -> None:
+        """No sharer of *work* remains: cancel it, or let it time out (*state*)."""
+        if state is not _TIMED_OUT:
+            self._cancel_ticket(work)
+        elif work._state is _QUEUED:
+            self._admission.withdraw(work)
+            self._accounting.settle(work, _TIMED_OUT, now, error=error)
+        else:  # running (a work with a sharer left has not settled)
+            # Its handler is cut short as by its own timeout.
+            work._deadline = now
+            if work._scope is not None:  # pragma: no branch
+                work._scope.deadline = now
 
     def _closed_error(self) -> PoolClosed:
         return PoolClosed(
@@ -704,6 +1093,11 @@ class WorkerPool(Generic[Req, Res]):
         try:
             last = None
             while ticket._state is _QUEUED:
+                if ticket._level != level:
+                    # Promoted (coalescing): watch its new level instead.
+                    queue.watch(ticket._level)
+                    queue.unwatch(level)
+                    level = ticket._level
                 position, when, event = queue.rank(ticket, level)
                 if position is None:
                     position = 0  # handed to a worker that has not started it
@@ -732,6 +1126,9 @@ class WorkerPool(Generic[Req, Res]):
         if self._link is not None:
             return self._link.deliveries(ticket)  # type: ignore[no-any-return]
         return 0 if ticket.started_at is None else 1
+
+    def _live_state(self, ticket: Ticket[Res]) -> TicketState:
+        return ticket._state
 
     @ki_protected
     def _cancel_ticket(self, ticket: Ticket[Res]) -> bool:
@@ -784,7 +1181,7 @@ class WorkerPool(Generic[Req, Res]):
         own = process_name()
         if self._link is None:
             in_flight = accounting.active
-            alive = len(accounting.workers) if state in _WORKING else 0
+            alive = self._workers.live if state in _WORKING else 0
             workers_alive: Mapping[str, int] = MappingProxyType({own: alive})
         else:
             in_flight, processes = self._link.spread()

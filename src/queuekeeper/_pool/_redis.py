@@ -27,6 +27,7 @@ pool cancels one in flight.
 
 from __future__ import annotations
 
+import bisect
 import builtins
 import contextlib
 import json
@@ -59,9 +60,11 @@ from .._errors import (
     RequestTimeout,
 )
 from .._memory import MemoryQueue
+from .._order import aged_level
 from .._priority import priority_name
 from .._redis._channel import check_options, fetch_statistics
 from .._redis._server import (
+    MAX_PRIORITY,
     RedisConnectionError,
     Rings,
     Taken,
@@ -323,7 +326,14 @@ class PoolLink(Generic[Res]):
         self.lease = queue.lease
         self.max_size = queue.max_size
         self.pool = pool
+        #: How many requests its workers may hold (see resize()).
         self.workers = workers
+        #: Whether it ever had workers (then it tells the server when it leaves).
+        self.served = workers > 0
+        #: Whether its pool has a handler (then it feeds its workers, if any).
+        self.serves = workers > 0
+        #: Its reserved workers' levels, ascending (see reserve()).
+        self.limits: list[int] = []
         self.mode = mode
         self.accounting = accounting
         self.deadlines = deadlines
@@ -339,7 +349,12 @@ class PoolLink(Generic[Res]):
         self.on_admit: Callable[[Ticket[Any]], object] | None = None
         self.acknowledges = True
         #: Execution tickets handed to the workers, not yet started.
-        self.local: MemoryQueue[Ticket[Any]] = MemoryQueue(math.inf)
+        #: With aging, they age here as on the server (from when they were
+        #: first queued), so that a reserved worker takes one that aged into its
+        #: levels (see _wanted).
+        self.local: MemoryQueue[Ticket[Any]] = MemoryQueue(
+            math.inf, aging=aging, born=_submitted_at if aging is not None else None
+        )
         #: Requests this pool holds (handed to its workers and not settled).
         self.held: dict[str, Ticket[Any]] = {}
         self.held_ids: dict[Ticket[Any], str] = {}
@@ -651,6 +666,29 @@ class PoolLink(Generic[Res]):
     def remove(self, request: Ticket[Any], priority: int) -> bool:
         return self.local.remove(request, priority)
 
+    # -- scaling --------------------------------------------------------------------
+
+    def resize(self, workers: int) -> None:
+        """The pool now runs *workers* workers: take that many requests at most.
+
+        The heartbeat tells the server the new count.
+        """
+        self.workers = workers
+        if workers:
+            self.served = True
+        self.worker_free.set()
+
+    def reserve(self, limits: list[int]) -> None:
+        """The pool's workers include reserved ones at these levels (ascending)."""
+        self.limits = limits
+        self.local.reserve(limits)
+
+    def retire_waiting(self, count: int) -> int:
+        return self.local.retire_waiting(count)
+
+    async def take_within(self, limit: int) -> Ticket[Any]:
+        return await self.local.take_within(limit)
+
     def sizes(self) -> tuple[int, Mapping[int, int]]:
         queued, _, by_level, _ = self.figures
         return queued, by_level
@@ -737,7 +775,7 @@ class PoolLink(Generic[Res]):
                 task_group.start_soon(self._courier, name=f"{self.pool}-courier")
                 task_group.start_soon(self._reader, name=f"{self.pool}-reader")
                 task_group.start_soon(self._heartbeat, name=f"{self.pool}-heartbeat")
-                if self.workers:
+                if self.serves:
                     task_group.start_soon(self._feeder, name=f"{self.pool}-feeder")
         finally:
             self.running = False
@@ -745,7 +783,7 @@ class PoolLink(Generic[Res]):
                 try:
                     await self.flush()
                 finally:
-                    if self.workers:
+                    if self.served:
                         await self._leave()
 
     async def _leave(self) -> None:
@@ -834,8 +872,11 @@ class PoolLink(Generic[Res]):
 
     async def _feeder(self) -> None:
         server = self.server
+        most: int | None = None
         while True:
             wanted = self.workers - len(self.held)
+            if self.limits and wanted > 0:
+                wanted, most = self._wanted(wanted)
             if not self.feeding:
                 return
             if wanted <= 0:
@@ -844,7 +885,7 @@ class PoolLink(Generic[Res]):
                 continue
             try:
                 taken, seen = await server.take(
-                    wanted, self.lease, self.tag, self.aging
+                    wanted, self.lease, self.tag, self.aging, most
                 )
             except Exception:  # noqa: BLE001 (the server is away: try again)
                 await sleep(_BACKOFF[1])
@@ -861,6 +902,55 @@ class PoolLink(Generic[Res]):
                 await self.rings.wait(server.bell, seen or "0-0")
             # Server calls cannot be cancelled in flight: a cancellation lands here.
             await checkpoint()
+
+    def _wanted(self, free: int) -> tuple[int, int | None]:
+        """With reserved workers: how many requests to take, and up to which level.
+
+        *free* is how many more requests the pool may hold. What an idle worker
+        may run decides the rest: a request at level *p* may run on an idle
+        unreserved worker or on an idle one reserved for *p* or beyond, and the
+        requests held but not started yet need such workers too. Returns the
+        most requests of any level that fit, with ``None``; or, if none fits, the
+        most that fit at the lowest priority that still does (its value, the
+        second item); ``(0, None)`` when nothing fits.
+        """
+        idle_any = 0
+        limits: list[int] = []
+        for record in self.accounting.workers:
+            if record.current is None and not record.retired:
+                if record.limit is None:
+                    idle_any += 1
+                else:
+                    limits.append(record.limit)
+        limits.sort()
+        if self.aging is None:
+            waiting = sorted(
+                ticket._level
+                for ticket in self.held.values()
+                if ticket._state is _QUEUED
+            )
+        else:
+            # The level each competes at now: a reserved worker may take it.
+            aging, now = self.aging, self.clock()
+            waiting = sorted(
+                aged_level(ticket._level, now - ticket.submitted_at, aging)
+                for ticket in self.held.values()
+                if ticket._state is _QUEUED
+            )
+        idle = idle_any + len(limits)
+        room = min(free, idle - len(waiting))
+        best: tuple[int, int | None] = (0, None)
+        for level in sorted(set(limits)):
+            if room > 0:
+                # Requests up to this level fit as many times as room says.
+                best = (room, max(-1, min(level, MAX_PRIORITY)))
+            # Requests above it need the idle workers not reserved up to it.
+            able = idle - bisect.bisect_right(limits, level)
+            above = len(waiting) - bisect.bisect_right(waiting, level)
+            room = min(room, able - above)
+        if room > 0:
+            return room, None
+        return best
 
     def _hand_out(self, taken: Taken) -> None:
         """Make an execution ticket for a request taken, for an idle worker."""
@@ -1004,8 +1094,6 @@ class PoolLink(Generic[Res]):
         # one (a request done sooner goes without); every third of a lease (or
         # sooner): renew the leases; every second (or sooner): the figures.
         renew_every = min(self.lease / 3, _FIGURES_EVERY)
-        # A pool without workers is not counted among the live ones.
-        alive = _ALIVE_BEATS * renew_every if self.workers else 0.0
         process = process_name()
         last = -math.inf
         while True:
@@ -1015,6 +1103,8 @@ class PoolLink(Generic[Res]):
                     last = self.clock()
                     if self.held:
                         await self.server.renew(self.lease, self.tag, list(self.held))
+                    # A pool without workers is not counted among the live ones.
+                    alive = _ALIVE_BEATS * renew_every if self.workers else 0.0
                     queued, inflight, by_level, processes = await self.server.beat(
                         self.tag, alive, self.workers, process
                     )
@@ -1051,3 +1141,8 @@ if TYPE_CHECKING:  # checked by mypy: PoolLink implements the protocol
 
     def _implements(link: PoolLink[Any]) -> RequestQueue[Ticket[Any]]:
         return link
+
+
+def _submitted_at(ticket: Ticket[Any]) -> float:
+    """When *ticket*'s request was first queued: its arrival time for aging."""
+    return ticket.submitted_at

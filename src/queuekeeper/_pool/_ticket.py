@@ -64,6 +64,10 @@ class TicketOwner(Protocol):
         """Cancel *ticket*'s request; ``False`` if it had already finished."""
         ...
 
+    def _live_state(self, ticket: Ticket[Any]) -> TicketState:
+        """The state of *ticket*, which is queued as far as it knows itself."""
+        ...
+
     def _checkpoint(self) -> Awaitable[object]:
         """A checkpoint of the backend the pool runs on (see ``result()``)."""
         ...
@@ -198,8 +202,15 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
 
     @property
     def state(self) -> TicketState:
-        """The request's current :class:`TicketState`."""
-        return self._state
+        """The request's current :class:`TicketState`.
+
+        A ticket that shares another request's outcome (see ``key`` in
+        :meth:`WorkerPool.submit`) is running while that request runs.
+        """
+        state = self._state
+        if state is _QUEUED:
+            return self._owner._live_state(self)
+        return state
 
     @property
     def deadline(self) -> float | None:

@@ -28,6 +28,7 @@ from anyio import (
 from anyio.lowlevel import checkpoint
 
 from .._errors import RequestCancelled, RequestTimeout
+from .._memory import RETIRE
 from .._states import TicketState
 from .._util import ki_protected, ki_unprotected
 
@@ -72,6 +73,10 @@ def _check_awaitable(handler: object, value: object) -> None:
         raise TypeError(msg)
 
 
+def _take_nothing() -> None:
+    """``take_nowait`` while workers are to retire: as if the queue were empty."""
+
+
 def _forget_native_cancels() -> None:
     """On asyncio, withdraw native cancellation requests of the current task.
 
@@ -102,9 +107,11 @@ class Workers(Generic[Req, Res]):
         "admission",
         "all_done",
         "clock",
+        "excess",
         "handler",
         "live",
         "queue",
+        "take_nowait",
     )
 
     def __init__(
@@ -122,8 +129,15 @@ class Workers(Generic[Req, Res]):
         self.clock: Callable[[], float] = accounting.clock
         #: Workers whose task has started and not yet ended.
         self.live = 0
-        #: Set when the last live worker ends.
+        #: Set when the last live worker ends (unless it retired).
         self.all_done = Event()
+        #: Workers still to retire after a shrink (see WorkerPool.resize); set
+        #: with set_excess().
+        self.excess = 0
+        #: The queue's take_nowait, or, while workers are to retire, a stand-in
+        #: that finds nothing (so a worker done with its request goes to wait,
+        #: and retires there), at no cost to the worker loop otherwise.
+        self.take_nowait: Callable[[], Ticket[Res] | None] = queue.take_nowait
         # What a queue that leases its requests wants told of each one taken
         # (its lease then moves to the worker's own bookkeeping).
         self.acknowledge = queue.settled if queue.acknowledges else None
@@ -132,13 +146,16 @@ class Workers(Generic[Req, Res]):
     async def work(self, worker: WorkerRecord) -> None:
         """One worker's task: serve requests until the queue is closed and empty.
 
-        The pool counts it in ``live`` when it starts the task.
+        The pool counts it in ``live`` when it starts the task. A reserved worker
+        (its record has a ``limit``) takes only requests at that level or above;
+        any other worker retires when the pool has workers in excess.
         """
+        serve = self._serve if worker.limit is None else self._serve_reserved
         try:
             while True:
                 with CancelScope() as scope:
-                    if not await self._serve(worker, scope):
-                        return  # the queue is closed and empty
+                    if not await serve(worker, scope):
+                        return  # the queue is closed and empty, or it retired
         finally:
             ticket = worker.current
             # Reached only when Ctrl-C lands, under Trio, on one of the few
@@ -149,7 +166,7 @@ class Workers(Generic[Req, Res]):
                     worker, ticket, _CANCELLED, RequestCancelled("pool shut down")
                 )
             self.live -= 1
-            if not self.live:
+            if not self.live and not worker.retired:
                 self.all_done.set()
 
     @ki_unprotected
@@ -218,8 +235,10 @@ class Workers(Generic[Req, Res]):
         """Start the next queued request on *worker*; ``None`` if none is queued.
 
         Requests whose timeout passed before their timer fired fail instead.
+        ``None`` too when workers are to retire: the worker then waits, and so
+        retires (see :meth:`_begin_waiting`).
         """
-        take_nowait = self.queue.take_nowait
+        take_nowait = self.take_nowait
         while (ticket := take_nowait()) is not None:
             if self._start(worker, ticket, scope):
                 return ticket
@@ -231,16 +250,21 @@ class Workers(Generic[Req, Res]):
     ) -> Ticket[Res] | None:
         """Wait for the next request, start it on *worker*; ``None`` at the end.
 
-        Always a checkpoint.
+        Always a checkpoint, unless the worker retires (``None`` too).
         """
         queue = self.queue
         admission = self.admission
         handover = admission.handover
         while True:
+            if self.excess:
+                self._retire(worker)
+                return None
             try:
                 ticket = await queue.take()
             except EndOfStream:
                 return None
+            if ticket is RETIRE:
+                continue  # retire, if some other worker has not retired instead
             handover.discard(ticket)
             if admission.watchers:
                 admission.picked()
@@ -279,9 +303,78 @@ class Workers(Generic[Req, Res]):
             # Expired before its timer fired: it must not start.
             self.admission.expire(ticket, now)
         # else: cancelled or expired while handed over
+        if ticket is RETIRE:  # pragma: no cover (given back by a native cancel)
+            return False
         if self.acknowledge is not None:
             self.acknowledge(ticket)
         return False
+
+    @ki_protected
+    def set_excess(self, excess: int) -> None:
+        """Have *excess* workers retire (as each is next done with a request)."""
+        self.excess = excess
+        self.take_nowait = _take_nothing if excess else self.queue.take_nowait
+
+    @ki_protected
+    def _retire(self, worker: WorkerRecord) -> None:
+        """Retire *worker*, one of the workers in excess."""
+        self.set_excess(self.excess - 1)
+        worker.retired = True
+        self.accounting.retire(worker)
+
+    # -- reserved workers ---------------------------------------------------------
+
+    @ki_unprotected
+    async def _serve_reserved(self, worker: WorkerRecord, scope: CancelScope) -> bool:
+        """:meth:`_serve` for a reserved worker: requests at its limit or above.
+
+        Off the default path, so plainer: one checkpoint per request.
+        """
+        accounting = self.accounting
+        handler = self.handler
+        acknowledge = self.acknowledge
+        limit = worker.limit
+        awaitable: Any
+        result: object
+        while True:
+            ticket = await self._begin_reserved(worker, scope, limit)  # type: ignore[arg-type]
+            if ticket is None:
+                return False  # the queue is closed, with nothing at its levels
+            try:
+                awaitable = handler(ticket.request)  # type: ignore[arg-type]
+                if awaitable.__class__ is not CoroutineType:
+                    _check_awaitable(handler, awaitable)
+                result = await awaitable
+            except BaseException as exc:  # noqa: BLE001 (every outcome is settled)
+                cut = self._handler_raised(worker, ticket, exc)
+            else:
+                cut = False
+                accounting.succeeded(worker, ticket, result)
+            awaitable = result = None
+            if acknowledge is not None:
+                acknowledge(ticket)
+            if cut:
+                await checkpoint()
+            if ticket._deadline != _INF:
+                scope.deadline = _INF
+            if scope.cancel_called:
+                return True
+
+    @ki_protected
+    async def _begin_reserved(
+        self, worker: WorkerRecord, scope: CancelScope, limit: int
+    ) -> Ticket[Res] | None:
+        """Wait for a request at *limit* or above, start it; ``None`` at the end."""
+        take = self.queue.take_within
+        handover = self.admission.handover
+        while True:
+            try:
+                ticket = await take(limit)
+            except EndOfStream:
+                return None
+            handover.discard(ticket)
+            if self._start(worker, ticket, scope):
+                return ticket
 
     @ki_protected
     def _handler_raised(

@@ -345,7 +345,7 @@ class ServerQueue:
 
     @property
     def bell(self) -> str:
-        """The stream rung when the queue goes from empty to non-empty."""
+        """The stream rung when a request is queued first (ahead of all others)."""
         return self.keys[5]
 
     @property
@@ -432,20 +432,29 @@ class ServerQueue:
         return [int(status) or None for status in statuses], room
 
     async def take(
-        self, count: int, lease: float, token: str, aging: float | None = None
+        self,
+        count: int,
+        lease: float,
+        token: str,
+        aging: float | None = None,
+        most: int | None = None,
     ) -> tuple[list[Taken], str | None]:
         """Take up to *count* requests, lowest priority value first, FIFO within one.
 
         Each is leased to *token* for *lease* seconds; requests whose lease ran out
-        are first put back where they were. With nothing queued, also returns the
+        are first put back where they were. With nothing to take, also returns the
         last ring of :attr:`bell` (wait for a later one), else ``None``. With
         *aging* (seconds per level), a request competes one level better for
         every *aging* seconds since it was first queued (the server's clock),
-        never past 1, and ties go to the one queued first.
+        never past 1, and ties go to the one queued first. With *most*, only
+        requests at that priority or above (a lower or equal value; with
+        *aging*, the level a request has aged to).
         """
         args: list[object] = [count, round(lease * 1000), token]
-        if aging is not None:
-            args.append(max(1, round(aging * 1000)))
+        if aging is not None or most is not None:
+            args.append(0 if aging is None else max(1, round(aging * 1000)))
+        if most is not None:
+            args.append(most)
         reply = await self._call("take", args)
         if len(reply) == 1:
             return [], reply[0].decode()

@@ -11,7 +11,8 @@ keys of one queue, which share the hash tag {name} (one slot on Redis Cluster):
                     requests per priority, under "p<priority>"
   KEYS[4] inflight  sorted set: id -> lease deadline, in ms of the server's clock
   KEYS[5] holds     hash: id -> "<score>:<deliveries>:<token>" of a taken request
-  KEYS[6] bell      stream rung when the queue goes from empty to non-empty
+  KEYS[6] bell      stream rung when a request is queued first (the queue was
+                    empty, or it is at a lower priority value than all queued)
   KEYS[7] room      stream rung when the queue goes from full to not full (full:
                     at the max_size of the last put that gave one, kept in meta)
   KEYS[8] born      hash: id -> when it was first queued, in ms of the server's clock
@@ -78,15 +79,16 @@ local function level_count(meta, priority, delta)
   redis.call('HINCRBY', meta, 'p' .. priority, delta)
 end
 
+-- Queue id at score; ring bell if it is now first (a pool whose workers are all
+-- reserved for urgent requests waits for that: see take).
 local function enqueue(keys, id, score)
   local size = redis.call('ZCARD', keys[1])
-  local was_empty = size == 0
   redis.call('ZADD', keys[1], exact(score), id)
   if size + 1 > tonumber(redis.call('HGET', keys[3], 'peak') or '0') then
     redis.call('HSET', keys[3], 'peak', size + 1)
   end
   level_count(keys[3], math.floor(score / SEQ_SPAN), 1)
-  if was_empty then
+  if size == 0 or redis.call('ZRANK', keys[1], id) == 0 then
     ring(keys[6])
   end
 end
@@ -226,7 +228,9 @@ end
 
 -- With aging: up to count requests, each the best by (aged level, sequence) of
 -- the heads of the queued levels, popped as ZPOPMIN would ({id, score, ...}).
-local function pop_aged(keys, count, now, aging_ms)
+-- With most, only those whose aged level is most or better (a lower or equal
+-- value).
+local function pop_aged(keys, count, now, aging_ms, most)
   local popped = {}
   local levels = queued_levels(keys)
   local left_in = {}
@@ -242,7 +246,8 @@ local function pop_aged(keys, count, now, aging_ms)
         local id, score = head[1], tonumber(head[2])
         local born = tonumber(redis.call('HGET', keys[8], id) or exact(now))
         local key, seq = aged(level, born, now, aging_ms), score - level * SEQ_SPAN
-        if not best_key or key < best_key or (key == best_key and seq < best_seq) then
+        if (not most or key <= most)
+          and (not best_key or key < best_key or (key == best_key and seq < best_seq)) then
           best_id, best_score, best_key, best_seq = id, score, key, seq
         end
       end
@@ -259,19 +264,29 @@ local function pop_aged(keys, count, now, aging_ms)
   return popped
 end
 
--- take(count, lease_ms, token, aging_ms) -> {'', id, payload, score, deliveries,
--- age_ms, ...}, or {last ring of bell} if nothing is queued; age_ms is how long ago
--- it was first queued. A lease of 0 takes them for good (at most once): no lease,
--- nothing to acknowledge. With aging_ms > 0, requests age (see aged()).
+-- take(count, lease_ms, token[, aging_ms[, most]]) -> {'', id, payload, score,
+-- deliveries, age_ms, ...}, or {last ring of bell} if nothing is queued (at
+-- priority most or above, if given: a lower or equal value); age_ms is how long
+-- ago it was first queued. A lease of 0 takes them for good (at most once): no
+-- lease, nothing to acknowledge. With aging_ms > 0, requests age (see aged()),
+-- and most compares with the level a request has aged to.
 local function take(keys, args)
   local count, lease_ms, token = tonumber(args[1]), tonumber(args[2]), args[3]
   local aging_ms = tonumber(args[4] or '0')
+  local most = args[5] and tonumber(args[5])
   local now = now_ms()
   reap(keys, now, 100)
   local before = redis.call('ZCARD', keys[1])
   local popped
   if aging_ms > 0 and before > 0 then
-    popped = pop_aged(keys, count, now, aging_ms)
+    popped = pop_aged(keys, count, now, aging_ms, most)
+  elseif most then
+    local upto = exact((most + 1) * SEQ_SPAN - 1)
+    popped = redis.call('ZRANGE', keys[1], '-inf', upto, 'BYSCORE', 'LIMIT', 0, count,
+      'WITHSCORES')
+    for i = 1, #popped, 2 do
+      redis.call('ZREM', keys[1], popped[i])
+    end
   else
     popped = redis.call('ZPOPMIN', keys[1], count)
   end

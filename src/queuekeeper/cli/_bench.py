@@ -1522,17 +1522,19 @@ def plot(results: dict[str, Any], path: Path) -> None:
     rates = [1e9 / r["median"]["ns_per_op"] for r in rows]
     ratios = [r["median"]["ratio_to_heapq"] for r in rows]
     figure, (left, right) = plt.subplots(1, 2, figsize=(14, 0.4 * len(rows) + 2))
-    left.barh(names, rates)
-    left.set_xlabel("operations (requests) per second")
-    left.invert_yaxis()
-    right.barh(names, ratios)
-    right.set_xlabel("cost per operation, x the heapq loop")
-    right.invert_yaxis()
-    right.set_yticklabels([])
-    figure.suptitle("queuekeeper bench (medians)")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    try:
+        left.barh(names, rates)
+        left.set_xlabel("operations (requests) per second")
+        left.invert_yaxis()
+        right.barh(names, ratios)
+        right.set_xlabel("cost per operation, x the heapq loop")
+        right.invert_yaxis()
+        right.set_yticklabels([])
+        figure.suptitle("queuekeeper bench (medians)")
+        figure.tight_layout()
+        figure.savefig(path)
+    finally:
+        plt.close(figure)  # a failed save leaves no figure open either
 
 
 if __name__ == "__main__":  # pragma: no cover
