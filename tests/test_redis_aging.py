@@ -175,3 +175,57 @@ async def test_positions_end_when_the_server_hands_the_request_out(
         reply = b"0" + json.dumps(42).encode()
         await server.finish("elsewhere", [(taken[0].id, 1, 0.0, reply)])
         assert 42 == await ticket.result()
+
+
+async def test_the_take_script_compares_most_with_the_aged_level(
+    client: coredis.Redis[Any],
+) -> None:
+    """A reserved worker's limit (most) lets in a request that aged into it."""
+    server = ServerQueue(client, f"most-{uuid.uuid4().hex[:8]}")
+    await server.put([("old", 4, b"old")], None)
+    await anyio.sleep(0.25)  # aging 0.1 s: old is at 2 now
+    await server.put([("young", 4, b"young"), ("normal", 3, b"normal")], None)
+    assert [] == (await server.take(5, 30.0, "t", most=2))[0]  # no aging: none
+    taken, _ = await server.take(5, 30.0, "t", aging=0.1, most=2)
+    assert ["old"] == [each.id for each in taken]
+    taken, seen = await server.take(5, 30.0, "t", aging=0.1, most=2)
+    assert ([], True) == (taken, seen is not None)
+    taken, _ = await server.take(5, 30.0, "t", aging=0.1)
+    assert ["normal", "young"] == [each.id for each in taken]
+
+
+async def test_a_reserved_worker_on_redis_runs_a_request_that_aged_into_its_level(
+    queue: Callable[..., RedisQueue],
+) -> None:
+    """The link takes for its idle reserved worker what has aged to its level."""
+    release, running = anyio.Event(), anyio.Event()
+    started: list[str] = []
+
+    async def handler(request: str) -> str:
+        started.append(request)
+        if request == "busy":
+            running.set()
+            await release.wait()
+        return request
+
+    aging = 0.05
+    async with (
+        WorkerPool[Any, Any](None, queue=queue(), workers=0, name="front") as front,
+        WorkerPool(
+            handler,
+            queue=queue(),
+            workers=2,
+            reserved={Priority.HIGH: 1},
+            aging=aging,
+            name="back",
+        ),
+    ):
+        busy = await front.submit("busy", priority=Priority.NORMAL)
+        with anyio.fail_after(10):
+            await running.wait()
+        low = await front.submit("low", priority=Priority.LOW)
+        with anyio.fail_after(10):
+            assert "low" == await low.result()
+        assert ["busy", "low"] == started  # busy still runs: the reserved one ran it
+        release.set()
+        assert "busy" == await busy.result()

@@ -56,13 +56,17 @@ RETIRE: Final[Any] = _Retire()
 class _Taker:
     """A reserved worker waiting for a request at *limit* or above."""
 
-    __slots__ = ("event", "item", "limit", "priority")
+    __slots__ = ("deadline", "event", "item", "limit", "priority")
 
     def __init__(self, limit: int, event: Any) -> None:  # noqa: ANN401 (a backend's Event)
         self.limit = limit
         self.event = event
         self.item: Any = None
         self.priority = 0
+        # With aging: when a queued request reaches *limit* (it looks again then);
+        # -inf once woken early to look again (a request that gets there sooner
+        # was queued).
+        self.deadline = math.inf
 
 
 @final
@@ -234,11 +238,34 @@ class MemoryQueue(Generic[T]):
     @ki_protected
     def _put_reserved(self, request: T, priority: int) -> bool:
         """``put_nowait`` of a queue with reserved workers (see :meth:`reserve`)."""
-        if self._takers and self._hand_reserved(
-            request, priority if self._aging is None else self._aged(request, priority)
-        ):
+        if self._aging is None:
+            if self._takers and self._hand_reserved(request, priority):
+                return True
+            return self._state.put(request, priority)
+        if self._takers and self._hand_reserved(request, self._aged(request, priority)):
             return True
-        return self._state.put(request, priority)
+        handed = self._state.put(request, priority)
+        if not handed and self._takers:
+            self._look_again(request, priority)
+        return handed
+
+    def _look_again(self, request: T, priority: int) -> None:
+        """Wake the reserved workers *request* queued at *priority* reaches first.
+
+        With aging: it reaches a worker's level sooner than what it waits for.
+        """
+        store = cast("OrderedStore[T]", self._state.store)
+        aging = cast("float", self._aging)
+        born = store.clock() if self._born is None else self._born(request)
+        takers = cast("list[_Taker]", self._takers)
+        for taker in takers:
+            limit = taker.limit
+            if (
+                1 <= limit < priority
+                and born + (priority - limit) * aging < taker.deadline
+            ):
+                taker.deadline = -math.inf  # (it takes itself off the list)
+                taker.event.set()
 
     def _hand_reserved(self, request: T, priority: int) -> bool:
         """Hand *request* to a reserved worker waiting for *priority*, if one is."""
@@ -343,6 +370,7 @@ class MemoryQueue(Generic[T]):
         takers.insert(index, taker)
         store = self._state.store
         deadline = math.inf if store is None else store.reaches(limit)
+        taker.deadline = deadline
         try:
             if deadline == math.inf:
                 await taker.event.wait()
@@ -362,7 +390,8 @@ class MemoryQueue(Generic[T]):
                 raise
         if taker.item is None:
             if taker in (self._takers or ()):
-                # The deadline passed (aging): take what aged in, or wait again.
+                # With aging: the deadline passed, or a request was queued that
+                # gets here sooner (see _look_again). Look again.
                 takers.remove(taker)
                 return None
             # Closed: anything at these levels would have been handed over.
@@ -424,11 +453,15 @@ class MemoryQueue(Generic[T]):
             if not bucket:
                 state.drop_level(priority)
         state.size -= 1
-        if self._takers and self._hand_reserved(
-            request, to if self._aging is None else self._aged(request, to)
+        aging = self._aging
+        takers = self._takers
+        if takers and self._hand_reserved(
+            request, to if aging is None else self._aged(request, to)
         ):
             return True
         state.push(request, to)
+        if takers and aging is not None:
+            self._look_again(request, to)
         return True
 
     def _aged(self, request: T, level: int) -> int:

@@ -136,7 +136,9 @@ class WorkerPool(Generic[Req, Res]):
             ahead of those submitted at that level after it.
             :attr:`Ticket.effective_priority` shows the level it competes at;
             :attr:`Ticket.priority` stays as submitted. On Redis the server ages
-            requests by its own clock.
+            requests by its own clock. A reserved worker (see *reserved*) takes
+            a request by the level it has aged to, and one that ages into its
+            levels while it waits.
 
     Raises:
         TypeError: An argument has the wrong type (the message names it).
