@@ -140,7 +140,7 @@ def test_json_schema(small_run: tuple[dict[str, Any], str]) -> None:
         # Samples of a round pair up; concurrent runs, 5 turns a round, by turn.
         concurrent = target["subject"].startswith("concurrent-")
         assert (5 if concurrent else 1) == target["pairs"]
-    assert 12 == len(results["targets"])
+    assert 14 == len(results["targets"])
 
 
 def test_priority_implementations_show_no_violations(
@@ -153,7 +153,7 @@ def test_priority_implementations_show_no_violations(
         for r in results["results"]
         if r["kind"] == "priority" and r["section"] != "pool"
     ]
-    assert 14 == len(checked)  # 6 single-task, 2 + 6 concurrent
+    assert 16 == len(checked)  # 8 single-task, 2 + 6 concurrent
     for result in checked:
         assert 0 == result["median"]["violations"], result["name"]
     for result in results["results"]:

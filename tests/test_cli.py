@@ -36,6 +36,7 @@ from queuekeeper.cli._app import (
     _arrivals_row,
     _live_view,
     _print_summary,
+    _sample,
     _show,
     build_parser,
     main,
@@ -1058,6 +1059,34 @@ def test_live_view_shows_every_level_labelled_and_whole(width: int) -> None:
     assert "offered 1234579 = submitted 1234567 + rejected 12" in text
     assert "finished 1200000 = completed 1200000 + failed 0 + shed 0" in text
     assert "Ctrl-C" not in text
+    assert "sample request: none queued" in text
+    with_sample = render(
+        _live_view(Workload(), status, 3.2, sample=("run-7", 12, 2.25)), width
+    )
+    assert "sample request run-7: position 12, starts in ~2.2 s" in with_sample
+    unknown = render(
+        _live_view(Workload(), status, 3.2, sample=("run-7", 0, None)), width
+    )
+    assert "sample request run-7: position 0, start unknown" in unknown
+
+
+@pytest.mark.anyio
+async def test_the_live_view_follows_a_queued_sample_request() -> None:
+    """The sample is the latest request while queued; its position and ETA show."""
+    report = RunReport({})
+    assert _sample(report) is None
+    gate = anyio.Event()
+
+    async def hold(request: int) -> None:
+        await gate.wait()
+
+    async with WorkerPool(hold, workers=1) as pool:
+        await pool.submit(0)
+        report.sample = await pool.submit(1)
+        await anyio.wait_all_tasks_blocked()
+        assert (report.sample.id, 0, None) == _sample(report)
+        gate.set()
+    assert _sample(report) is None
 
 
 @pytest.mark.parametrize(

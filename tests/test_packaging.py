@@ -22,7 +22,7 @@ LAYERS = {
         "_status",
         "_observer",
     },
-    "queue": {"_queue", "_channel", "_memory", "_redis"},
+    "queue": {"_queue", "_channel", "_memory", "_redis", "_order"},
     "pool": {"_pool"},
     "integrations": {"_prometheus"},
     "tools": {"cli", "__main__"},

@@ -30,6 +30,7 @@ from anyio import (
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.lowlevel import checkpoint
 
+from ._order import OrderedStore, check_aging
 from ._priority import Priority, check_priority
 from ._status import ChannelStatistics
 from ._util import (
@@ -161,6 +162,7 @@ class _ChannelState(Generic[T]):
         "peak_size",
         "ready",
         "size",
+        "store",
         "waiting_receivers",
         "waiting_senders",
     )
@@ -191,6 +193,23 @@ class _ChannelState(Generic[T]):
         # Called with a blocked sender's item at the moment it moves in (a pool
         # counts its requests in then, not when their submitter resumes).
         self.on_admit: Callable[[T], object] | None = None
+        # The ordered store that holds the items instead of the buckets when
+        # the channel ages its items or its positions are watched (see
+        # queuekeeper._order); None on the default path. While it is set,
+        # ``limit`` and ``ready`` stay off, so the fast paths never run.
+        self.store: OrderedStore[T] | None = None
+
+    @ki_protected
+    def use_store(self, store: OrderedStore[T]) -> None:
+        """Hold the items in *store* from now on (those buffered move in, in order)."""
+        for level in self.levels:
+            for item in self.buckets[level]:
+                store.push(item, level)
+        self.buckets.clear()
+        self.levels.clear()
+        self.head = self.ready = None
+        self.store = store
+        self.gate()
 
     @ki_protected
     def push(self, item: T, priority: int, *, front: bool = False) -> None:
@@ -198,6 +217,10 @@ class _ChannelState(Generic[T]):
 
         Room is the caller's care.
         """
+        if self.store is not None:
+            self.store.push(item, priority, front=front)
+            self.size += 1
+            return
         bucket = self.buckets.get(priority)
         if bucket is None:
             bucket = self.buckets[priority] = deque()
@@ -213,7 +236,9 @@ class _ChannelState(Generic[T]):
     def gate(self) -> None:
         """Recompute ``limit`` after receivers opened, closed, began or ended waits."""
         self.limit = (
-            self.capacity if self.open_receive and not self.waiting_receivers else -1
+            self.capacity
+            if self.open_receive and not self.waiting_receivers and self.store is None
+            else -1
         )
 
     @ki_protected
@@ -296,6 +321,11 @@ class _ChannelState(Generic[T]):
                 return True
             if self.size >= self.capacity:
                 raise WouldBlock
+            if self.store is not None:
+                self.store.push(item, priority)
+                size = self.size = self.size + 1
+                self.peak_size = max(self.peak_size, size)
+                return False
         # push() inlined: this is the hot path.
         try:
             bucket = self.buckets[priority]
@@ -316,6 +346,14 @@ class _ChannelState(Generic[T]):
         A blocked sender's item moves in first. The fast path (``ready`` holds
         items: pop from it) is the caller's.
         """
+        store = self.store
+        if store is not None:
+            if self.waiting_senders:
+                self.admit_sender()
+            item = store.pop(nothing)
+            if item is not nothing:
+                self.size -= 1
+            return item
         head = self.head
         if head is not None and not head:
             # The level the last receive emptied is still listed: drop it.
@@ -384,6 +422,13 @@ class _ChannelState(Generic[T]):
 
         Room that appears admits a blocked sender.
         """
+        if self.store is not None:
+            if not self.store.remove_identity(item, priority):
+                return False
+            self.size -= 1
+            if self.waiting_senders:
+                self.admit_sender()
+            return True
         bucket = self.buckets.get(priority)
         if not bucket:
             return False
@@ -408,6 +453,9 @@ class _ChannelState(Generic[T]):
         """
         buckets = self.buckets
         sizes = {}
+        store = self.store
+        if store is not None:
+            sizes = store.sizes()
         for level in tuple(self.levels):
             bucket = buckets.get(level)
             if bucket:
@@ -800,6 +848,8 @@ class PriorityReceiveChannel(
             state.buckets.clear()
             state.levels.clear()
             state.head = state.ready = None
+            if state.store is not None:
+                state.store.clear()
             state.size = 0
             senders = list(state.waiting_senders)
             state.waiting_senders.clear()
@@ -844,20 +894,34 @@ class create_priority_channel(  # noqa: N801 (a factory, spelled like a function
         max_size: How many items the channel holds; ``None`` (the default) or
             :data:`math.inf` for no limit, else an ``int >= 1``. Items handed
             directly to a waiting receiver take no room.
+        aging: Seconds per level: a queued item gains one level for every
+            *aging* seconds it has waited (on the backend's clock), never past
+            :attr:`Priority.CRITICAL` (a level below 1 never changes); within
+            a level, items are received in the order they were sent. ``None``
+            (the default): strict priority. A channel that ages its items is
+            used in one event loop (its clock is the first one it sees).
 
     Raises:
         TypeError: *max_size* is not ``None``, :data:`math.inf` or an ``int``
-            (``bool`` and other floats included).
-        ValueError: *max_size* is an ``int`` below 1.
+            (``bool`` and other floats included); *aging* is not ``None`` or a
+            number.
+        ValueError: *max_size* is an ``int`` below 1; *aging* is not a finite
+            number > 0.
+
+    .. versionchanged:: 0.2
+       The *aging* keyword.
     """
 
     __slots__ = ()
 
     def __new__(  # type: ignore[misc]
-        cls, max_size: float | None = None
+        cls, max_size: float | None = None, *, aging: float | None = None
     ) -> tuple[PrioritySendChannel[T], PriorityReceiveChannel[T]]:
         enable_ki_protection()
         state: _ChannelState[T] = _ChannelState(check_max_size(max_size))
+        seconds = check_aging(aging)
+        if seconds is not None:
+            state.use_store(OrderedStore(seconds))
         send: PrioritySendChannel[T] = PrioritySendChannel._create(state)
         receive: PriorityReceiveChannel[T] = PriorityReceiveChannel._create(state)
         return (send, receive)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
 
-from anyio import EndOfStream, WouldBlock
+from anyio import EndOfStream, WouldBlock, move_on_at
 
 from ._channel import _SENT, _redelivered, _SendWaiter, create_priority_channel
+from ._order import OrderedStore, aged_level
 from ._util import Backend, ki_protected
 
 if TYPE_CHECKING:
@@ -54,13 +56,17 @@ RETIRE: Final[Any] = _Retire()
 class _Taker:
     """A reserved worker waiting for a request at *limit* or above."""
 
-    __slots__ = ("event", "item", "limit", "priority")
+    __slots__ = ("deadline", "event", "item", "limit", "priority")
 
     def __init__(self, limit: int, event: Any) -> None:  # noqa: ANN401 (a backend's Event)
         self.limit = limit
         self.event = event
         self.item: Any = None
         self.priority = 0
+        # With aging: when a queued request reaches *limit* (it looks again then);
+        # -inf once woken early to look again (a request that gets there sooner
+        # was queued).
+        self.deadline = math.inf
 
 
 @final
@@ -72,7 +78,9 @@ class MemoryQueue(Generic[T]):
     """
 
     __slots__ = (
+        "_aging",
         "_backend",
+        "_born",
         "_receive",
         "_send",
         "_state",
@@ -81,7 +89,13 @@ class MemoryQueue(Generic[T]):
         "put_nowait",
     )
 
-    def __init__(self, max_size: float) -> None:
+    def __init__(
+        self,
+        max_size: float,
+        *,
+        aging: float | None = None,
+        born: Callable[[T], float] | None = None,
+    ) -> None:
         send, receive = create_priority_channel[T](max_size)
         self._send = send
         self._receive = receive
@@ -94,6 +108,12 @@ class MemoryQueue(Generic[T]):
         # The backend's checkpoint and event for take(), found at its first call:
         # a queue is used in one event loop, its pool's.
         self._backend: Backend | None = None
+        # Aging (seconds per level, or None), and what a request's arrival time
+        # is (default: when it arrives): see queuekeeper._order.
+        self._aging = aging
+        self._born = born
+        if aging is not None:
+            self._state.use_store(OrderedStore(aging, track=True, born=born))
         # Reserved workers waiting for a request at their level or above, fewest
         # levels first (see reserve()); None in a pool without reserved workers.
         self._takers: list[_Taker] | None = None
@@ -122,6 +142,11 @@ class MemoryQueue(Generic[T]):
     def evict(self, above: int) -> tuple[T, int] | None:
         """Take out the newest request of the lowest level, if lower than *above*."""
         state = self._state
+        if state.store is not None:
+            evicted = state.store.pop_newest(above)
+            if evicted is not None:
+                state.size -= 1
+            return evicted
         levels = state.levels
         if not levels or levels[-1] <= above:
             return None
@@ -213,9 +238,34 @@ class MemoryQueue(Generic[T]):
     @ki_protected
     def _put_reserved(self, request: T, priority: int) -> bool:
         """``put_nowait`` of a queue with reserved workers (see :meth:`reserve`)."""
-        if self._takers and self._hand_reserved(request, priority):
+        if self._aging is None:
+            if self._takers and self._hand_reserved(request, priority):
+                return True
+            return self._state.put(request, priority)
+        if self._takers and self._hand_reserved(request, self._aged(request, priority)):
             return True
-        return self._state.put(request, priority)
+        handed = self._state.put(request, priority)
+        if not handed and self._takers:
+            self._look_again(request, priority)
+        return handed
+
+    def _look_again(self, request: T, priority: int) -> None:
+        """Wake the reserved workers *request* queued at *priority* reaches first.
+
+        With aging: it reaches a worker's level sooner than what it waits for.
+        """
+        store = cast("OrderedStore[T]", self._state.store)
+        aging = cast("float", self._aging)
+        born = store.clock() if self._born is None else self._born(request)
+        takers = cast("list[_Taker]", self._takers)
+        for taker in takers:
+            limit = taker.limit
+            if (
+                1 <= limit < priority
+                and born + (priority - limit) * aging < taker.deadline
+            ):
+                taker.deadline = -math.inf  # (it takes itself off the list)
+                taker.event.set()
 
     def _hand_reserved(self, request: T, priority: int) -> bool:
         """Hand *request* to a reserved worker waiting for *priority*, if one is."""
@@ -234,11 +284,21 @@ class MemoryQueue(Generic[T]):
     def take_within_nowait(self, limit: int) -> T | None:
         """Take the next request at *limit* or above (lower value), or ``None``.
 
+        With aging, by the level a request has aged to (see queuekeeper._order).
         A request whose submitter waits for room at such a level is taken
         straight from it, ahead of blocked ones at lower levels (it never
         occupies room, so ``max_size`` holds).
         """
         state = self._state
+        store = state.store
+        if store is not None:
+            # By effective level, with aging (see queuekeeper._order).
+            item = store.pop_within(limit, None)
+            if item is not None:
+                state.size -= 1
+                if state.waiting_senders:
+                    state.admit_sender()
+                return item  # type: ignore[return-value]
         buckets = state.buckets
         for level in state.levels:
             if level > limit:
@@ -285,15 +345,21 @@ class MemoryQueue(Generic[T]):
             backend = self._backend = Backend()
             backend.bind()
         await backend.checkpoint()
-        request = self.take_within_nowait(limit)
-        if request is not None:
-            return request
-        if not self._state.open_send:
-            raise EndOfStream
-        return await self._wait_within(limit, backend)
+        while True:
+            request = self.take_within_nowait(limit)
+            if request is not None:
+                return request
+            if not self._state.open_send:
+                raise EndOfStream
+            request = await self._wait_within(limit, backend)
+            if request is not None:
+                return request
 
-    async def _wait_within(self, limit: int, backend: Backend) -> T:
-        """:meth:`take_within` when nothing at *limit* or above is queued."""
+    async def _wait_within(self, limit: int, backend: Backend) -> T | None:
+        """:meth:`take_within` when nothing at *limit* or above is queued.
+
+        ``None`` when a queued request has aged into these levels meanwhile.
+        """
         takers = self._takers
         assert takers is not None  # noqa: S101 (reserve() was called)
         taker = _Taker(limit, backend.event())
@@ -302,8 +368,16 @@ class MemoryQueue(Generic[T]):
         while index and takers[index - 1].limit > limit:
             index -= 1
         takers.insert(index, taker)
+        store = self._state.store
+        deadline = math.inf if store is None else store.reaches(limit)
+        taker.deadline = deadline
         try:
-            await taker.event.wait()
+            if deadline == math.inf:
+                await taker.event.wait()
+            else:
+                # A queued request ages into these levels then: look again.
+                with move_on_at(deadline):
+                    await taker.event.wait()
         except BaseException as exc:
             if taker.item is None:
                 takers.remove(taker)  # (close() leaves it in the list it replaced)
@@ -315,6 +389,11 @@ class MemoryQueue(Generic[T]):
                 self._state.give_back(taker.item, taker.priority)
                 raise
         if taker.item is None:
+            if taker in (self._takers or ()):
+                # With aging: the deadline passed, or a request was queued that
+                # gets here sooner (see _look_again). Look again.
+                takers.remove(taker)
+                return None
             # Closed: anything at these levels would have been handed over.
             raise EndOfStream
         return taker.item  # type: ignore[no-any-return]
@@ -326,7 +405,8 @@ class MemoryQueue(Generic[T]):
         """Take *request* out of the queue; return whether it was there.
 
         Requests compare with ``==`` (identity, for a ticket). Costs a scan of its
-        level. Room that appears admits a blocked :meth:`put`.
+        level (O(log n) while the queue holds its requests in order: see
+        :meth:`watch`). Room that appears admits a blocked :meth:`put`.
         """
         if not self._take_out(request, priority):
             return False
@@ -338,37 +418,63 @@ class MemoryQueue(Generic[T]):
     def _take_out(self, request: T, priority: int) -> bool:
         """Take *request* out of its level's bucket; whether it was there."""
         state = self._state
-        bucket = state.buckets.get(priority)
-        if not bucket:
-            return False
-        try:
-            bucket.remove(request)
-        except ValueError:
-            return False
+        if state.store is not None:
+            if not state.store.remove(request, priority):
+                return False
+        else:
+            bucket = state.buckets.get(priority)
+            if not bucket:
+                return False
+            try:
+                bucket.remove(request)
+            except ValueError:
+                return False
+            if not bucket:
+                state.drop_level(priority)
         state.size -= 1
-        if not bucket:
-            state.drop_level(priority)
         return True
 
     @ki_protected
     def move(self, request: T, priority: int, to: int) -> bool:
         """Move the queued *request* to the end of level *to*; whether it was there.
 
-        Costs a scan of its level. The queue's size does not change, so no
-        blocked :meth:`put` moves in; but a reserved worker waiting for level *to*
-        (see :meth:`reserve`) is handed the request at once, as a put would.
+        Costs a scan of its level (O(log n) while the queue holds its requests in
+        order). The queue's size does not change, so no blocked :meth:`put` moves
+        in; but a reserved worker waiting for level *to* (see :meth:`reserve`) is
+        handed the request at once, as a put would (with aging, compared by the
+        level the request has aged to at *to*).
         """
         if not self._take_out(request, priority):
             return False
-        if self._takers and self._hand_reserved(request, to):
+        aging = self._aging
+        takers = self._takers
+        if takers and self._hand_reserved(
+            request, to if aging is None else self._aged(request, to)
+        ):
             return True
         state = self._state
         state.push(request, to)
+        if takers and aging is not None:
+            self._look_again(request, to)
         return True
 
+    def _aged(self, request: T, level: int) -> int:
+        """The level *request* competes at if queued at *level* now (aging)."""
+        store = cast("OrderedStore[T]", self._state.store)
+        born = self._born
+        waited = 0.0 if born is None else store.clock() - born(request)
+        return aged_level(level, waited, self._aging)
+
     def position(self, request: T, priority: int) -> int | None:
-        """Return how many queued requests are taken before *request*, or ``None``."""
+        """Return how many queued requests are taken before *request*, or ``None``.
+
+        A scan of its level, or O(levels * log n) while the queue holds its
+        requests in order (with aging, or while positions are watched).
+        """
         state = self._state
+        if state.store is not None:
+            found = state.store.rank(request, priority)
+            return None if found is None else found[0]
         bucket = state.buckets.get(priority)
         if not bucket:
             return None
@@ -384,11 +490,76 @@ class MemoryQueue(Generic[T]):
             index += len(buckets[level])
         return index
 
+    # -- aging and watched positions --------------------------------------------
+
+    def effective(self, request: T, priority: int) -> int | None:
+        """The level a queued *request* competes at now; ``None`` if not queued.
+
+        Without aging, *priority* (whether queued or not).
+        """
+        store = self._state.store
+        if store is None or store.aging is None:
+            return priority
+        return store.effective(request, priority)
+
+    @ki_protected
+    def watch(self, priority: int) -> None:
+        """Register a watcher of a request at *priority* (see :meth:`rank`).
+
+        The first one makes the queue hold its requests in order (a move of
+        every queued request, once), so that positions cost O(levels * log n).
+        """
+        state = self._state
+        if state.store is None:
+            state.use_store(OrderedStore(None, track=True, born=self._born))
+        state.store.watching(priority)  # type: ignore[union-attr]
+
+    @ki_protected
+    def unwatch(self, priority: int) -> None:
+        """A watcher registered with :meth:`watch` is gone."""
+        state = self._state
+        store = state.store
+        assert store is not None  # noqa: S101 (a watcher keeps it)
+        store.unwatch(priority)
+        if not store.watch and store.aging is None:
+            # Back to the bucket queue and its fast paths.
+            buffered = store.clear()
+            state.store = None
+            state.gate()
+            for request, level in buffered:
+                state.push(request, level)
+            state.ready_up()
+
+    def rank(self, request: T, priority: int) -> tuple[int | None, float, Any]:
+        """A watched *request*'s position, when it may next change, and the event.
+
+        The position is ``None`` if it is not queued; the time is when aging
+        alone may change it (:data:`math.inf` if never); the event is set at the
+        next change of the queue that may move it. Only while a watcher of
+        *priority* is registered (see :meth:`watch`).
+        """
+        store = self._state.store
+        assert store is not None  # noqa: S101 (a watcher keeps it)
+        found = store.rank(request, priority)
+        event = store.event(priority)
+        if found is None:
+            return None, math.inf, event
+        return found[0], found[1], event
+
+    def wake_watchers(self) -> None:
+        """Wake every watcher (a request left the queue some other way)."""
+        store = self._state.store
+        if store is not None:
+            store.wake_all()
+
     def firsts(self) -> list[T]:
         """The first request of each level, and those waiting for room."""
         state = self._state
-        buckets = state.buckets
-        firsts = [buckets[level][0] for level in state.levels if buckets[level]]
+        if state.store is not None:
+            firsts = state.store.heads()
+        else:
+            buckets = state.buckets
+            firsts = [buckets[level][0] for level in state.levels if buckets[level]]
         firsts.extend(waiter.item for waiter in state.waiting_senders)
         return firsts
 

@@ -183,6 +183,7 @@ class SharedQueue(Protocol):
         accounting: Any,  # noqa: ANN401
         deadlines: Any,  # noqa: ANN401
         new_ticket: Callable[..., Any],
+        aging: float | None = None,
     ) -> Any:  # noqa: ANN401
         """A link for the pool named *pool*."""
         ...

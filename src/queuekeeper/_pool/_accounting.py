@@ -33,6 +33,11 @@ _FAILED: Final = TicketState.FAILED
 _CANCELLED: Final = TicketState.CANCELLED
 _TIMED_OUT: Final = TicketState.TIMED_OUT
 
+#: How far back :meth:`Accounting.service_rate` looks, and how often it samples
+#: (seconds).
+RATE_WINDOW: Final = 10.0
+RATE_STEP: Final = 0.1
+
 #: How many recent wait times the percentiles in :class:`PoolStatus` cover.
 WAIT_WINDOW: Final = 1024
 
@@ -91,6 +96,7 @@ class Accounting:
         "next_id",
         "observer",
         "on_coalesced",
+        "rates",
         "rejected",
         "shed",
         "submitted",
@@ -138,6 +144,9 @@ class Accounting:
             observer, "coalesced", None
         )
         self.waits: deque[float] = deque(maxlen=WAIT_WINDOW)
+        #: (time, requests finished) samples for :meth:`service_rate`; the pool
+        #: adds the first as it starts.
+        self.rates: deque[tuple[float, int]] = deque()
 
     # -- the workers --------------------------------------------------------------
 
@@ -275,6 +284,26 @@ class Accounting:
             observer.finished(self.name, ticket._level, state, duration)
 
     # -- snapshots ----------------------------------------------------------------
+
+    def service_rate(self) -> float | None:
+        """Requests finished per second lately; ``None`` if none yet (or not run).
+
+        Sampled when asked, not on the request path: over the last
+        :data:`RATE_WINDOW` seconds of samples, or since the pool started.
+        """
+        rates = self.rates
+        if not rates:
+            return None
+        now = self.clock()
+        done = sum(worker.processed for worker in self.workers)
+        if now - rates[-1][0] >= RATE_STEP:
+            rates.append((now, done))
+        while len(rates) > 2 and now - rates[1][0] >= RATE_WINDOW:  # noqa: PLR2004
+            rates.popleft()
+        since, before = rates[0]
+        if done <= before or now <= since:
+            return None
+        return (done - before) / (now - since)
 
     def worker_health(self) -> tuple[WorkerHealth, ...]:
         """A :class:`WorkerHealth` for every worker (see ``WorkerPool``)."""

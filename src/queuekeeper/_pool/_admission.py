@@ -37,6 +37,10 @@ _SHED: Final = TicketState.SHED
 _TIMED_OUT: Final = TicketState.TIMED_OUT
 
 
+def _no_one() -> None:
+    """Wake no one (a queue without watchers: the pool's on Redis)."""
+
+
 def expiry_error(ticket: Ticket[Any], now: float) -> Exception:
     """Why a queued *ticket* expires at *now*: its ``timeout`` or ``queue_timeout``."""
     if now >= ticket._deadline:
@@ -57,6 +61,8 @@ class Admission(Generic[Res]):
         "mode",
         "moved_in",
         "queue",
+        "wake",
+        "watchers",
     )
 
     def __init__(
@@ -80,6 +86,11 @@ class Admission(Generic[Res]):
         # BLOCK requests that moved into the queue before their submitter resumed.
         self.moved_in: set[Ticket[Res]] = set()
         queue.on_admit = self.admitted
+        #: Tasks watching positions (``Ticket.positions()``), and what wakes
+        #: them when a request leaves the queue other than through it (handed
+        #: over, then started or withdrawn).
+        self.watchers = 0
+        self.wake: Callable[[], None] = _no_one
 
     # -- putting in ---------------------------------------------------------------
 
@@ -185,6 +196,8 @@ class Admission(Generic[Res]):
         """Take the queued *ticket* out: from the queue, or from a worker's hands."""
         if not self.queue.remove(ticket, ticket._level):
             self.handover.discard(ticket)
+            if self.watchers:
+                self.picked()
 
     @ki_protected
     def expire(self, ticket: Ticket[Res], now: float) -> None:
@@ -197,7 +210,13 @@ class Admission(Generic[Res]):
         """Take out every queued request, those handed over included."""
         handed = list(self.handover)
         self.handover.clear()
+        if handed and self.watchers:
+            self.picked()
         return [*handed, *self.queue.drain()]
+
+    def picked(self) -> None:
+        """A request handed over left the queue: wake the position watchers."""
+        self.wake()
 
     def sizes(self) -> tuple[int, dict[int, int] | None]:
         """Requests handed over: their number, and by level (``None`` if none)."""

@@ -25,7 +25,7 @@ from .._util import describe, ki_protected
 from ._admission import expiry_error
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Hashable
+    from collections.abc import AsyncIterator, Awaitable, Hashable
 
     from ._ticket import Ticket
 
@@ -142,6 +142,18 @@ class Share:
 
     def _deliveries(self, ticket: Ticket[Any]) -> int:  # noqa: ARG002
         return self.work.deliveries
+
+    def _effective_level(self, ticket: Ticket[Any]) -> int:
+        """A waiting sharer competes as the work does; a settled one by itself."""
+        if ticket._state is _QUEUED:
+            return self.pool._effective_level(self.work)  # type: ignore[no-any-return]
+        return self.pool._effective_level(ticket)  # type: ignore[no-any-return]
+
+    def _positions(self, ticket: Ticket[Any]) -> AsyncIterator[int]:  # noqa: ARG002
+        return self.pool._positions(self.work)  # type: ignore[no-any-return]
+
+    def _eta(self, ticket: Ticket[Any]) -> float | None:  # noqa: ARG002
+        return self.pool._eta(self.work)  # type: ignore[no-any-return]
 
     def _checkpoint(self) -> Awaitable[object]:
         return self.pool._checkpoint()  # type: ignore[no-any-return]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
 
 from anyio import (
     TASK_STATUS_IGNORED,
+    CancelScope,
     Event,
     WouldBlock,
     create_task_group,
@@ -26,6 +27,7 @@ from anyio.lowlevel import checkpoint
 from .._channel import check_max_size
 from .._errors import PoolClosed, RequestCancelled
 from .._memory import MemoryQueue
+from .._order import aged_level, check_aging
 from .._priority import Priority, check_priority
 from .._states import Backpressure, TicketState
 from .._util import (
@@ -45,7 +47,7 @@ from ._ticket import Ticket
 from ._workers import Workers
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Hashable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
     from types import TracebackType
 
     from anyio.abc import TaskGroup, TaskStatus
@@ -126,13 +128,24 @@ class WorkerPool(Generic[Req, Res]):
         autoscale: An :class:`Autoscale`: the pool grows from *workers* up to its
             ``max_workers`` while requests wait longer than its ``target_wait``,
             and shrinks back when workers sit idle for its ``cooldown``.
+        aging: Seconds per level, or ``None`` (the default: strict priority). A
+            queued request gains one level for every *aging* seconds it has
+            waited (since ``submit``), never past :attr:`Priority.CRITICAL` (a
+            custom level below 1 is never changed); within a level, requests are
+            served in the order they were submitted, so a promoted request goes
+            ahead of those submitted at that level after it.
+            :attr:`Ticket.effective_priority` shows the level it competes at;
+            :attr:`Ticket.priority` stays as submitted. On Redis the server ages
+            requests by its own clock. A reserved worker (see *reserved*) takes
+            a request by the level it has aged to, and one that ages into its
+            levels while it waits.
 
     Raises:
         TypeError: An argument has the wrong type (the message names it).
         ValueError: An argument is out of range (the message names it).
     """
 
-    def __init__(  # noqa: C901, PLR0915 (validation, one argument at a time)
+    def __init__(  # noqa: C901, PLR0912, PLR0915 (validation, one argument at a time)
         self,
         handler: Callable[[Req], Awaitable[Res]] | None,
         *,
@@ -148,6 +161,7 @@ class WorkerPool(Generic[Req, Res]):
         queue: SharedQueue | None = None,
         reserved: Mapping[Priority, int] | Mapping[int, int] | None = None,
         autoscale: Autoscale | None = None,
+        aging: float | None = None,
     ) -> None:
         enable_ki_protection()
         check_name(name)
@@ -184,6 +198,7 @@ class WorkerPool(Generic[Req, Res]):
         self._cancel_grace = check_seconds(cancel_grace, "cancel_grace")
         self._name = name
         self._max_queue_size = None if capacity == math.inf else int(capacity)
+        self._aging = check_aging(aging)
 
         # The parts. The queue is the only way to the requests.
         self._deadlines = Deadlines()
@@ -198,7 +213,9 @@ class WorkerPool(Generic[Req, Res]):
         )
         self._link: Any = None
         if queue is None:
-            self._queue: RequestQueue[Ticket[Res]] = MemoryQueue[Ticket[Res]](capacity)
+            self._queue: RequestQueue[Ticket[Res]] = MemoryQueue[Ticket[Res]](
+                capacity, aging=self._aging, born=_submitted_at
+            )
         else:
             self._link = self._queue = queue._link(
                 pool=name,
@@ -207,6 +224,7 @@ class WorkerPool(Generic[Req, Res]):
                 accounting=accounting,
                 deadlines=self._deadlines,
                 new_ticket=self._execution_ticket,
+                aging=self._aging,
             )
             self._max_queue_size = self._link.max_size
         self._handler = handler
@@ -219,6 +237,8 @@ class WorkerPool(Generic[Req, Res]):
         self._admission = Admission[Res](
             self._queue, backpressure, self._max_queue_size, accounting, self._deadlines
         )
+        if queue is None:
+            self._admission.wake = cast("MemoryQueue[Any]", self._queue).wake_watchers
         self._workers = Workers[Req, Res](
             # None only in a pool without workers, which never calls it.
             cast("Callable[[Req], Awaitable[Res]]", handler),
@@ -299,6 +319,7 @@ class WorkerPool(Generic[Req, Res]):
         backend = Backend()
         backend.bind()
         clock = self._clock = backend.clock
+        self._accounting.rates.append((clock(), 0))
         self._checkpoint = backend.checkpoint
         self._new_event = backend.event
         self._accounting.clock = self._admission.clock = self._workers.clock = clock
@@ -1043,6 +1064,66 @@ class WorkerPool(Generic[Req, Res]):
         await self._checkpoint()
         return ticket.position
 
+    def _effective_level(self, ticket: Ticket[Res]) -> int:
+        level = ticket._level
+        aging = self._aging
+        if aging is None:
+            return level
+        if ticket._state is _QUEUED and self._link is None:
+            current = self._queue.effective(ticket, level)  # type: ignore[attr-defined]
+            if current is not None:
+                return current  # type: ignore[no-any-return]
+        # Left the queue (or handed to a worker, or on Redis): the level it had
+        # then, by the ticket's own clock.
+        end = ticket.started_at
+        if end is None:
+            end = ticket.finished_at
+        if end is None:
+            end = self._clock()
+        return aged_level(level, end - ticket.submitted_at, aging)
+
+    async def _positions(self, ticket: Ticket[Res]) -> AsyncIterator[int]:
+        if self._link is not None:
+            async for position in self._link.watch(ticket):
+                yield position
+            return
+        queue = cast("MemoryQueue[Ticket[Res]]", self._queue)
+        admission = self._admission
+        level = ticket._level
+        queue.watch(level)
+        admission.watchers += 1
+        try:
+            last = None
+            while ticket._state is _QUEUED:
+                if ticket._level != level:
+                    # Promoted (coalescing): watch its new level instead.
+                    queue.watch(ticket._level)
+                    queue.unwatch(level)
+                    level = ticket._level
+                position, when, event = queue.rank(ticket, level)
+                if position is None:
+                    position = 0  # handed to a worker that has not started it
+                if position != last:
+                    last = position
+                    yield position
+                    continue  # the queue may have changed meanwhile: look again
+                with CancelScope(deadline=when):
+                    await event.wait()
+        finally:
+            admission.watchers -= 1
+            queue.unwatch(level)
+
+    def _eta(self, ticket: Ticket[Res]) -> float | None:
+        if self._link is not None:
+            return self._link.eta(ticket)  # type: ignore[no-any-return]
+        position = ticket.position
+        if position is None:
+            return None
+        rate = self._accounting.service_rate()
+        if rate is None:
+            return None
+        return (position + 1) / rate
+
     def _deliveries(self, ticket: Ticket[Res]) -> int:
         if self._link is not None:
             return self._link.deliveries(ticket)  # type: ignore[no-any-return]
@@ -1121,6 +1202,11 @@ class WorkerPool(Generic[Req, Res]):
             f"<queuekeeper.WorkerPool {self._name!r} {self._state}, "
             f"{self.max_workers} workers>"
         )
+
+
+def _submitted_at(ticket: Ticket[Any]) -> float:
+    """When *ticket*'s request was submitted: its arrival time for aging."""
+    return ticket.submitted_at
 
 
 def _ordered(by_level: dict[int, int]) -> MappingProxyType[int, int]:

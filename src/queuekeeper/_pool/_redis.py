@@ -34,6 +34,7 @@ import json
 import math
 import uuid
 import weakref
+from collections import deque
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
 
 import attrs
@@ -59,6 +60,7 @@ from .._errors import (
     RequestTimeout,
 )
 from .._memory import MemoryQueue
+from .._order import aged_level
 from .._priority import priority_name
 from .._redis._channel import check_options, fetch_statistics
 from .._redis._server import (
@@ -76,7 +78,7 @@ from ._admission import expiry_error
 from ._deadlines import wake_at
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
 
     import coredis
 
@@ -123,6 +125,8 @@ _FIGURES_EVERY: Final = 1.0
 _ALIVE_BEATS: Final = 3
 #: How long a pool's end waits for its last results to reach the server.
 _LAST_FLUSH: Final = 5.0
+#: How often ``Ticket.positions()`` asks the server, in seconds.
+_POSITIONS_EVERY: Final = 0.25
 #: Backoff after a failed server call: first and longest wait, in seconds.
 _BACKOFF: Final = (0.05, 2.0)
 
@@ -207,6 +211,7 @@ class RedisQueue:
         accounting: Accounting,
         deadlines: Deadlines,
         new_ticket: Callable[[object, int, float, float, float], Ticket[Any]],
+        aging: float | None = None,
     ) -> PoolLink[Any]:
         """A pool's link to this queue (see :class:`PoolLink`)."""
         return PoolLink(
@@ -217,6 +222,7 @@ class RedisQueue:
             accounting=accounting,
             deadlines=deadlines,
             new_ticket=new_ticket,
+            aging=aging,
         )
 
     def __repr__(self) -> str:
@@ -306,8 +312,15 @@ class PoolLink(Generic[Res]):
         accounting: Accounting,
         deadlines: Deadlines,
         new_ticket: Callable[[object, int, float, float, float], Ticket[Any]],
+        aging: float | None = None,
     ) -> None:
         self.server = server = queue._server
+        #: Seconds per level the server ages requests by as this pool takes
+        #: them, or None.
+        self.aging = aging
+        #: (server time, requests finished) at the positions fetched: the rate
+        #: behind eta().
+        self.rates: deque[tuple[float, int]] = deque(maxlen=64)
         self.rings = Rings(server)
         self.serializer = queue.serializer
         self.lease = queue.lease
@@ -336,7 +349,12 @@ class PoolLink(Generic[Res]):
         self.on_admit: Callable[[Ticket[Any]], object] | None = None
         self.acknowledges = True
         #: Execution tickets handed to the workers, not yet started.
-        self.local: MemoryQueue[Ticket[Any]] = MemoryQueue(math.inf)
+        #: With aging, they age here as on the server (from when they were
+        #: first queued), so that a reserved worker takes one that aged into its
+        #: levels (see _wanted).
+        self.local: MemoryQueue[Ticket[Any]] = MemoryQueue(
+            math.inf, aging=aging, born=_submitted_at if aging is not None else None
+        )
         #: Requests this pool holds (handed to its workers and not settled).
         self.held: dict[str, Ticket[Any]] = {}
         self.held_ids: dict[Ticket[Any], str] = {}
@@ -554,9 +572,34 @@ class PoolLink(Generic[Res]):
     async def fetch_position(self, ticket: Ticket[Any]) -> int | None:
         """Ask the server how many queued requests come before *ticket*'s."""
         # Queued (the ticket asks only then), so pending.
-        position = await self.server.position(self.pending_ids[ticket])
+        request_id = self.pending_ids[ticket]
+        position, done, now = await self.server.standing(request_id, self.aging)
+        self.rates.append((now, done))
         self.positions[ticket] = position
         return position
+
+    async def watch(self, ticket: Ticket[Any]) -> AsyncIterator[int]:
+        """*ticket*'s position now and whenever it changes, asking the server."""
+        last = None
+        while ticket._state is _QUEUED:
+            position = await self.fetch_position(ticket)
+            if position is None:
+                return  # taken (or settled): it left the queue
+            if position != last:
+                last = position
+                yield position
+            await sleep(_POSITIONS_EVERY)
+
+    def eta(self, ticket: Ticket[Any]) -> float | None:
+        """Seconds until *ticket*'s request starts, from the server's figures."""
+        position = self.positions.get(ticket)
+        rates = self.rates
+        if position is None or ticket._state is not _QUEUED or len(rates) < 2:  # noqa: PLR2004
+            return None
+        (since, before), (now, done) = rates[0], rates[-1]
+        if done <= before:
+            return None
+        return (position + 1) * (now - since) / (done - before)
 
     def deliveries(self, ticket: Ticket[Any]) -> int:
         """How many times *ticket*'s request was handed to a worker, as last heard."""
@@ -841,7 +884,9 @@ class PoolLink(Generic[Res]):
                 self.worker_free = Event()
                 continue
             try:
-                taken, seen = await server.take(wanted, self.lease, self.tag, most)
+                taken, seen = await server.take(
+                    wanted, self.lease, self.tag, self.aging, most
+                )
             except Exception:  # noqa: BLE001 (the server is away: try again)
                 await sleep(_BACKOFF[1])
                 continue
@@ -878,9 +923,20 @@ class PoolLink(Generic[Res]):
                 else:
                     limits.append(record.limit)
         limits.sort()
-        waiting = sorted(
-            ticket._level for ticket in self.held.values() if ticket._state is _QUEUED
-        )
+        if self.aging is None:
+            waiting = sorted(
+                ticket._level
+                for ticket in self.held.values()
+                if ticket._state is _QUEUED
+            )
+        else:
+            # The level each competes at now: a reserved worker may take it.
+            aging, now = self.aging, self.clock()
+            waiting = sorted(
+                aged_level(ticket._level, now - ticket.submitted_at, aging)
+                for ticket in self.held.values()
+                if ticket._state is _QUEUED
+            )
         idle = idle_any + len(limits)
         room = min(free, idle - len(waiting))
         best: tuple[int, int | None] = (0, None)
@@ -1085,3 +1141,8 @@ if TYPE_CHECKING:  # checked by mypy: PoolLink implements the protocol
 
     def _implements(link: PoolLink[Any]) -> RequestQueue[Ticket[Any]]:
         return link
+
+
+def _submitted_at(ticket: Ticket[Any]) -> float:
+    """When *ticket*'s request was first queued: its arrival time for aging."""
+    return ticket.submitted_at

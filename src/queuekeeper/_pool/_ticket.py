@@ -11,7 +11,7 @@ from .._states import TicketState
 from .._util import NoPublicConstructor
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import AsyncIterator, Awaitable
     from types import TracebackType
 
     from anyio import CancelScope
@@ -46,6 +46,18 @@ class TicketOwner(Protocol):
 
     def _deliveries(self, ticket: Ticket[Any]) -> int:
         """How many times *ticket*'s request was handed to a worker."""
+        ...
+
+    def _effective_level(self, ticket: Ticket[Any]) -> int:
+        """The level *ticket*'s request competes at (with aging), or had."""
+        ...
+
+    def _positions(self, ticket: Ticket[Any]) -> AsyncIterator[int]:
+        """*ticket*'s position now and at every change, while it is queued."""
+        ...
+
+    def _eta(self, ticket: Ticket[Any]) -> float | None:
+        """Seconds until *ticket*'s request starts, estimated; ``None`` if unknown."""
         ...
 
     def _cancel_ticket(self, ticket: Ticket[Any]) -> bool:
@@ -141,6 +153,52 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
     def priority(self) -> int:
         """The request's priority, a :class:`Priority` for named levels, else an int."""
         return display_priority(self._level)
+
+    @property
+    def effective_priority(self) -> int:
+        """The level the request competes at now, with the pool's ``aging``.
+
+        While queued, :attr:`priority` improved by one level for every ``aging``
+        seconds waited, never past :attr:`Priority.CRITICAL` (a custom level
+        below 1 never changes); once it left the queue, the level it had then.
+        Without aging, :attr:`priority`. On Redis, computed by the ticket's own
+        clock (the server ages requests by its own).
+
+        .. versionadded:: 0.2
+        """
+        return display_priority(self._owner._effective_level(self))
+
+    def positions(self) -> AsyncIterator[int]:
+        """Iterate over the request's :attr:`position`: now, then at every change.
+
+        Yields the current position first, then each new one as requests are
+        queued ahead of it, taken, removed or overtaken (with aging); ends when
+        the request leaves the queue (it started, or settled without running).
+        Any number of tickets may be watched at once: a change costs each
+        watcher O(levels * log n), with no scan of the queue. On Redis the
+        server is asked about every quarter of a second.
+
+        Use it as ``async for position in ticket.positions():``; close it early
+        with ``contextlib.aclosing`` (or by breaking out of the loop).
+
+        Cancellation: safe at any point; it only watches.
+
+        .. versionadded:: 0.2
+        """
+        return self._owner._positions(self)
+
+    def eta(self) -> float | None:
+        """Estimated seconds until the request starts; ``None`` if unknown.
+
+        ``(position + 1) / rate``, where the rate is how many requests the
+        pool's workers finished per second recently (the last 10 seconds, or
+        since the pool started). ``None`` when the request is not queued, or
+        when nothing has finished yet. On Redis, from the last position fetched
+        and the rate at which the server saw requests finish.
+
+        .. versionadded:: 0.2
+        """
+        return self._owner._eta(self)
 
     @property
     def state(self) -> TicketState:

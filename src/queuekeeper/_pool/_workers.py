@@ -253,7 +253,8 @@ class Workers(Generic[Req, Res]):
         Always a checkpoint, unless the worker retires (``None`` too).
         """
         queue = self.queue
-        handover = self.admission.handover
+        admission = self.admission
+        handover = admission.handover
         while True:
             if self.excess:
                 self._retire(worker)
@@ -265,6 +266,8 @@ class Workers(Generic[Req, Res]):
             if ticket is RETIRE:
                 continue  # retire, if some other worker has not retired instead
             handover.discard(ticket)
+            if admission.watchers:
+                admission.picked()
             if self._start(worker, ticket, scope):
                 return ticket
             started = self._begin(worker, scope)

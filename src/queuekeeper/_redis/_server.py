@@ -432,16 +432,27 @@ class ServerQueue:
         return [int(status) or None for status in statuses], room
 
     async def take(
-        self, count: int, lease: float, token: str, most: int | None = None
+        self,
+        count: int,
+        lease: float,
+        token: str,
+        aging: float | None = None,
+        most: int | None = None,
     ) -> tuple[list[Taken], str | None]:
         """Take up to *count* requests, lowest priority value first, FIFO within one.
 
         Each is leased to *token* for *lease* seconds; requests whose lease ran out
-        are first put back where they were. With *most*, only requests at that
-        priority or above (a lower or equal value). With nothing to take, also
-        returns the last ring of :attr:`bell` (wait for a later one), else ``None``.
+        are first put back where they were. With nothing to take, also returns the
+        last ring of :attr:`bell` (wait for a later one), else ``None``. With
+        *aging* (seconds per level), a request competes one level better for
+        every *aging* seconds since it was first queued (the server's clock),
+        never past 1, and ties go to the one queued first. With *most*, only
+        requests at that priority or above (a lower or equal value; with
+        *aging*, the level a request has aged to).
         """
         args: list[object] = [count, round(lease * 1000), token]
+        if aging is not None or most is not None:
+            args.append(0 if aging is None else max(1, round(aging * 1000)))
         if most is not None:
             args.append(most)
         reply = await self._call("take", args)
@@ -550,6 +561,20 @@ class ServerQueue:
             name = live[i].decode()
             processes[name] = processes.get(name, 0) + int(live[i + 1])
         return int(sizes[0]), int(sizes[1]), by_level, processes
+
+    async def standing(
+        self, request_id: str, aging: float | None
+    ) -> tuple[int | None, int, float]:
+        """Where *request_id* stands, as the server sees it, in one call.
+
+        Returns its position (``None`` if it is not queued; with *aging*, by
+        aged level as :meth:`take` orders them, O(levels * log n)), how many
+        taken requests have been finished, and the server's clock (seconds).
+        """
+        aging_ms = 0 if aging is None else max(1, round(aging * 1000))
+        reply = await self._call("position", [request_id, aging_ms])
+        found = int(reply[0])
+        return (None if found < 0 else found), int(reply[1]), int(reply[2]) / 1000
 
     async def position(self, request_id: str) -> int | None:
         """Queued requests ahead of *request_id*; ``None`` if it is not queued."""

@@ -6,8 +6,9 @@ keys of one queue, which share the hash tag {name} (one slot on Redis Cluster):
   KEYS[1] queue     sorted set: id -> priority * 2^40 + seq (lowest first)
   KEYS[2] items     hash: id -> payload
   KEYS[3] meta      hash: seq (the last sequence number), max (the size limit),
-                    peak (the most requests queued at once), and the count of
-                    queued requests per priority, under "p<priority>"
+                    peak (the most requests queued at once), done (how many
+                    taken requests were finished), and the count of queued
+                    requests per priority, under "p<priority>"
   KEYS[4] inflight  sorted set: id -> lease deadline, in ms of the server's clock
   KEYS[5] holds     hash: id -> "<score>:<deliveries>:<token>" of a taken request
   KEYS[6] bell      stream rung when a request is queued first (the queue was
@@ -194,20 +195,94 @@ local function put(keys, args)
   return out
 end
 
--- take(count, lease_ms, token[, most]) -> {'', id, payload, score, deliveries,
--- age_ms, ...}, or {last ring of bell} if nothing is queued (at priority most or
--- above, if given: a lower or equal value); age_ms is how long ago it was first
--- queued. A lease of 0 takes them for good (at most once): no lease, nothing to
--- acknowledge.
+-- The queued levels, ascending (from the per-level counts in meta).
+local function queued_levels(keys)
+  local levels, meta = {}, redis.call('HGETALL', keys[3])
+  for i = 1, #meta, 2 do
+    local level = string.match(meta[i], '^p(%d+)$')
+    if level and tonumber(meta[i + 1]) > 0 then
+      levels[#levels + 1] = tonumber(level)
+    end
+  end
+  table.sort(levels)
+  return levels
+end
+
+-- The level a request queued at level, first queued at born (ms), competes at
+-- now with aging_ms per level: one better per aging_ms waited, never past 1 (a
+-- level of 1 or below never changes).
+local function aged(level, born, now, aging_ms)
+  if level <= 1 then
+    return level
+  end
+  local better = math.floor((now - born) / aging_ms)
+  return math.max(1, level - better)
+end
+
+-- The entry at rank r of the queue: its id, score, and first-queued time.
+local function entry_at(keys, r, now)
+  local got = redis.call('ZRANGE', keys[1], r, r, 'WITHSCORES')
+  local born = tonumber(redis.call('HGET', keys[8], got[1]) or exact(now))
+  return got[1], tonumber(got[2]), born
+end
+
+-- With aging: up to count requests, each the best by (aged level, sequence) of
+-- the heads of the queued levels, popped as ZPOPMIN would ({id, score, ...}).
+-- With most, only those whose aged level is most or better (a lower or equal
+-- value).
+local function pop_aged(keys, count, now, aging_ms, most)
+  local popped = {}
+  local levels = queued_levels(keys)
+  local left_in = {}
+  for _, level in ipairs(levels) do
+    left_in[level] = tonumber(redis.call('HGET', keys[3], 'p' .. level))
+  end
+  for _ = 1, count do
+    local best_id, best_score, best_key, best_seq
+    for _, level in ipairs(levels) do
+      if left_in[level] > 0 then
+        local head = redis.call('ZRANGE', keys[1], exact(level * SEQ_SPAN),
+          exact((level + 1) * SEQ_SPAN - 1), 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
+        local id, score = head[1], tonumber(head[2])
+        local born = tonumber(redis.call('HGET', keys[8], id) or exact(now))
+        local key, seq = aged(level, born, now, aging_ms), score - level * SEQ_SPAN
+        if (not most or key <= most)
+          and (not best_key or key < best_key or (key == best_key and seq < best_seq)) then
+          best_id, best_score, best_key, best_seq = id, score, key, seq
+        end
+      end
+    end
+    if not best_id then
+      break
+    end
+    redis.call('ZREM', keys[1], best_id)
+    local level = math.floor(best_score / SEQ_SPAN)
+    left_in[level] = left_in[level] - 1
+    popped[#popped + 1] = best_id
+    popped[#popped + 1] = exact(best_score)
+  end
+  return popped
+end
+
+-- take(count, lease_ms, token[, aging_ms[, most]]) -> {'', id, payload, score,
+-- deliveries, age_ms, ...}, or {last ring of bell} if nothing is queued (at
+-- priority most or above, if given: a lower or equal value); age_ms is how long
+-- ago it was first queued. A lease of 0 takes them for good (at most once): no
+-- lease, nothing to acknowledge. With aging_ms > 0, requests age (see aged()),
+-- and most compares with the level a request has aged to.
 local function take(keys, args)
   local count, lease_ms, token = tonumber(args[1]), tonumber(args[2]), args[3]
+  local aging_ms = tonumber(args[4] or '0')
+  local most = args[5] and tonumber(args[5])
   local now = now_ms()
   reap(keys, now, 100)
   local before = redis.call('ZCARD', keys[1])
   local popped
-  if args[4] then
-    local most = exact((tonumber(args[4]) + 1) * SEQ_SPAN - 1)
-    popped = redis.call('ZRANGE', keys[1], '-inf', most, 'BYSCORE', 'LIMIT', 0, count,
+  if aging_ms > 0 and before > 0 then
+    popped = pop_aged(keys, count, now, aging_ms, most)
+  elseif most then
+    local upto = exact((most + 1) * SEQ_SPAN - 1)
+    popped = redis.call('ZRANGE', keys[1], '-inf', upto, 'BYSCORE', 'LIMIT', 0, count,
       'WITHSCORES')
     for i = 1, #popped, 2 do
       redis.call('ZREM', keys[1], popped[i])
@@ -260,6 +335,7 @@ local function ack(keys, args)
       done = done + 1
     end
   end
+  redis.call('HINCRBY', keys[3], 'done', done)
   return done
 end
 
@@ -278,6 +354,7 @@ local function finish(keys, args)
       done = done + 1
     end
   end
+  redis.call('HINCRBY', keys[3], 'done', done)
   return done
 end
 
@@ -413,6 +490,49 @@ local function beat(keys, args)
   return {sizes(keys, args), live}
 end
 
+-- position(id, aging_ms) -> {position or -1 if not queued, done, now_ms}: how many
+-- queued requests are taken before it (with aging_ms > 0, by aged level and
+-- sequence, as take does: in each other level those ahead are a prefix, found
+-- by binary search), how many taken requests were finished, and the server's
+-- clock (for a rate).
+local function position(keys, args)
+  local id, aging_ms, now = args[1], tonumber(args[2]), now_ms()
+  local done = tonumber(redis.call('HGET', keys[3], 'done') or '0')
+  local score = redis.call('ZSCORE', keys[1], id)
+  if not score then
+    return {-1, done, now}
+  end
+  score = tonumber(score)
+  if aging_ms <= 0 then
+    return {redis.call('ZRANK', keys[1], id), done, now}
+  end
+  local level = math.floor(score / SEQ_SPAN)
+  local seq = score - level * SEQ_SPAN
+  local born = tonumber(redis.call('HGET', keys[8], id) or exact(now))
+  local key = aged(level, born, now, aging_ms)
+  local count = redis.call('ZCOUNT', keys[1], exact(level * SEQ_SPAN), '(' .. exact(score))
+  for _, other in ipairs(queued_levels(keys)) do
+    if other ~= level then
+      local low = exact(other * SEQ_SPAN)
+      local first = redis.call('ZCOUNT', keys[1], '-inf', '(' .. low)
+      local size = redis.call('ZCOUNT', keys[1], low, exact((other + 1) * SEQ_SPAN - 1))
+      local lo, hi = 0, size -- the first index not ahead lies in [lo, hi]
+      while lo < hi do
+        local mid = math.floor((lo + hi) / 2)
+        local _, s, b = entry_at(keys, first + mid, now)
+        local k, q = aged(other, b, now, aging_ms), s - other * SEQ_SPAN
+        if k < key or (k == key and q < seq) then
+          lo = mid + 1
+        else
+          hi = mid
+        end
+      end
+      count = count + lo
+    end
+  end
+  return {count, done, now}
+end
+
 redis.register_function('QK_put', put)
 redis.register_function('QK_take', take)
 redis.register_function('QK_ack', ack)
@@ -425,4 +545,5 @@ redis.register_function('QK_finish', finish)
 redis.register_function('QK_started', started)
 redis.register_function('QK_cancel', cancel)
 redis.register_function('QK_beat', beat)
+redis.register_function{function_name = 'QK_position', callback = position, flags = {'no-writes'}}
 redis.register_function{function_name = 'QK_sizes', callback = sizes, flags = {'no-writes'}}

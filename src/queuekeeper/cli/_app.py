@@ -545,6 +545,7 @@ async def _show_live(workload: Workload, report: RunReport, console: Console) ->
                 anyio.current_time() - started,
                 ended=report.arrivals_ended,
                 interrupted=report.interrupted,
+                sample=_sample(report),
             )
             live.update(view, refresh=True)
 
@@ -711,6 +712,26 @@ def _arrivals_row(
     return bar, figure
 
 
+def _sample(report: RunReport) -> tuple[str, int, float | None] | None:
+    """The live view's sample request: its id, position and ETA, if still queued."""
+    ticket = report.sample
+    if ticket is None:
+        return None
+    position = ticket.position
+    if position is None:
+        return None
+    return ticket.id, position, ticket.eta()
+
+
+def _sample_line(sample: tuple[str, int, float | None] | None) -> str:
+    """The live view's line on its sample request (see :func:`_sample`)."""
+    if sample is None:
+        return "sample request: none queued"
+    ticket_id, position, eta = sample
+    starts = "start unknown" if eta is None else f"starts in ~{eta:.1f} s"
+    return f"sample request {ticket_id}: position {position}, {starts}"
+
+
 def _live_view(
     workload: Workload,
     status: PoolStatus,
@@ -718,8 +739,12 @@ def _live_view(
     *,
     ended: float | None = None,
     interrupted: str | None = None,
+    sample: tuple[str, int, float | None] | None = None,
 ) -> Group:
-    """What a terminal shows during a run, *ended* seconds in the arrivals ended."""
+    """What a terminal shows during a run, *ended* seconds in the arrivals ended.
+
+    *sample* is a queued request's id, position and ETA (see :func:`_sample`).
+    """
     header = _Phrases(
         Text.assemble(
             ("queuekeeper run", "bold"), f"  {status.state}  {elapsed:.1f} s"
@@ -771,7 +796,14 @@ def _live_view(
         f"p50 {status.wait_time_ms_p50:.1f} ms",
         f"p99 {status.wait_time_ms_p99:.1f} ms",
     )
-    parts: list[RenderableType] = [header, _Bars(rows), offered, finished, waits]
+    parts: list[RenderableType] = [
+        header,
+        _Bars(rows),
+        offered,
+        finished,
+        waits,
+        Text(_sample_line(sample)),
+    ]
     if interrupted:
         parts.append(Text(_notice(interrupted, status.state), style="bold yellow"))
     return Group(*parts)

@@ -364,13 +364,17 @@ def _single_anyio_stream(backend: str) -> Callable[[BenchConfig, list[Entry]], A
     return run
 
 
-def _single_channel(backend: str) -> Callable[[BenchConfig, list[Entry]], Any]:
+def _single_channel(
+    backend: str, aging: float | None = None
+) -> Callable[[BenchConfig, list[Entry]], Any]:
     def run(config: BenchConfig, entries: list[Entry]) -> dict[str, Any]:
         del config
 
         async def sample() -> dict[str, Any]:
             def open_queue() -> tuple[Callable[..., object], Callable[[], Any]]:
-                send, receive = create_priority_channel[tuple[int, int, Item]]()
+                send, receive = create_priority_channel[tuple[int, int, Item]](
+                    aging=aging
+                )
                 return send.send_nowait, receive.receive_nowait
 
             return _single_sample(open_queue, entries, with_priority=True)
@@ -826,6 +830,15 @@ _IMPLEMENTATIONS: Final = (
                 "priority",
                 _single_channel(backend),
             ),
+            # An hour per level: nothing ages within a pass, so the order stays
+            # checkable; what is measured is what aging costs a send and a receive.
+            _Impl(
+                f"queuekeeper-aging@{backend}",
+                "single",
+                f"queuekeeper priority channel with aging=3600 on {backend}",
+                "priority",
+                _single_channel(backend, aging=3600.0),
+            ),
         )
     ),
     _Impl(
@@ -932,6 +945,16 @@ _TARGETS: Final = (
             f"queuekeeper@{b}",
             f"anyio-stream@{b}",
             1.25,
+            "cost",
+        )
+        for b in ("asyncio", "trio")
+    ),
+    *(
+        (
+            f"channel single-task cost with aging vs anyio stream, {b}",
+            f"queuekeeper-aging@{b}",
+            f"anyio-stream@{b}",
+            1.5,
             "cost",
         )
         for b in ("asyncio", "trio")

@@ -14,7 +14,7 @@ import attrs
 from .._errors import QueueFull, QueueKeeperError
 from .._pool import WorkerPool
 from .._priority import Priority
-from .._states import Backpressure
+from .._states import Backpressure, TicketState
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -334,6 +334,9 @@ class RunReport:
     started_at: float = 0.0
     #: When the arrivals ended, in seconds after the start; ``None`` until then.
     arrivals_ended: float | None = None
+    #: A queued request the live view follows (its position and ETA): the
+    #: latest submitted once the one before left the queue.
+    sample: Ticket[None] | None = None
 
 
 async def run_workload(
@@ -427,6 +430,8 @@ async def _arrivals(
             return
         stats.submitted += 1
         pending.append(ticket)
+        if report.sample is None or report.sample.state is not TicketState.QUEUED:
+            report.sample = ticket
         if len(pending) > 4096:  # noqa: PLR2004
             collect()
 
