@@ -23,6 +23,7 @@ from queuekeeper import (
     WorkerPool,
 )
 from queuekeeper._pool._checks import MAX_WORKERS
+from queuekeeper._pool._scaling import Autoscaler
 from queuekeeper._util import process_name
 
 pytestmark = pytest.mark.anyio
@@ -653,3 +654,30 @@ async def test_workers_to_retire_serve_on_once_shutdown_begins() -> None:
         assert [0, 1, 2, 3] == [await ticket.result() for ticket in tickets]
         # Both served to the end: neither retired.
         assert 2 == len(pool.worker_health())
+
+
+async def test_the_autoscaler_acts_on_nothing_once_the_pool_stopped() -> None:
+    """A pool that stops while its autoscaler sleeps ends the autoscaler's loop.
+
+    Whether a pool's end finds its autoscaler asleep (cancelled there) or about to
+    look again depends on timing; this drives both of its checks directly.
+    """
+    stops = iter([False, True, True])  # before the sleep, after it, at the top
+
+    def nothing_to_see(*_: object) -> Any:
+        pytest.fail("a stopped pool's autoscaler looked at it")
+
+    scaler = Autoscaler(
+        Autoscale(2, target_wait=0.01, cooldown=0.04),
+        size=nothing_to_see,
+        floor=nothing_to_see,
+        idle=nothing_to_see,
+        queued=nothing_to_see,
+        recent=nothing_to_see,
+        resize=nothing_to_see,
+        stopped=lambda: next(stops),
+        clock=anyio.current_time,
+    )
+    with anyio.fail_after(10):
+        await scaler.run()
+    assert [] == list(stops)
