@@ -1076,14 +1076,3 @@ async def test_a_server_without_functions_runs_the_same_code_as_a_script(
         send, receive = create_redis_priority_channel(redis, name)
         await send.send("after a flush")
         assert "after a flush" == await receive.receive()
-
-
-async def test_a_key_is_refused_on_redis(queue: Callable[..., RedisQueue]) -> None:
-    """Coalescing is in-process only: submit(key=...) on Redis raises TypeError."""
-    async with WorkerPool(double, queue=queue(), workers=1, name="p") as pool:
-        with pytest.raises(TypeError, match=r"^WorkerPool 'p' queues on Redis, where"):
-            await pool.submit(1, key="k")
-        with pytest.raises(TypeError, match=r"^WorkerPool 'p' queues on Redis, where"):
-            await pool.execute(1, key="k")
-        assert 2 == await pool.execute(1)
-    assert 1 == pool.status().submitted

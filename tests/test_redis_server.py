@@ -193,6 +193,18 @@ async def test_a_reused_id_is_refused(queue: ServerQueue) -> None:
         await queue.put([(request_id, 1, b"again")], None)
 
 
+async def test_a_reused_id_is_refused_with_a_key_too(queue: ServerQueue) -> None:
+    """share() refuses an id in use as put() does; a key is compared as bytes."""
+    (request_id,) = await put(queue, 1)
+    with pytest.raises(ValueError, match=rf"request id '{request_id}' is in the queue"):
+        await queue.share((request_id, 1, b"again"), b"k", None)
+    assert (2, None) == await queue.share(("a:1", 1, b"a"), b"k", None)
+    assert (-2, None) == await queue.share(("b:1", 1, b"b"), b"k", None)
+    assert (3, None) == await queue.share(("c:1", 1, b"c"), b"K", None)
+    assert (None, "0-0") == await queue.share(("d:1", 1, b"d"), b"x", 3)
+    assert (-2, None) == await queue.share(("e:1", 1, b"e"), b"K", 3)  # no room needed
+
+
 @pytest.mark.parametrize("priority", [-1, 256, 2**64])
 async def test_priorities_outside_0_to_255_are_refused_naming_them(
     queue: ServerQueue, priority: int

@@ -767,7 +767,8 @@ class WorkerPool(Generic[Req, Res]):
                 passes, or the ticket is cancelled, that ticket alone fails; the
                 request is cancelled (removed, or its handler cancelled) only
                 when no ticket shares it any more. ``None`` (the default): no
-                coalescing. Not available on a Redis-backed pool (``TypeError``).
+                coalescing. On Redis, across processes: keys are compared as the
+                queue's serializer writes them.
 
         Before the pool starts (``status().state == "created"``) requests wait in
         the queue and run once it starts; a pool that never starts never serves
@@ -780,7 +781,7 @@ class WorkerPool(Generic[Req, Res]):
 
         Raises:
             TypeError: *priority*, *timeout* or *queue_timeout* has the wrong type,
-                *key* is not hashable, or *key* is given to a Redis-backed pool.
+                or *key* is not hashable (on Redis: cannot be serialized).
             ValueError: *timeout* or *queue_timeout* is not a finite number > 0.
             QueueFull: The queue is full and the backpressure mode does not wait.
             PoolClosed: The pool is shutting down or shut down.
@@ -959,14 +960,10 @@ class WorkerPool(Generic[Req, Res]):
         key: Hashable,
     ) -> Ticket[Res]:
         """:meth:`submit` with a *key*."""
-        if self._link is not None:
-            msg = (
-                f"WorkerPool {self._name!r} queues on Redis, where submit() takes "
-                f"no key (got key={key!r}): coalescing works with an in-process "
-                "queue only"
-            )
-            raise TypeError(msg)
         check_key(key)
+        link = self._link
+        # On Redis the server compares keys by their serialized form.
+        shared_key = None if link is None else link.encode_key(key)
         ticket = self._make_ticket(request, priority, timeout, queue_timeout)
         await self._checkpoint()
         if not self._accepting:
@@ -976,6 +973,10 @@ class WorkerPool(Generic[Req, Res]):
             return ticket
         share = self._new_share(ticket, key)
         work = share.work
+        if link is not None:
+            await link.submit(work, shared_key)
+            self._opened(share)
+            return ticket
         admission = self._admission
         try:
             admission.put_nowait(work)
@@ -1013,7 +1014,12 @@ class WorkerPool(Generic[Req, Res]):
     @ki_protected
     def _promote(self, work: Ticket[Res], level: int) -> None:
         """Move the queued *work* to *level*, behind the requests waiting there."""
-        if cast("MemoryQueue[Ticket[Res]]", self._queue).move(work, work._level, level):
+        if self._link is not None:
+            self._link.promote(work, level)
+            work._level = level
+            return
+        queue = cast("MemoryQueue[Ticket[Res]]", self._queue)
+        if queue.move(work, work._level, level):
             work._level = level
         # else: handed to a worker that has not started it yet: it is next
 
@@ -1032,8 +1038,12 @@ class WorkerPool(Generic[Req, Res]):
     def _end_work(
         self, work: Ticket[Res], state: TicketState, now: float, error: BaseException
     ) -> None:
-        """No sharer of *work* remains: cancel it, or let it time out (*state*)."""
-        if state is not _TIMED_OUT:
+        """No sharer of *work* remains: cancel it, or let it time out (*state*).
+
+        On Redis it is cancelled either way (other processes may wait for it:
+        the server decides).
+        """
+        if state is not _TIMED_OUT or self._link is not None:
             self._cancel_ticket(work)
         elif work._state is _QUEUED:
             self._admission.withdraw(work)

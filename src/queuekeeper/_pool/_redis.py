@@ -64,6 +64,7 @@ from .._order import aged_level
 from .._priority import priority_name
 from .._redis._channel import check_options, fetch_statistics
 from .._redis._server import (
+    JOINED,
     MAX_PRIORITY,
     RedisConnectionError,
     Rings,
@@ -247,14 +248,22 @@ class _Put:
     #: The last ring of the room stream when it was refused.
     room: str = "0-0"
     error: BaseException | None = None
+    #: Its coalescing key, serialized (see PoolLink.submit), or None.
+    key: bytes | None = None
+    #: Not queued: it waits for the outcome of a request queued under its key.
+    joined: bool = False
 
 
 _NO_TIMEOUTS: Final = b"[null, null]\n"
 
 
-def _envelope(ticket: Ticket[Any], body: bytes, now: float) -> bytes:
+def _envelope(
+    ticket: Ticket[Any], body: bytes, now: float, *, timeouts: bool = True
+) -> bytes:
     """The request as queued: its timeouts (seconds left, or null) and its body."""
-    if ticket._deadline == math.inf and ticket._queue_deadline == math.inf:
+    if not timeouts or (
+        ticket._deadline == math.inf and ticket._queue_deadline == math.inf
+    ):
         return _NO_TIMEOUTS + body
     timeout = None if ticket._deadline == math.inf else ticket._deadline - now
     queue_timeout = (
@@ -371,8 +380,13 @@ class PoolLink(Generic[Res]):
         self.remote_deliveries: weakref.WeakKeyDictionary[Ticket[Any], int] = (
             weakref.WeakKeyDictionary()
         )
+        #: Requests submitted here that wait for the outcome of another
+        #: process's request of the same key (see submit): counted as
+        #: coalesced, not submitted, so their ends are not counted either.
+        self.joined: set[Ticket[Any]] = set()
         # -- the courier's work
         self.puts: list[_Put] = []
+        self.promotions: list[tuple[str, int]] = []
         self.results: list[tuple[str, int, float, bytes]] = []
         #: Held requests whose submitter was told they are running.
         self.reported: set[str] = set()
@@ -399,8 +413,10 @@ class PoolLink(Generic[Res]):
 
     # -- submitting -----------------------------------------------------------------
 
-    def encode(self, ticket: Ticket[Any]) -> bytes:
+    def encode(self, ticket: Ticket[Any], *, timeouts: bool = True) -> bytes:
         """The request of *ticket* as it is queued; errors name the request.
+
+        Without *timeouts*, its worker enforces none of the ticket's.
 
         Raises:
             TypeError, ValueError: The serializer cannot encode the request.
@@ -414,10 +430,32 @@ class PoolLink(Generic[Res]):
                 f"{serializer!r}: {exc}"
             )
             raise type(exc)(msg) from exc
-        return _envelope(ticket, body, self.clock())
+        return _envelope(ticket, body, self.clock(), timeouts=timeouts)
 
-    async def submit(self, ticket: Ticket[Any]) -> None:
+    def encode_key(self, key: object) -> bytes:
+        """A coalescing key as the server compares it: serialized.
+
+        Raises:
+            TypeError: The serializer cannot encode *key*.
+        """
+        serializer = self.serializer
+        try:
+            return serializer.dumps(key)
+        except (TypeError, ValueError) as exc:
+            msg = (
+                f"key {describe(key)} cannot be a key on Redis: it cannot be "
+                f"serialized with {serializer!r} ({exc})"
+            )
+            raise TypeError(msg) from exc
+
+    async def submit(self, ticket: Ticket[Any], key: bytes | None = None) -> None:
         """Queue *ticket*'s request on the server, under the pool's backpressure.
+
+        With *key* (see :meth:`encode_key`), the request coalesces across
+        processes: while a request queued under an equal key is queued or
+        running, *ticket* is not queued but waits for that one's outcome
+        (:meth:`joined` tells which). Such a request is queued without its
+        timeouts: its submitter's sharers keep their own (see ``_coalesce``).
 
         Cancellation as for :meth:`WorkerPool.submit`: nothing is queued, unless
         it was in the instant the cancellation arrived; then this returns (a cancel
@@ -434,8 +472,9 @@ class PoolLink(Generic[Res]):
             ticket,
             f"{self.tag}:{ticket._seq}",
             level,
-            self.encode(ticket),
+            self.encode(ticket, timeouts=key is None),
             self.new_event(),
+            key=key,
         )
         while True:
             await self._put(put)
@@ -456,7 +495,7 @@ class PoolLink(Generic[Res]):
             if self.intake_closed:
                 msg = f"WorkerPool {self.pool!r} shut down while the request waited"
                 raise PoolClosed(msg)
-            put = _Put(ticket, put.id, level, put.payload, self.new_event())
+            put = _Put(ticket, put.id, level, put.payload, self.new_event(), key=key)
 
     async def _put(self, put: _Put) -> None:
         """Hand *put* to the courier (or, before the pool runs, to the server)."""
@@ -466,11 +505,7 @@ class PoolLink(Generic[Res]):
         if not self.running:
             put.sent = True
             try:
-                statuses, room = await self.server.put(
-                    [(put.id, put.level, put.payload)],
-                    self.max_size,
-                    shed=self.mode is Backpressure.SHED,
-                )
+                statuses, room = await self._send([put])
             except Exception as exc:
                 self._forget(ticket)
                 raise self._unreachable(ticket, exc) from exc
@@ -513,7 +548,11 @@ class PoolLink(Generic[Res]):
 
     def _admitted(self, put: _Put) -> None:
         ticket = put.ticket
-        self.accounting.queued(ticket)
+        if put.joined:
+            self.joined.add(ticket)
+            self.accounting.shared(put.level)
+        else:
+            self.accounting.queued(ticket)
         if ticket._deadline != math.inf or ticket._queue_deadline != math.inf:
             self.deadlines.add(wake_at(ticket), ticket)
 
@@ -522,12 +561,14 @@ class PoolLink(Generic[Res]):
     ) -> None:
         for put, status in zip(puts, statuses, strict=True):
             put.queued = status or 0
+            put.joined = status == JOINED
             put.room = room or "0-0"
             if not status:
                 self._forget(put.ticket)
             put.done.set()
 
     def _forget(self, ticket: Ticket[Any]) -> None:
+        self.joined.discard(ticket)
         request_id = self.pending_ids.pop(ticket, None)
         if request_id is not None:
             del self.pending[request_id]
@@ -549,6 +590,16 @@ class PoolLink(Generic[Res]):
         self.cancels.append(ticket)
         self.wake.set()
         return True
+
+    @ki_protected
+    def promote(self, ticket: Ticket[Any], level: int) -> None:
+        """Move a request submitted here up to *level*, if still queued there.
+
+        (Coalescing: a sharer at *level* joined it.) The courier tells the server.
+        """
+        # Pending: its sharers' key is open only while it is.
+        self.promotions.append((self.pending_ids[ticket], level))
+        self.wake.set()
 
     @ki_protected
     def expire(self, ticket: Ticket[Any], now: float) -> None:  # noqa: ARG002
@@ -752,11 +803,7 @@ class PoolLink(Generic[Res]):
         self.close()
         for ticket in list(self.pending.values()):
             self.cancels.append(ticket)
-            self.accounting.settle(
-                ticket, _CANCELLED, now, error=RequestCancelled("pool shut down")
-            )
-        self.pending.clear()
-        self.pending_ids.clear()
+            self._end(ticket, _CANCELLED, now, RequestCancelled("pool shut down"))
         self.ended.set()
         self.stop_feeding()
         self.wake.set()
@@ -839,17 +886,25 @@ class PoolLink(Generic[Res]):
         while self.cancels:
             await self._send_cancel(self.cancels[0])
             del self.cancels[0]
+        while self.promotions:
+            await server.promote(*self.promotions[0])
+            del self.promotions[0]
 
     async def _send_puts(self) -> None:
         while self.puts:
-            batch, self.puts = self.puts[:_BATCH], self.puts[_BATCH:]
+            # A batch of requests without a key, or one with: in their order.
+            batch: list[_Put] = []
+            for put in self.puts[:_BATCH]:
+                if put.key is not None and batch:
+                    break
+                batch.append(put)
+                if put.key is not None:
+                    break
+            del self.puts[: len(batch)]
             for put in batch:
                 put.sent = True
-            requests = [(put.id, put.level, put.payload) for put in batch]
             try:
-                statuses, room = await self.server.put(
-                    requests, self.max_size, shed=self.mode is Backpressure.SHED
-                )
+                statuses, room = await self._send(batch)
             except Exception as exc:
                 for put in batch:
                     put.error = exc
@@ -858,17 +913,38 @@ class PoolLink(Generic[Res]):
                 raise
             self._answered(batch, statuses, room)
 
+    async def _send(self, batch: list[_Put]) -> tuple[list[int | None], str | None]:
+        """Queue *batch*: requests without a key, or one with (see _send_puts)."""
+        shed = self.mode is Backpressure.SHED
+        first = batch[0]
+        if first.key is None:
+            requests = [(put.id, put.level, put.payload) for put in batch]
+            return await self.server.put(requests, self.max_size, shed=shed)
+        status, room = await self.server.share(
+            (first.id, first.level, first.payload), first.key, self.max_size, shed=shed
+        )
+        return [status], room
+
     async def _send_cancel(self, ticket: Ticket[Any]) -> None:
         # After an abort the ticket is settled and forgotten: its id is rebuilt.
         request_id = self.pending_ids.get(ticket, f"{self.tag}:{ticket._seq}")
         if await self.server.cancel(request_id) == 1 and not ticket.done():
-            self._forget(ticket)
-            self.accounting.settle(
-                ticket,
-                _CANCELLED,
-                self.clock(),
-                error=RequestCancelled(f"request {ticket.id} was cancelled"),
-            )
+            error = RequestCancelled(f"request {ticket.id} was cancelled")
+            self._end(ticket, _CANCELLED, self.clock(), error)
+
+    def _end(
+        self, ticket: Ticket[Any], state: TicketState, now: float, error: BaseException
+    ) -> None:
+        """Settle a request submitted here that failed before an outcome came.
+
+        Counted, unless it only waited for another's request (see ``joined``).
+        """
+        joined = ticket in self.joined
+        self._forget(ticket)
+        if joined:
+            self._fail(ticket, state, now, error)
+        else:
+            self.accounting.settle(ticket, state, now, error=error)
 
     async def _feeder(self) -> None:
         server = self.server
@@ -1043,17 +1119,12 @@ class PoolLink(Generic[Res]):
                 state, error = _error_from(value)
                 self._fail(ticket, state, now, error)
         else:  # b"s"
-            self._forget(ticket)
             level = int(fields[b"p"])
-            self.accounting.settle(
-                ticket,
-                _SHED,
-                now,
-                error=RequestShed(
-                    f"request {ticket.id} was shed for a request at priority "
-                    f"{priority_name(level)}"
-                ),
+            error = RequestShed(
+                f"request {ticket.id} was shed for a request at priority "
+                f"{priority_name(level)}"
             )
+            self._end(ticket, _SHED, now, error)
 
     def _succeed(self, ticket: Ticket[Any], now: float, result: object) -> None:
         if ticket._deadline_entry is not None:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DIGEST",
+    "JOINED",
     "MAX_PRIORITY",
     "WAIT_BLOCK",
     "Batcher",
@@ -70,6 +71,8 @@ _PREFIX: Final = f"qk_{DIGEST}_"
 _SOURCE: Final = _TEMPLATE.replace("QK_LIBRARY", _LIBRARY).replace(
     "'QK_", f"'{_PREFIX}"
 )
+#: What :meth:`ServerQueue.share` returns for a request that joined another.
+JOINED: Final = -2
 #: Longest a wait for a ring blocks on the server, in seconds. The wait cannot be
 #: cancelled in flight (see the module), so a cancelled or closed waiter ends
 #: within this; each idle waiter costs a few commands a second.
@@ -99,6 +102,7 @@ _PARTS: Final = (
     "room",
     "born",
     "alive",
+    "shares",
 )
 
 
@@ -430,6 +434,51 @@ class ServerQueue:
                 raise ValueError(msg)
         room = rest[0].decode() if rest else None
         return [int(status) or None for status in statuses], room
+
+    async def share(
+        self,
+        request: tuple[str, int, bytes],
+        key: bytes,
+        max_size: int | None,
+        *,
+        shed: bool = False,
+    ) -> tuple[int | None, str | None]:
+        """Queue *request* (id, priority, payload) under *key*, or join its twin.
+
+        While a request queued under an equal *key* is queued or running, this
+        one is not queued: it waits for that request's outcome (its submitter is
+        told of it under this one's id), and that request moves up to its
+        priority if that is better. Returns :data:`JOINED` then; else as
+        :meth:`put` for one request: its sequence number or ``None``, and the
+        last ring of :attr:`room` if there was no room.
+
+        Raises:
+            ValueError: The request's id is queued or taken already.
+        """
+        request_id, priority, payload = request
+        args: list[object] = [
+            -1 if max_size is None else max_size,
+            int(shed),
+            request_id,
+            check_priority(priority),
+            payload,
+            key,
+        ]
+        reply = await self._call("share", args)
+        status = int(reply[0])
+        if status == -1:
+            msg = f"request id {request_id!r} is in the queue already"
+            raise ValueError(msg)
+        room = reply[1].decode() if len(reply) > 1 else None
+        return status or None, room
+
+    async def promote(self, request_id: str, priority: int) -> bool:
+        """Move a queued request (or the one it waits for) up to *priority*.
+
+        To the end of that level, if that is better than its own; ``False`` if
+        it is not queued, or not below *priority*.
+        """
+        return bool(await self._call("promote", [request_id, priority]))
 
     async def take(
         self,

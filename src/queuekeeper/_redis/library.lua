@@ -19,6 +19,12 @@ keys of one queue, which share the hash tag {name} (one slot on Redis Cluster):
   KEYS[9] alive     hash: tag -> "<until> <workers> <process>" of each pool serving
                     the queue: alive until <until> (ms of the server's clock) unless
                     its heartbeat comes again
+  KEYS[10] shares   hash, coalescing (see share): k:<key> -> the id of the request
+                    that takes sharers under <key>; c:<id> -> the key of request
+                    <id>; j:<id> -> the ids waiting for request <id>'s outcome,
+                    space-separated (only once one joined it: its own id first,
+                    unless its submitter left); w:<id> -> the request a joined
+                    id waits for
 
 A pool's requests have ids "<tag>:<n>", where <tag> names the pool process that
 submitted it and its reply stream, qk:{name}:reply:<tag> (in the queue's slot). The
@@ -93,10 +99,55 @@ local function enqueue(keys, id, score)
   end
 end
 
+-- The ids waiting for request id's outcome, from the shares hash; nil if none
+-- joined it.
+local function waiters(keys, id)
+  local list = redis.call('HGET', keys[10], 'j:' .. id)
+  if not list then
+    return nil
+  end
+  local out = {}
+  for each in string.gmatch(list, '%S+') do
+    out[#out + 1] = each
+  end
+  return out
+end
+
+-- Take no more sharers under the key of request id (if it has one).
+local function close_key(keys, id, key)
+  if redis.call('HGET', keys[10], 'k:' .. key) == id then
+    redis.call('HDEL', keys[10], 'k:' .. key)
+  end
+end
+
+-- Request id is done with: end what coalescing knows of it, and return the ids
+-- to tell of its outcome (its own, or all that wait for it).
+local function unshare(keys, id)
+  local key = redis.call('HGET', keys[10], 'c:' .. id)
+  if not key then
+    return {id}
+  end
+  redis.call('HDEL', keys[10], 'c:' .. id)
+  close_key(keys, id, key)
+  local list = waiters(keys, id)
+  if not list then
+    return {id}
+  end
+  redis.call('HDEL', keys[10], 'j:' .. id)
+  for _, each in ipairs(list) do
+    if each ~= id then
+      redis.call('HDEL', keys[10], 'w:' .. each)
+    end
+  end
+  return list
+end
+
+-- Request id is done with; returns the ids to tell of its outcome (see unshare).
 local function forget(keys, id)
   redis.call('HDEL', keys[2], id)
   redis.call('HDEL', keys[5], id)
   redis.call('HDEL', keys[8], id)
+  return unshare(keys, id)
 end
 
 local REPLY_TTL_MS = 3600000
@@ -131,7 +182,7 @@ local function reap(keys, now, limit)
 end
 
 -- Remove the newest request of the lowest level if that level is greater than
--- above; its {id, payload, priority}, or nil.
+-- above; its {id, payload, priority, ids waiting for it}, or nil.
 local function evict_below(keys, above)
   local last = redis.call('ZRANGE', keys[1], -1, -1, 'WITHSCORES')
   if #last == 0 then
@@ -144,8 +195,7 @@ local function evict_below(keys, above)
   local payload = redis.call('HGET', keys[2], id)
   redis.call('ZREM', keys[1], id)
   level_count(keys[3], priority, -1)
-  forget(keys, id)
-  return {id, payload, priority}
+  return {id, payload, priority, forget(keys, id)}
 end
 
 -- put(max_size, shed, id, priority, payload, id, priority, payload, ...) -> one
@@ -170,7 +220,9 @@ local function put(keys, args)
       local victim = evict_below(keys, priority)
       if victim then
         size = size - 1
-        tell(keys, submitter(victim[1]), 'k', 's', 'i', victim[1], 'p', priority)
+        for _, waiter in ipairs(victim[4]) do
+          tell(keys, submitter(waiter), 'k', 's', 'i', waiter, 'p', priority)
+        end
       end
     end
     if full or (max_size >= 0 and size >= max_size) then
@@ -340,7 +392,8 @@ local function ack(keys, args)
 end
 
 -- finish(token, id, deliveries, ran_ms, reply, ...) -> how many were still held
--- under token: those are done with, and their submitter is sent the reply ("d");
+-- under token: those are done with, and their submitter (and every id that
+-- waits for it: see share) is sent the reply ("d");
 -- a stale one (its lease ran out, and it went to another worker) changes nothing.
 local function finish(keys, args)
   local token, done = args[1], 0
@@ -348,9 +401,10 @@ local function finish(keys, args)
     local id = args[i]
     if held_by(keys, id, token) then
       redis.call('ZREM', keys[4], id)
-      forget(keys, id)
-      tell(keys, submitter(id), 'k', 'd', 'i', id, 'n', args[i + 1], 't', args[i + 2],
-        'v', args[i + 3])
+      for _, waiter in ipairs(forget(keys, id)) do
+        tell(keys, submitter(waiter), 'k', 'd', 'i', waiter, 'n', args[i + 1],
+          't', args[i + 2], 'v', args[i + 3])
+      end
       done = done + 1
     end
   end
@@ -365,7 +419,10 @@ local function started(keys, args)
   for i = 2, #args, 3 do
     local id = args[i]
     if held_by(keys, id, token) then
-      tell(keys, submitter(id), 'k', 'r', 'i', id, 'n', args[i + 1], 't', args[i + 2])
+      for _, waiter in ipairs(waiters(keys, id) or {id}) do
+        tell(keys, submitter(waiter), 'k', 'r', 'i', waiter, 'n', args[i + 1],
+          't', args[i + 2])
+      end
       told = told + 1
     end
   end
@@ -426,15 +483,45 @@ local function remove(keys, args)
 end
 
 -- cancel(id) -> 1 if it was queued (it is gone), 2 if it is taken (its holder, if a
--- pool, is told: "x"), 0 if neither (it is done with, or unknown)
+-- pool, is told: "x"), 0 if neither (it is done with, or unknown). While other
+-- ids wait for the same request (see share), id only stops waiting: 1. The last
+-- one to leave cancels the request, and is told its outcome.
 local function cancel(keys, args)
   local id = args[1]
-  if remove(keys, args) == 1 then
+  local work = redis.call('HGET', keys[10], 'w:' .. id) or id
+  local list = waiters(keys, work)
+  if list then
+    local rest, found = {}, false
+    for _, each in ipairs(list) do
+      if each == id then
+        found = true
+      else
+        rest[#rest + 1] = each
+      end
+    end
+    if not found then
+      return 0
+    end
+    if #rest > 0 then
+      redis.call('HSET', keys[10], 'j:' .. work, table.concat(rest, ' '))
+      redis.call('HDEL', keys[10], 'w:' .. id)
+      return 1
+    end
+    redis.call('HSET', keys[10], 'j:' .. work, id) -- the last one waiting
+  elseif work ~= id then
+    return 0
+  end
+  -- No later submit joins what is being cancelled.
+  local key = redis.call('HGET', keys[10], 'c:' .. work)
+  if key then
+    close_key(keys, work, key)
+  end
+  if remove(keys, {work}) == 1 then
     return 1
   end
-  if redis.call('ZSCORE', keys[4], id) then
-    local token = string.match(redis.call('HGET', keys[5], id) or '', '^%d+:%d+:(.*)$')
-    tell(keys, token, 'k', 'x', 'i', id)
+  if redis.call('ZSCORE', keys[4], work) then
+    local token = string.match(redis.call('HGET', keys[5], work) or '', '^%d+:%d+:(.*)$')
+    tell(keys, token, 'k', 'x', 'i', work)
     return 2
   end
   return 0
@@ -491,7 +578,8 @@ local function beat(keys, args)
 end
 
 -- position(id, aging_ms) -> {position or -1 if not queued, done, now_ms}: how many
--- queued requests are taken before it (with aging_ms > 0, by aged level and
+-- queued requests are taken before it (or before the request it waits for: see
+-- share; with aging_ms > 0, by aged level and
 -- sequence, as take does: in each other level those ahead are a prefix, found
 -- by binary search), how many taken requests were finished, and the server's
 -- clock (for a rate).
@@ -499,6 +587,10 @@ local function position(keys, args)
   local id, aging_ms, now = args[1], tonumber(args[2]), now_ms()
   local done = tonumber(redis.call('HGET', keys[3], 'done') or '0')
   local score = redis.call('ZSCORE', keys[1], id)
+  if not score then
+    id = redis.call('HGET', keys[10], 'w:' .. id) -- waits for another's outcome
+    score = id and redis.call('ZSCORE', keys[1], id)
+  end
   if not score then
     return {-1, done, now}
   end
@@ -533,7 +625,58 @@ local function position(keys, args)
   return {count, done, now}
 end
 
+-- Move the queued request id up to priority (to the end of that level) if that
+-- is better than its level; 1 if it moved.
+local function raise_to(keys, id, priority)
+  local score = redis.call('ZSCORE', keys[1], id)
+  if not score then
+    return 0
+  end
+  local level = math.floor(tonumber(score) / SEQ_SPAN)
+  if priority >= level then
+    return 0
+  end
+  redis.call('ZREM', keys[1], id)
+  level_count(keys[3], level, -1)
+  local new = priority * SEQ_SPAN + redis.call('HINCRBY', keys[3], 'seq', 1)
+  local hold = redis.call('HGET', keys[5], id)
+  redis.call('HSET', keys[5], id, exact(new) .. string.match(hold, '^%d+(:.*)$'))
+  enqueue(keys, id, new)
+  return 1
+end
+
+-- share(max_size, shed, id, priority, payload, key) -> put's reply for the one
+-- request, or {-2} if a request queued under key is still queued or running:
+-- then id waits for its outcome (finish, started and shed tell id too; see
+-- cancel), and that request moves up to priority if that is better. The first
+-- request of a key is queued as put queues it, and takes sharers until it is
+-- done with.
+local function share(keys, args)
+  local id, priority, key = args[3], tonumber(args[4]), args[6]
+  local work = redis.call('HGET', keys[10], 'k:' .. key)
+  if work and redis.call('HEXISTS', keys[2], work) == 1 then
+    local list = redis.call('HGET', keys[10], 'j:' .. work) or work
+    redis.call('HSET', keys[10], 'j:' .. work, list .. ' ' .. id, 'w:' .. id, work)
+    raise_to(keys, work, priority)
+    return {-2}
+  end
+  local out = put(keys, {args[1], args[2], id, args[4], args[5]})
+  if out[1] > 0 then
+    redis.call('HSET', keys[10], 'k:' .. key, id, 'c:' .. id, key)
+  end
+  return out
+end
+
+-- promote(id, priority) -> 1 if the queued request id (or the one it waits for)
+-- moved up to priority, the end of that level; 0 if not queued or not better
+local function promote(keys, args)
+  local work = redis.call('HGET', keys[10], 'w:' .. args[1]) or args[1]
+  return raise_to(keys, work, tonumber(args[2]))
+end
+
 redis.register_function('QK_put', put)
+redis.register_function('QK_share', share)
+redis.register_function('QK_promote', promote)
 redis.register_function('QK_take', take)
 redis.register_function('QK_ack', ack)
 redis.register_function('QK_renew', renew)
