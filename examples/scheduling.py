@@ -11,7 +11,8 @@ One section per option of WorkerPool, each run with and without it:
                       start while they run, or wait for one to finish?
   resize(n)           grow under load, shrink as requests end; nothing is lost
   autoscale=...       a burst grows the pool, which shrinks back once idle
-  submit(key=...)     identical submits while the first runs: one handler run
+  submit(key=...)     identical submits while the first runs (on Redis, from two
+                      pools, as from two processes): one handler run
   positions(), eta()  the last of ten queued requests watches its turn come
 
 The sections run on the in-process queue, then on a RedisQueue: a throwaway
@@ -326,24 +327,35 @@ async def coalescing_section(queues: Queues) -> None:
         await gate.wait()
         return f"{request} #{runs}"
 
-    async with WorkerPool(handle, workers=2, queue=queues.make()) as pool:
-        try:
-            first = await pool.submit("report", key="report")
-        except TypeError:
-            if not queues.remote:
-                raise
-            show("coalescing", "not available on Redis in this version")
-            return
+    queue = queues.make()
+    async with (
+        WorkerPool(handle, workers=2, queue=queue) as pool,
+        # On Redis, half the submits come from another process's pool (one
+        # that only submits); in-process, from the same pool.
+        contextlib.AsyncExitStack() as stack,
+    ):
+        other = pool
+        if queues.remote:
+            other = await stack.enter_async_context(
+                WorkerPool[str, str](None, workers=0, queue=queue)
+            )
+        first = await pool.submit("report", key="report")
         with anyio.fail_after(WAIT):
             await first_runs.wait()
         # Another worker is idle: these would run at once without the key.
-        others = [await pool.submit("report", key="report") for _ in range(SUBMITS - 1)]
+        others = [
+            await (pool if n % 2 else other).submit("report", key="report")
+            for n in range(SUBMITS - 1)
+        ]
         coalesced = pool.status().coalesced
+        if other is not pool:
+            coalesced += other.status().coalesced
         gate.set()
         answers = await results([first, *others])
     show(
         "coalescing",
-        f"{SUBMITS} submits with key='report' while the first ran: "
+        f"{SUBMITS} submits with key='report' while the first ran"
+        f"{' (from two pools on one queue)' if queues.remote else ''}: "
         f"{runs} handler run, status().coalesced == {coalesced}, "
         f"{len({t.id for t in [first, *others]})} tickets all got {answers[0]!r}",
     )
