@@ -157,21 +157,21 @@ class OrderedStore(Generic[T]):
         track: bool = False,
         born: Callable[[T], float] | None = None,
     ) -> None:
-        self.aging = aging
-        self.born = born
+        self.aging: float | None = aging
+        self.born: Callable[[T], float] | None = born
         #: The backend's clock, found at its first use (see :meth:`_first_clock`).
         self.clock: Callable[[], float] = self._first_clock
         self.new_event: Callable[[], Any] = Event
         self.levels: dict[int, _Level] = {}
         #: The non-empty levels, ascending.
         self.order: list[int] = []
-        self.seq = 0
-        self.size = 0
+        self.seq: int = 0
+        self.size: int = 0
         # Until when no queued item has aged past its own level (a head's
         # arrival plus one period, the earliest over the levels above 1): until
         # then the order is strict priority, and a take needs no comparison.
         # Only lowered as heads arrive; the takes that compare raise it again.
-        self.calm = math.inf
+        self.calm: float = math.inf
         self.index: dict[T, tuple[int, float]] | None = {} if track else None
         #: Watchers by the level of the item they watch: [event, count].
         self.watch: dict[int, list[Any]] = {}
