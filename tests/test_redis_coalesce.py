@@ -30,6 +30,7 @@ from queuekeeper import (
     TicketState,
     WorkerPool,
 )
+from queuekeeper._redis._server import ServerQueue
 from queuekeeper.redis import RedisQueue
 
 if TYPE_CHECKING:
@@ -439,4 +440,127 @@ async def test_keyed_and_plain_submits_sent_together_keep_their_order(
     assert [r for r in made if not r.startswith("k0") or r == ran] == gate.started
     assert ran == results["k0"] == results["k0-again"]
     assert (6, 1) == (a.status().submitted, a.status().coalesced)
+    assert {} == await registry_of(client, name)
+
+
+async def test_a_process_that_joins_a_running_request_sees_it_running(
+    queue: Callable[..., RedisQueue], client: coredis.Redis[Any], name: str
+) -> None:
+    """Joining a request a worker holds: RUNNING at once, no queue_timeout to pass."""
+    gate = Gate()
+    async with (
+        front(queue(), "a") as a,
+        front(queue(), "b") as b,
+        WorkerPool(gate, queue=queue(), workers=1, name="back") as back,
+    ):
+        first = await a.submit("x", key="k")
+        await until(lambda: back.status().active_workers == 1)
+        second = await b.submit("y", key="k", queue_timeout=0.05)
+        assert TicketState.RUNNING is second.state
+        assert second.started_at is not None
+        await anyio.sleep(0.2)  # past its queue_timeout, which no longer applies
+        assert TicketState.RUNNING is state_of(second)
+        gate.open.set()
+        assert ["x", "x"] == [await first.result(), await second.result()]
+    assert {} == await registry_of(client, name)
+
+
+async def test_news_of_a_request_before_its_put_is_answered_waits_for_the_answer(
+    queue: Callable[..., RedisQueue],
+    client: coredis.Redis[Any],
+    name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An outcome read before the join's answer is acted on after it, as a sharer's."""
+    gate = Gate()
+    async with (
+        front(queue(), "a") as a,
+        front(queue(), "b") as b,
+        WorkerPool(gate, queue=queue(), workers=1, name="back"),
+    ):
+        first = await a.submit("x", key="k")
+        await until(lambda: gate.started == ["x"])
+        link = b._link
+        share = ServerQueue.share
+
+        async def share_then_finish(
+            self: ServerQueue, requests: Any, *args: Any, **kwargs: Any
+        ) -> Any:
+            answer = await share(self, requests, *args, **kwargs)
+            gate.open.set()  # the request finishes before the answer is read
+            await until(lambda: bool(link.unanswered[requests[0][0]]))
+            return answer
+
+        monkeypatch.setattr(ServerQueue, "share", share_then_finish)
+        second = await b.submit("y", key="k")
+        assert "x" == await second.result()
+        assert "x" == await first.result()
+        assert (set(), {}) == (link.joined, link.unanswered)
+    assert (0, 1) == (b.status().submitted, b.status().coalesced)
+    assert {} == await registry_of(client, name)
+
+
+async def test_a_shed_read_before_the_joins_answer_is_not_counted_there(
+    queue: Callable[..., RedisQueue],
+    client: coredis.Redis[Any],
+    name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process whose request joined another's counts its shedding nowhere."""
+    options = {"max_size": 1}
+    async with (
+        WorkerPool[Any, Any](
+            None,
+            queue=queue(**options),
+            workers=0,
+            name="a",
+            backpressure=Backpressure.SHED,
+        ) as a,
+        front(queue(**options), "b") as b,
+    ):
+        first = await a.submit("x", priority=Priority.LOW, key="k")
+        link = b._link
+        share = ServerQueue.share
+        urgent: list[Ticket[Any]] = []
+
+        async def share_then_shed(
+            self: ServerQueue, requests: Any, *args: Any, **kwargs: Any
+        ) -> Any:
+            answer = await share(self, requests, *args, **kwargs)
+            if requests[0][0].startswith(link.tag):
+                urgent.append(await a.submit("urgent", priority=Priority.HIGH))
+                await until(lambda: bool(link.unanswered[requests[0][0]]))
+            return answer
+
+        monkeypatch.setattr(ServerQueue, "share", share_then_shed)
+        second = await b.submit("y", priority=Priority.LOW, key="k")
+        for ticket in (first, second):
+            with pytest.raises(RequestShed):
+                await ticket.result()
+        urgent[0].cancel()
+        with pytest.raises(RequestCancelled):
+            await urgent[0].result()
+    status = b.status()
+    assert (0, 1, 0) == (status.submitted, status.coalesced, status.shed)
+    assert {} == await registry_of(client, name)
+
+
+async def test_a_promotion_holds_when_a_taken_request_goes_back(
+    queue: Callable[..., RedisQueue], client: coredis.Redis[Any], name: str
+) -> None:
+    """A request promoted while a worker held it goes back at its new level."""
+    async with front(queue(), "a") as a, front(queue(), "b") as b:
+        shared = await a.submit("shared", priority=Priority.LOW, key="k")
+        server = a._link.server
+        (taken,), _ = await server.take(1, 60.0, "gone")  # a worker that will leave
+        normal = await a.submit("normal", priority=Priority.NORMAL)
+        joined = await b.submit("other", priority=Priority.HIGH, key="k")
+        assert TicketState.RUNNING is joined.state
+        assert await server.release("gone", taken.id)  # back where it belongs
+        # (b's ticket still thinks it runs: the worker left unannounced.)
+        assert 0 == await shared.fetch_position()
+        for ticket in (joined, shared, normal):
+            ticket.cancel()
+            with pytest.raises(RequestCancelled):
+                await ticket.result()
     assert {} == await registry_of(client, name)

@@ -197,12 +197,30 @@ async def test_a_reused_id_is_refused_with_a_key_too(queue: ServerQueue) -> None
     """share() refuses an id in use as put() does; a key is compared as bytes."""
     (request_id,) = await put(queue, 1)
     with pytest.raises(ValueError, match=rf"request id '{request_id}' is in the queue"):
-        await queue.share((request_id, 1, b"again"), b"k", None)
-    assert (2, None) == await queue.share(("a:1", 1, b"a"), b"k", None)
-    assert (-2, None) == await queue.share(("b:1", 1, b"b"), b"k", None)
-    assert (3, None) == await queue.share(("c:1", 1, b"c"), b"K", None)
-    assert (None, "0-0") == await queue.share(("d:1", 1, b"d"), b"x", 3)
-    assert (-2, None) == await queue.share(("e:1", 1, b"e"), b"K", 3)  # no room needed
+        await queue.share([(request_id, 1, b"again", b"k")], None)
+    assert ([2, -2, 3, 4], None) == await queue.share(
+        [
+            ("a:1", 1, b"a", b"k"),
+            ("b:1", 1, b"b", b"k"),  # joins a:1
+            ("c:1", 1, b"c", b"K"),  # another key
+            ("d:1", 1, b"d", None),  # no key
+        ],
+        None,
+    )
+    (taken,), _ = await queue.take(1, 60.0, "t")
+    assert request_id == taken.id
+    assert ([None, -2, -2, None], "0-0") == await queue.share(
+        [
+            ("e:1", 1, b"e", b"x"),  # no room: refused, as h:1 is after it
+            ("f:1", 1, b"f", b"K"),  # joins c:1, needing no room
+            ("g:1", 1, b"g", b"k"),
+            ("h:1", 1, b"h", None),
+        ],
+        3,
+    )
+    (taken,), _ = await queue.take(1, 60.0, "t")
+    assert "a:1" == taken.id
+    assert ([-3], None) == await queue.share([("i:1", 1, b"i", b"k")], None)
 
 
 @pytest.mark.parametrize("priority", [-1, 256, 2**64])

@@ -64,6 +64,8 @@ Res = TypeVar("Res")
 
 _QUEUED: Final = TicketState.QUEUED
 _RUNNING: Final = TicketState.RUNNING
+#: A request not settled yet (on Redis a shared one may be running already).
+_WAITING: Final = frozenset({_QUEUED, _RUNNING})
 _TIMED_OUT: Final = TicketState.TIMED_OUT
 _CANCELLED: Final = TicketState.CANCELLED
 _BLOCK: Final = Backpressure.BLOCK
@@ -937,7 +939,7 @@ class WorkerPool(Generic[Req, Res]):
         work, ticket = share.work, share.sharers[0] if share.sharers else None
         if ticket is None:  # settled already (it timed out waiting for room)
             return
-        if work._state is _QUEUED and (
+        if work._state in _WAITING and (
             work._deadline != math.inf or work._queue_deadline != math.inf
         ):
             # The sharer's deadlines are its own from now on: its entry in the

@@ -65,6 +65,7 @@ from .._priority import priority_name
 from .._redis._channel import check_options, fetch_statistics
 from .._redis._server import (
     JOINED,
+    JOINED_RUNNING,
     MAX_PRIORITY,
     RedisConnectionError,
     Rings,
@@ -384,6 +385,9 @@ class PoolLink(Generic[Res]):
         #: process's request of the same key (see submit): counted as
         #: coalesced, not submitted, so their ends are not counted either.
         self.joined: set[Ticket[Any]] = set()
+        #: Messages of the reply stream about keyed requests whose put is on its
+        #: way, by id: acted on once its answer says whether it joined another.
+        self.unanswered: dict[str, list[Mapping[Any, Any]]] = {}
         # -- the courier's work
         self.puts: list[_Put] = []
         self.promotions: list[tuple[str, int]] = []
@@ -441,7 +445,7 @@ class PoolLink(Generic[Res]):
         serializer = self.serializer
         try:
             return serializer.dumps(key)
-        except (TypeError, ValueError) as exc:
+        except Exception as exc:
             msg = (
                 f"key {describe(key)} cannot be a key on Redis: it cannot be "
                 f"serialized with {serializer!r} ({exc})"
@@ -549,7 +553,6 @@ class PoolLink(Generic[Res]):
     def _admitted(self, put: _Put) -> None:
         ticket = put.ticket
         if put.joined:
-            self.joined.add(ticket)
             self.accounting.shared(put.level)
         else:
             self.accounting.queued(ticket)
@@ -561,10 +564,20 @@ class PoolLink(Generic[Res]):
     ) -> None:
         for put, status in zip(puts, statuses, strict=True):
             put.queued = status or 0
-            put.joined = status == JOINED
             put.room = room or "0-0"
             if not status:
                 self._forget(put.ticket)
+            elif status in (JOINED, JOINED_RUNNING):
+                put.joined = True
+                ticket = put.ticket
+                self.joined.add(ticket)
+                if status == JOINED_RUNNING:
+                    # Its worker told the submitters when it started, if it has.
+                    ticket._state = _RUNNING
+                    ticket.started_at = self.clock()
+            if put.key is not None:
+                for fields in self.unanswered.pop(put.id, ()):
+                    self._told(fields)
             put.done.set()
 
     def _forget(self, ticket: Ticket[Any]) -> None:
@@ -892,15 +905,8 @@ class PoolLink(Generic[Res]):
 
     async def _send_puts(self) -> None:
         while self.puts:
-            # A batch of requests without a key, or one with: in their order.
-            batch: list[_Put] = []
-            for put in self.puts[:_BATCH]:
-                if put.key is not None and batch:
-                    break
-                batch.append(put)
-                if put.key is not None:
-                    break
-            del self.puts[: len(batch)]
+            batch = self.puts[:_BATCH]
+            del self.puts[:_BATCH]
             for put in batch:
                 put.sent = True
             try:
@@ -914,16 +920,22 @@ class PoolLink(Generic[Res]):
             self._answered(batch, statuses, room)
 
     async def _send(self, batch: list[_Put]) -> tuple[list[int | None], str | None]:
-        """Queue *batch*: requests without a key, or one with (see _send_puts)."""
+        """Queue *batch* in one call (with a key or more, through ``share``)."""
         shed = self.mode is Backpressure.SHED
-        first = batch[0]
-        if first.key is None:
+        if all(put.key is None for put in batch):
             requests = [(put.id, put.level, put.payload) for put in batch]
             return await self.server.put(requests, self.max_size, shed=shed)
-        status, room = await self.server.share(
-            (first.id, first.level, first.payload), first.key, self.max_size, shed=shed
-        )
-        return [status], room
+        keyed = [(put.id, put.level, put.payload, put.key) for put in batch]
+        for put in batch:
+            if put.key is not None:
+                # Messages about it wait until its answer is known (_answered).
+                self.unanswered[put.id] = []
+        try:
+            return await self.server.share(keyed, self.max_size, shed=shed)
+        except BaseException:
+            for put in batch:
+                self.unanswered.pop(put.id, None)
+            raise
 
     async def _send_cancel(self, ticket: Ticket[Any]) -> None:
         # After an abort the ticket is settled and forgotten: its id is rebuilt.
@@ -1090,6 +1102,10 @@ class PoolLink(Generic[Res]):
         """Act on a message of the reply stream."""
         kind = fields[b"k"]
         request_id = fields[b"i"].decode()
+        waiting = self.unanswered.get(request_id)
+        if waiting is not None:
+            waiting.append(fields)
+            return
         now = self.clock()
         if kind == b"x":
             self._cancel_held(request_id, now)

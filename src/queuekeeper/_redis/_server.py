@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DIGEST",
     "JOINED",
+    "JOINED_RUNNING",
     "MAX_PRIORITY",
     "WAIT_BLOCK",
     "Batcher",
@@ -71,8 +72,10 @@ _PREFIX: Final = f"qk_{DIGEST}_"
 _SOURCE: Final = _TEMPLATE.replace("QK_LIBRARY", _LIBRARY).replace(
     "'QK_", f"'{_PREFIX}"
 )
-#: What :meth:`ServerQueue.share` returns for a request that joined another.
+#: What :meth:`ServerQueue.share` returns for a request that joined a queued one.
 JOINED: Final = -2
+#: ... and for one that joined a request already taken by a worker.
+JOINED_RUNNING: Final = -3
 #: Longest a wait for a ring blocks on the server, in seconds. The wait cannot be
 #: cancelled in flight (see the module), so a cancelled or closed waiter ends
 #: within this; each idle waiter costs a few commands a second.
@@ -437,40 +440,34 @@ class ServerQueue:
 
     async def share(
         self,
-        request: tuple[str, int, bytes],
-        key: bytes,
+        requests: Sequence[tuple[str, int, bytes, bytes | None]],
         max_size: int | None,
         *,
         shed: bool = False,
-    ) -> tuple[int | None, str | None]:
-        """Queue *request* (id, priority, payload) under *key*, or join its twin.
+    ) -> tuple[list[int | None], str | None]:
+        """:meth:`put` for requests (id, priority, payload, key) some with a key.
 
-        While a request queued under an equal *key* is queued or running, this
-        one is not queued: it waits for that request's outcome (its submitter is
-        told of it under this one's id), and that request moves up to its
-        priority if that is better. Returns :data:`JOINED` then; else as
-        :meth:`put` for one request: its sequence number or ``None``, and the
-        last ring of :attr:`room` if there was no room.
+        While a request queued under an equal *key* is queued or taken, one with
+        that key is not queued: it waits for that request's outcome (its
+        submitter is told of it under this one's id), and that request moves up
+        to its priority if that is better. Its status is then :data:`JOINED`, or
+        :data:`JOINED_RUNNING` if that request is taken; the others are as
+        :meth:`put` returns them. A join takes no room.
 
         Raises:
-            ValueError: The request's id is queued or taken already.
+            ValueError: A request's id is queued or taken already.
         """
-        request_id, priority, payload = request
-        args: list[object] = [
-            -1 if max_size is None else max_size,
-            int(shed),
-            request_id,
-            check_priority(priority),
-            payload,
-            key,
-        ]
+        args: list[object] = [-1 if max_size is None else max_size, int(shed)]
+        for request_id, priority, payload, key in requests:
+            args += (request_id, check_priority(priority), payload, key or b"")
         reply = await self._call("share", args)
-        status = int(reply[0])
-        if status == -1:
-            msg = f"request id {request_id!r} is in the queue already"
-            raise ValueError(msg)
-        room = reply[1].decode() if len(reply) > 1 else None
-        return status or None, room
+        statuses, rest = reply[: len(requests)], reply[len(requests) :]
+        for request, status in zip(requests, statuses, strict=True):
+            if status == -1:
+                msg = f"request id {request[0]!r} is in the queue already"
+                raise ValueError(msg)
+        room = rest[0].decode() if rest else None
+        return [int(status) or None for status in statuses], room
 
     async def promote(self, request_id: str, priority: int) -> bool:
         """Move a queued request (or the one it waits for) up to *priority*.

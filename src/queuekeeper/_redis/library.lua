@@ -625,50 +625,69 @@ local function position(keys, args)
   return {count, done, now}
 end
 
--- Move the queued request id up to priority (to the end of that level) if that
--- is better than its level; 1 if it moved.
+-- Move request id up to priority (to the end of that level) if that is better
+-- than its level: in the queue if queued (1), else, if it is taken, where its
+-- lease puts it back should it run out or be released (0).
 local function raise_to(keys, id, priority)
-  local score = redis.call('ZSCORE', keys[1], id)
-  if not score then
+  local hold = redis.call('HGET', keys[5], id)
+  if not hold then
     return 0
   end
-  local level = math.floor(tonumber(score) / SEQ_SPAN)
+  local score = tonumber(string.match(hold, '^(%d+):'))
+  local level = math.floor(score / SEQ_SPAN)
   if priority >= level then
+    return 0
+  end
+  local new = priority * SEQ_SPAN + redis.call('HINCRBY', keys[3], 'seq', 1)
+  redis.call('HSET', keys[5], id, exact(new) .. string.match(hold, '^%d+(:.*)$'))
+  if not redis.call('ZSCORE', keys[1], id) then
     return 0
   end
   redis.call('ZREM', keys[1], id)
   level_count(keys[3], level, -1)
-  local new = priority * SEQ_SPAN + redis.call('HINCRBY', keys[3], 'seq', 1)
-  local hold = redis.call('HGET', keys[5], id)
-  redis.call('HSET', keys[5], id, exact(new) .. string.match(hold, '^%d+(:.*)$'))
   enqueue(keys, id, new)
   return 1
 end
 
--- share(max_size, shed, id, priority, payload, key) -> put's reply for the one
--- request, or {-2} if a request queued under key is still queued or running:
--- then id waits for its outcome (finish, started and shed tell id too; see
--- cancel), and that request moves up to priority if that is better. The first
--- request of a key is queued as put queues it, and takes sharers until it is
--- done with.
+-- share(max_size, shed, id, priority, payload, key, ...) -> one status per
+-- request, as put's (and the last ring of room after them if one found no room),
+-- where a request with a key ('' for none) may instead join a request queued
+-- under an equal key that is still queued (-2) or taken (-3): it is not queued
+-- but waits for that request's outcome (finish, started and shed tell its id
+-- too; see cancel), and that request moves up to its priority if that is
+-- better. The first request of a key is queued as put queues it, and takes
+-- sharers until it is done with. A join takes no room, so it is never refused.
 local function share(keys, args)
-  local id, priority, key = args[3], tonumber(args[4]), args[6]
-  local work = redis.call('HGET', keys[10], 'k:' .. key)
-  if work and redis.call('HEXISTS', keys[2], work) == 1 then
-    local list = redis.call('HGET', keys[10], 'j:' .. work) or work
-    redis.call('HSET', keys[10], 'j:' .. work, list .. ' ' .. id, 'w:' .. id, work)
-    raise_to(keys, work, priority)
-    return {-2}
+  local out, full, room = {}, false, nil
+  for i = 3, #args, 4 do
+    local id, priority, key = args[i], tonumber(args[i + 1]), args[i + 3]
+    local work = key ~= '' and redis.call('HGET', keys[10], 'k:' .. key)
+    if work and redis.call('HEXISTS', keys[2], work) == 1 then
+      local list = redis.call('HGET', keys[10], 'j:' .. work) or work
+      redis.call('HSET', keys[10], 'j:' .. work, list .. ' ' .. id, 'w:' .. id, work)
+      raise_to(keys, work, priority)
+      out[#out + 1] = redis.call('ZSCORE', keys[4], work) and -3 or -2
+    elseif full then
+      out[#out + 1] = 0
+    else
+      local one = put(keys, {args[1], args[2], id, args[i + 1], args[i + 2]})
+      out[#out + 1] = one[1]
+      if one[1] == 0 then
+        full, room = true, one[2]
+      elseif one[1] > 0 and key ~= '' then
+        redis.call('HSET', keys[10], 'k:' .. key, id, 'c:' .. id, key)
+      end
+    end
   end
-  local out = put(keys, {args[1], args[2], id, args[4], args[5]})
-  if out[1] > 0 then
-    redis.call('HSET', keys[10], 'k:' .. key, id, 'c:' .. id, key)
+  if full then
+    out[#out + 1] = room
   end
   return out
 end
 
 -- promote(id, priority) -> 1 if the queued request id (or the one it waits for)
--- moved up to priority, the end of that level; 0 if not queued or not better
+-- moved up to priority, the end of that level; 0 if not better, or not queued
+-- (a taken one goes back at that level if it goes back: see raise_to)
 local function promote(keys, args)
   local work = redis.call('HGET', keys[10], 'w:' .. args[1]) or args[1]
   return raise_to(keys, work, tonumber(args[2]))
