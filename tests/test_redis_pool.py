@@ -844,6 +844,9 @@ async def test_a_restarted_server_loses_nothing_and_pools_resume(
                 ConnectionError, match=r"Redis queue 'faults-.*' is unreachable"
             ):
                 await front.submit(99)
+            with pytest.raises(ConnectionError, match="is unreachable"):
+                await front.submit(97, key="k")  # the same with a key
+            assert {} == front._link.unanswered
             async with WorkerPool(
                 record, queue=RedisQueue(redis, name), workers=2
             ) as back:
