@@ -36,6 +36,7 @@ from queuekeeper.cli._app import (
     _arrivals_row,
     _live_view,
     _print_summary,
+    _Sample,
     _sample,
     _show,
     build_parser,
@@ -1060,14 +1061,19 @@ def test_live_view_shows_every_level_labelled_and_whole(width: int) -> None:
     assert "finished 1200000 = completed 1200000 + failed 0 + shed 0" in text
     assert "Ctrl-C" not in text
     assert "sample request: none queued" in text
-    with_sample = render(
-        _live_view(Workload(), status, 3.2, sample=("run-7", 12, 2.25)), width
+    sample = _Sample("run-7", "low", 1.25, 12, 2.25)
+    with_sample = render(_live_view(Workload(), status, 3.2, sample=sample), width)
+    assert (
+        "sample request run-7 (low, queued 1.2 s): position 12, starts in ~2.2 s"
+        in " ".join(with_sample.split())
     )
-    assert "sample request run-7: position 12, starts in ~2.2 s" in with_sample
     unknown = render(
-        _live_view(Workload(), status, 3.2, sample=("run-7", 0, None)), width
+        _live_view(
+            Workload(), status, 3.2, sample=sample._replace(position=0, eta=None)
+        ),
+        width,
     )
-    assert "sample request run-7: position 0, start unknown" in unknown
+    assert "position 0, start unknown" in " ".join(unknown.split())
 
 
 @pytest.mark.anyio
@@ -1084,7 +1090,15 @@ async def test_the_live_view_follows_a_queued_sample_request() -> None:
         await pool.submit(0)
         report.sample = await pool.submit(1)
         await anyio.wait_all_tasks_blocked()
-        assert (report.sample.id, 0, None) == _sample(report)
+        sample = _sample(report)
+        assert sample is not None
+        assert (report.sample.id, "normal", 0, None) == (
+            sample.id,
+            sample.level,
+            sample.position,
+            sample.eta,
+        )
+        assert 0 <= sample.waited
         gate.set()
     assert _sample(report) is None
 

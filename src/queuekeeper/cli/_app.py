@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, NoReturn
 
 import anyio
 from rich.cells import cell_len
@@ -712,24 +712,48 @@ def _arrivals_row(
     return bar, figure
 
 
-def _sample(report: RunReport) -> tuple[str, int, float | None] | None:
-    """The live view's sample request: its id, position and ETA, if still queued."""
+class _Sample(NamedTuple):
+    """What the live view shows of its sample request (see :func:`_sample`)."""
+
+    id: str
+    #: Its priority, as the view labels it.
+    level: str
+    #: Seconds it has waited so far.
+    waited: float
+    position: int
+    #: Seconds until it starts at the recent service rate (``Ticket.eta()``),
+    #: or ``None`` when unknown.
+    eta: float | None
+
+
+def _sample(report: RunReport) -> _Sample | None:
+    """The live view's sample request, if still queued."""
     ticket = report.sample
     if ticket is None:
         return None
     position = ticket.position
     if position is None:
         return None
-    return ticket.id, position, ticket.eta()
+    waited = anyio.current_time() - ticket.submitted_at
+    return _Sample(
+        ticket.id, priority_label(ticket.priority), waited, position, ticket.eta()
+    )
 
 
-def _sample_line(sample: tuple[str, int, float | None] | None) -> str:
-    """The live view's line on its sample request (see :func:`_sample`)."""
+def _sample_line(sample: _Sample | None) -> str:
+    """The live view's line on its sample request (see :func:`_sample`).
+
+    How long it has waited goes beside its ETA: an ETA counts the requests ahead
+    of it now, and later arrivals of a higher priority push it back.
+    """
     if sample is None:
         return "sample request: none queued"
-    ticket_id, position, eta = sample
+    eta = sample.eta
     starts = "start unknown" if eta is None else f"starts in ~{eta:.1f} s"
-    return f"sample request {ticket_id}: position {position}, {starts}"
+    return (
+        f"sample request {sample.id} ({sample.level}, queued {sample.waited:.1f} s):"
+        f" position {sample.position}, {starts}"
+    )
 
 
 def _live_view(
@@ -739,11 +763,11 @@ def _live_view(
     *,
     ended: float | None = None,
     interrupted: str | None = None,
-    sample: tuple[str, int, float | None] | None = None,
+    sample: _Sample | None = None,
 ) -> Group:
     """What a terminal shows during a run, *ended* seconds in the arrivals ended.
 
-    *sample* is a queued request's id, position and ETA (see :func:`_sample`).
+    *sample* is a queued request to follow (see :func:`_sample`).
     """
     header = _Phrases(
         Text.assemble(
