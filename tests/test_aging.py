@@ -27,7 +27,7 @@ from queuekeeper import (
     create_priority_channel,
 )
 from queuekeeper._memory import MemoryQueue
-from queuekeeper._order import GONE, OrderedStore, aged_level
+from queuekeeper._order import GONE, AgingBuckets, OrderedStore, aged_level
 
 if TYPE_CHECKING:
     from queuekeeper import Ticket
@@ -106,10 +106,10 @@ async def test_an_aged_item_goes_ahead_of_younger_items_of_its_new_level() -> No
         send.send_nowait("low-1", Priority.LOW)
         send.send_nowait("low-2", Priority.LOW)
         store = send._state.store
-        assert store is not None
-        born = store.levels[Priority.LOW].borns
-        for index in range(len(born)):
-            born[index] -= 20.0  # as if sent 20 s ago
+        assert isinstance(store, AgingBuckets)
+        bucket = store.buckets[Priority.LOW]
+        for index, (born, seq, item) in enumerate(bucket):
+            bucket[index] = (born - 20.0, seq, item)  # as if sent 20 s ago
         store.calm = -math.inf  # (what the store knew of their age)
         send.send_nowait("high", Priority.HIGH)
         send.send_nowait("critical", Priority.CRITICAL)
@@ -206,6 +206,92 @@ def test_the_store_agrees_with_a_sorted_model(
             assert found[1] > now[0]
             assert key(item)[0] == store.effective(item, level_of)
     assert sorted(model, key=key) == [item for item, _ in _drain(store)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["push", "front", "pop", "remove", "tick"]),
+            st.integers(0, 11),
+            st.integers(0, 10**6),
+        ),
+        max_size=150,
+    ),
+    aging=st.sampled_from([1.0, 2.5]),
+)
+def test_the_aging_buckets_agree_with_the_ordered_store(
+    ops: list[tuple[str, int, int]], aging: float
+) -> None:
+    """A channel's light store takes, removes and counts as an OrderedStore does.
+
+    On a fake clock that moves in steps of a quarter second, so that items tie
+    on arrival time and heads reach a period's boundary exactly.
+    """
+    now = [0.0]
+    light: AgingBuckets[int] = AgingBuckets(aging)
+    light.clock = lambda: now[0]
+    ordered: OrderedStore[int] = OrderedStore(aging)
+    ordered.clock = lambda: now[0]
+    queued: list[tuple[int, int]] = []
+    names = iter(range(10**9))
+    for op, level, pick in ops:
+        if op in {"push", "front"}:
+            item = next(names)
+            light.push(item, level, front=op == "front")
+            ordered.push(item, level, front=op == "front")
+            queued.append((item, level))
+        elif op == "pop":
+            got = ordered.pop(None)
+            assert got == light.pop(None)
+            queued = [entry for entry in queued if entry[0] != got]
+        elif op == "remove" and queued:
+            item, at = queued.pop(pick % len(queued))
+            assert not light.remove_identity(item, at + 1)
+            assert light.remove_identity(item, at)
+            assert ordered.remove_identity(item, at)
+            assert not light.remove_identity(item, at)
+        else:
+            now[0] += (pick % 7) * 0.25
+        assert ordered.sizes() == light.sizes()
+        assert ordered.heads() == light.heads()
+    assert ordered.clear() == light.clear()
+    assert light.pop(None) is None
+    assert {} == light.sizes()
+
+
+def test_removing_what_is_not_queued_finds_nothing() -> None:
+    """remove_identity() is False for an absent level, item, or emptied level."""
+    stores: list[AgingBuckets[int] | OrderedStore[int]] = [
+        AgingBuckets(1.0),
+        OrderedStore(1.0),
+    ]
+    for store in stores:
+        store.clock = lambda: 0.0
+        assert not store.remove_identity(1, 3)  # no such level
+        store.push(1, 3)
+        assert not store.remove_identity(2, 3)  # not in its level
+        assert store.remove_identity(1, 3)
+        assert not store.remove_identity(1, 3)  # its level emptied
+
+
+def test_the_aging_buckets_drop_idle_levels_beyond_a_few() -> None:
+    """Emptied levels keep their deques up to a point, not for every level seen."""
+    store: AgingBuckets[int] = AgingBuckets(1.0)
+    store.clock = lambda: 0.0
+    for level in range(12):
+        store.push(level, level)
+    assert list(range(12)) == [store.pop(None) for _ in range(12)]
+    assert len(store.buckets) <= 8
+    assert store.pop(None) is None
+
+
+async def test_the_aging_buckets_read_the_running_backends_clock() -> None:
+    """The first clock read binds the backend's clock (asyncio's: the monotonic)."""
+    store: AgingBuckets[str] = AgingBuckets(1.0)
+    store.push("a", 3)
+    assert store.clock is not store._first_clock
+    assert ["a"] == store.heads()
 
 
 def _drain(store: OrderedStore[int]) -> list[tuple[int, int]]:

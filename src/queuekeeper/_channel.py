@@ -30,7 +30,7 @@ from anyio import (
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.lowlevel import checkpoint
 
-from ._order import OrderedStore, check_aging
+from ._order import AgingBuckets, OrderedStore, check_aging
 from ._priority import Priority, check_priority
 from ._status import ChannelStatistics
 from ._util import (
@@ -197,10 +197,10 @@ class _ChannelState(Generic[T]):
         # the channel ages its items or its positions are watched (see
         # queuekeeper._order); None on the default path. While it is set,
         # ``limit`` and ``ready`` stay off, so the fast paths never run.
-        self.store: OrderedStore[T] | None = None
+        self.store: OrderedStore[T] | AgingBuckets[T] | None = None
 
     @ki_protected
-    def use_store(self, store: OrderedStore[T]) -> None:
+    def use_store(self, store: OrderedStore[T] | AgingBuckets[T]) -> None:
         """Hold the items in *store* from now on (those buffered move in, in order)."""
         for level in self.levels:
             for item in self.buckets[level]:
@@ -324,7 +324,8 @@ class _ChannelState(Generic[T]):
             if self.store is not None:
                 self.store.push(item, priority)
                 size = self.size = self.size + 1
-                self.peak_size = max(self.peak_size, size)
+                if size > self.peak_size:  # noqa: PLR1730 (cheaper than max())
+                    self.peak_size = size
                 return False
         # push() inlined: this is the hot path.
         try:
@@ -921,7 +922,7 @@ class create_priority_channel(  # noqa: N801 (a factory, spelled like a function
         state: _ChannelState[T] = _ChannelState(check_max_size(max_size))
         seconds = check_aging(aging)
         if seconds is not None:
-            state.use_store(OrderedStore(seconds))
+            state.use_store(AgingBuckets(seconds))
         send: PrioritySendChannel[T] = PrioritySendChannel._create(state)
         receive: PriorityReceiveChannel[T] = PriorityReceiveChannel._create(state)
         return (send, receive)

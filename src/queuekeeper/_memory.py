@@ -143,7 +143,7 @@ class MemoryQueue(Generic[T]):
         """Take out the newest request of the lowest level, if lower than *above*."""
         state = self._state
         if state.store is not None:
-            evicted = state.store.pop_newest(above)
+            evicted = cast("OrderedStore[T]", state.store).pop_newest(above)
             if evicted is not None:
                 state.size -= 1
             return evicted
@@ -290,7 +290,7 @@ class MemoryQueue(Generic[T]):
         occupies room, so ``max_size`` holds).
         """
         state = self._state
-        store = state.store
+        store = cast("OrderedStore[T] | None", state.store)
         if store is not None:
             # By effective level, with aging (see queuekeeper._order).
             item = store.pop_within(limit, None)
@@ -368,7 +368,7 @@ class MemoryQueue(Generic[T]):
         while index and takers[index - 1].limit > limit:
             index -= 1
         takers.insert(index, taker)
-        store = self._state.store
+        store = cast("OrderedStore[T] | None", self._state.store)
         deadline = math.inf if store is None else store.reaches(limit)
         taker.deadline = deadline
         try:
@@ -419,7 +419,7 @@ class MemoryQueue(Generic[T]):
         """Take *request* out of its level's bucket; whether it was there."""
         state = self._state
         if state.store is not None:
-            if not state.store.remove(request, priority):
+            if not cast("OrderedStore[T]", state.store).remove(request, priority):
                 return False
         else:
             bucket = state.buckets.get(priority)
@@ -473,7 +473,7 @@ class MemoryQueue(Generic[T]):
         """
         state = self._state
         if state.store is not None:
-            found = state.store.rank(request, priority)
+            found = cast("OrderedStore[T]", state.store).rank(request, priority)
             return None if found is None else found[0]
         bucket = state.buckets.get(priority)
         if not bucket:
@@ -497,7 +497,7 @@ class MemoryQueue(Generic[T]):
 
         Without aging, *priority* (whether queued or not).
         """
-        store = self._state.store
+        store = cast("OrderedStore[T] | None", self._state.store)
         if store is None or store.aging is None:
             return priority
         return store.effective(request, priority)
@@ -518,7 +518,7 @@ class MemoryQueue(Generic[T]):
     def unwatch(self, priority: int) -> None:
         """A watcher registered with :meth:`watch` is gone."""
         state = self._state
-        store = state.store
+        store = cast("OrderedStore[T] | None", state.store)
         assert store is not None  # noqa: S101 (a watcher keeps it)
         store.unwatch(priority)
         if not store.watch and store.aging is None:
@@ -538,7 +538,7 @@ class MemoryQueue(Generic[T]):
         next change of the queue that may move it. Only while a watcher of
         *priority* is registered (see :meth:`watch`).
         """
-        store = self._state.store
+        store = cast("OrderedStore[T] | None", self._state.store)
         assert store is not None  # noqa: S101 (a watcher keeps it)
         found = store.rank(request, priority)
         event = store.event(priority)
@@ -548,7 +548,7 @@ class MemoryQueue(Generic[T]):
 
     def wake_watchers(self) -> None:
         """Wake every watcher (a request left the queue some other way)."""
-        store = self._state.store
+        store = cast("OrderedStore[T] | None", self._state.store)
         if store is not None:
             store.wake_all()
 

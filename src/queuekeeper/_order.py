@@ -25,8 +25,11 @@ times and sequence numbers both grow along it), found by binary search.
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 from bisect import bisect_left, insort
+from collections import deque
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
 from anyio import Event, current_time
@@ -36,7 +39,7 @@ from ._util import Backend, describe
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["GONE", "OrderedStore", "aged_level", "check_aging"]
+__all__ = ["GONE", "AgingBuckets", "OrderedStore", "aged_level", "check_aging"]
 
 T = TypeVar("T")
 
@@ -44,6 +47,9 @@ T = TypeVar("T")
 GONE: Final[Any] = object()
 #: Entries behind ``start`` kept before a level's lists are compacted.
 _COMPACT_AFTER: Final = 32
+#: Emptied levels whose deques an :class:`AgingBuckets` keeps for reuse (as the
+#: channel's buckets do); beyond that an emptied level's deque is dropped.
+_KEEP_IDLE_LEVELS: Final = 8
 #: A watcher's next wake-up is at least this far ahead (seconds), so that a
 #: boundary the clock's rounding puts a hair late is never a busy loop.
 _NUDGE: Final = 1e-6
@@ -528,3 +534,151 @@ class OrderedStore(Generic[T]):
             if level >= lowest:
                 slot[0].set()
                 slot[0] = self.new_event()
+
+
+@final
+class AgingBuckets(Generic[T]):
+    """A channel's items by (aged level, arrival): the light store behind ``aging=``.
+
+    The same order as an :class:`OrderedStore` with *aging* and no tracking (an
+    item gains one level per *aging* seconds waited, never past 1; taken by
+    (aged level, arrival), FIFO within a level; an item given back to the front
+    of its level is as old as that level's head and just ahead of it), for what
+    a channel needs and nothing more: no positions, no watchers, no removal by
+    item. Each level is one :class:`collections.deque` of ``(born, seq, item)``
+    entries; ``order`` lists the non-empty levels, ascending.
+
+    A take reads the clock only when two or more levels hold items, and compares
+    the heads only once the clock has reached ``calm``: the earliest time some
+    head above level 1 has waited a whole period. Before that no queued item has
+    aged (a level's head is its oldest), so the order is strict priority and a
+    take pops the first level's head. ``calm`` is lowered as a level gets a new
+    head by a push; taking or removing a head only makes it early, and the takes
+    that compare recompute it.
+
+    The clock is the backend's, which never goes back; so arrival times grow
+    along a level, as an :class:`OrderedStore` makes them.
+    """
+
+    __slots__ = ("aging", "buckets", "calm", "clock", "order", "seq")
+
+    def __init__(self, aging: float) -> None:
+        self.aging: float = aging
+        #: The backend's clock, found at its first use (see :meth:`_first_clock`).
+        self.clock: Callable[[], float] = self._first_clock
+        self.buckets: dict[int, deque[tuple[float, float, T]]] = {}
+        self.order: list[int] = []
+        self.seq: int = 0
+        self.calm: float = math.inf
+
+    def _first_clock(self) -> float:
+        backend = Backend()
+        try:
+            backend.bind()
+        except RuntimeError:  # pragma: no cover (another anyio backend)
+            return current_time()
+        clock = backend.clock
+        if getattr(clock, "__func__", None) is asyncio.BaseEventLoop.time:
+            # What the loop's time() returns, without its Python-level call.
+            clock = time.monotonic
+        self.clock = clock
+        return clock()
+
+    def push(self, item: T, level: int, *, front: bool = False) -> None:
+        """Queue *item* at *level*: behind its level's items, or ahead if *front*."""
+        born = self.clock()
+        bucket = self.buckets.get(level)
+        if bucket is None:
+            bucket = self.buckets[level] = deque()
+        if not bucket:
+            order = self.order
+            if not order or order[-1] < level:
+                order.append(level)
+            else:
+                insort(order, level)
+            if level > 1 and born + self.aging < self.calm:
+                self.calm = born + self.aging
+        elif front:
+            # Given back by a receiver: first in line again, as old as the head.
+            head_born, head_seq, _ = bucket[0]
+            bucket.appendleft((head_born, head_seq - 0.5, item))
+            return
+        seq = self.seq = self.seq + 1
+        bucket.append((born, seq, item))
+
+    def pop(self, nothing: object) -> object:
+        """Take the next item, best (aged level, arrival) first; or *nothing*."""
+        order = self.order
+        if not order:
+            return nothing
+        level = order[0]
+        if len(order) > 1:
+            now = self.clock()
+            if now >= self.calm:
+                level = self._best(now)
+        bucket = self.buckets[level]
+        item = bucket.popleft()[2]
+        if not bucket:
+            self._drop(level)
+        return item
+
+    def _best(self, now: float) -> int:
+        """The level whose head goes next by (aged level, arrival); resets ``calm``."""
+        buckets = self.buckets
+        aging = self.aging
+        best: tuple[int, float] | None = None
+        level = 0
+        calm = math.inf
+        for each in self.order:
+            born, seq, _ = buckets[each][0]
+            key = (aged_level(each, now - born, aging), seq)
+            if best is None or key < best:
+                best, level = key, each
+            if each > 1 and born + aging < calm:
+                calm = born + aging
+        self.calm = calm
+        return level
+
+    def _drop(self, level: int) -> None:
+        """Forget *level*, whose deque is empty."""
+        self.order.remove(level)
+        if len(self.buckets) > _KEEP_IDLE_LEVELS:
+            del self.buckets[level]
+
+    def remove_identity(self, item: object, level: int) -> bool:
+        """Take out this very object (most likely near the end); ``False`` if gone."""
+        bucket = self.buckets.get(level)
+        if not bucket:
+            return False
+        for index in range(len(bucket) - 1, -1, -1):
+            if bucket[index][2] is item:
+                del bucket[index]
+                if not bucket:
+                    self._drop(level)
+                return True
+        return False
+
+    def clear(self) -> list[tuple[T, int]]:
+        """Take out every item, with its level, level by level in arrival order."""
+        buckets = self.buckets
+        out = [(entry[2], level) for level in self.order for entry in buckets[level]]
+        buckets.clear()
+        self.order.clear()
+        self.calm = math.inf
+        return out
+
+    def heads(self) -> list[T]:
+        """The first (oldest) item of each non-empty level."""
+        buckets = self.buckets
+        return [buckets[level][0][2] for level in self.order]
+
+    def sizes(self) -> dict[int, int]:
+        """Queued items by non-empty level, ascending."""
+        buckets = self.buckets
+        sizes = {}
+        for level in tuple(self.order):  # one step: safe from a scrape thread
+            bucket = buckets.get(level)
+            # Empty only if a take emptied the level as another thread read it.
+            if bucket:  # pragma: no branch
+                sizes[level] = len(bucket)
+        return sizes
