@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -260,6 +261,58 @@ def test_the_aging_buckets_agree_with_the_ordered_store(
     assert {} == light.sizes()
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["send", "receive", "give_back", "take_back", "tick"]),
+            st.integers(0, 5),
+            st.integers(0, 10**6),
+        ),
+        max_size=150,
+    ),
+    aging=st.sampled_from([1.0, 2.5]),
+)
+def test_an_aging_channel_takes_as_the_ordered_store_does(
+    ops: list[tuple[str, int, int]], aging: float
+) -> None:
+    """The channel's inlined steps keep the order of an OrderedStore."""
+    now = [0.0]
+    send, receive = create_priority_channel[int](aging=aging)
+    state = send._state
+    assert state.store is not None
+    state.store.clock = lambda: now[0]
+    ordered: OrderedStore[int] = OrderedStore(aging)
+    ordered.clock = lambda: now[0]
+    queued: list[tuple[int, int]] = []
+    names = iter(range(10**9))
+    for op, level, pick in ops:
+        if op in {"send", "give_back"}:
+            item = next(names)
+            if op == "send":
+                send.send_nowait(item, level)
+            else:
+                state.give_back(item, level)
+            ordered.push(item, level, front=op == "give_back")
+            queued.append((item, level))
+        elif op == "receive":
+            expected = ordered.pop(None)
+            if expected is None:
+                with pytest.raises(anyio.WouldBlock):
+                    receive.receive_nowait()
+            else:
+                assert expected == receive.receive_nowait()
+                queued = [entry for entry in queued if entry[0] != expected]
+        elif op == "take_back" and queued:
+            item, at = queued.pop(pick % len(queued))
+            assert state.take_back(item, at)
+            assert ordered.remove_identity(item, at)
+        else:
+            now[0] += (pick % 7) * 0.25
+        assert ordered.sizes() == dict(send.statistics().size_by_priority)
+        assert len(queued) == send.statistics().current_size
+
+
 def test_removing_what_is_not_queued_finds_nothing() -> None:
     """remove_identity() is False for an absent level, item, or emptied level."""
     stores: list[AgingBuckets[int] | OrderedStore[int]] = [
@@ -286,12 +339,28 @@ def test_the_aging_buckets_drop_idle_levels_beyond_a_few() -> None:
     assert store.pop(None) is None
 
 
-async def test_the_aging_buckets_read_the_running_backends_clock() -> None:
-    """The first clock read binds the backend's clock (asyncio's: the monotonic)."""
+async def test_the_aging_buckets_read_the_running_backends_clock(
+    anyio_backend_name: str,
+) -> None:
+    """The first clock read binds a clock that runs as the backend's does."""
     store: AgingBuckets[str] = AgingBuckets(1.0)
     store.push("a", 3)
-    assert store.clock is not store._first_clock
+    plain = time.monotonic if anyio_backend_name == "asyncio" else time.perf_counter
+    assert plain is store.clock
     assert ["a"] == store.heads()
+
+
+def test_the_aging_buckets_keep_a_virtual_clock() -> None:
+    """A clock that is not the system's (Trio's MockClock) is read as it is."""
+
+    async def scenario() -> tuple[float, float]:
+        store: AgingBuckets[str] = AgingBuckets(1.0)
+        store.push("a", 3)
+        await anyio.sleep(5.0)
+        return store.clock(), anyio.current_time()
+
+    ours, theirs = run_on_virtual_time(scenario)
+    assert ours == theirs
 
 
 def _drain(store: OrderedStore[int]) -> list[tuple[int, int]]:

@@ -21,6 +21,10 @@ they arrived (made non-decreasing within the level). A take advances the level's
 ``holes``); the lists are compacted when half of them is behind ``start``. So the
 items ahead of a given one in another level form a prefix of that level (arrival
 times and sequence numbers both grow along it), found by binary search.
+
+A channel made with ``aging=`` needs neither positions nor watchers (only a pool's
+queue has those), and uses :class:`AgingBuckets` instead: the same order from one
+deque per level, at a fraction of the cost.
 """
 
 from __future__ import annotations
@@ -536,6 +540,25 @@ class OrderedStore(Generic[T]):
                 slot[0] = self.new_event()
 
 
+def _plain_clock(clock: Callable[[], float]) -> Callable[[], float]:
+    """A C function that measures the same intervals as *clock*, else *clock*.
+
+    An aging store only compares its own readings, so a clock that differs from
+    the backend's by a constant serves as well and saves a Python-level call on
+    every send and receive: asyncio's ``loop.time()`` is ``time.monotonic()``,
+    and Trio's ``SystemClock.current_time()`` is a fixed offset plus
+    ``time.perf_counter()``. Any other clock (a loop's own, Trio's
+    ``MockClock``) is used as it is.
+    """
+    method = getattr(clock, "__func__", None)
+    if method is asyncio.BaseEventLoop.time:
+        return time.monotonic
+    owner = type(getattr(clock, "__self__", None))
+    if owner.__module__.startswith("trio.") and owner.__name__ == "SystemClock":
+        return time.perf_counter
+    return clock
+
+
 @final
 class AgingBuckets(Generic[T]):
     """A channel's items by (aged level, arrival): the light store behind ``aging=``.
@@ -556,8 +579,15 @@ class AgingBuckets(Generic[T]):
     head by a push; taking or removing a head only makes it early, and the takes
     that compare recompute it.
 
-    The clock is the backend's, which never goes back; so arrival times grow
-    along a level, as an :class:`OrderedStore` makes them.
+    The clock is the backend's, or one that measures the same intervals (see
+    :func:`_plain_clock`); it never goes back, so arrival times grow along a
+    level, as an :class:`OrderedStore` makes them.
+
+    The channel's ``put()`` and ``take_slow()`` inline the two common steps,
+    a push onto a level that holds items and a take before ``calm``, to save a
+    call on each side; they rely on the layout above, and
+    ``tests/test_aging.py`` checks both this class and the channel against an
+    :class:`OrderedStore`.
     """
 
     __slots__ = ("aging", "buckets", "calm", "clock", "order", "seq")
@@ -577,11 +607,7 @@ class AgingBuckets(Generic[T]):
             backend.bind()
         except RuntimeError:  # pragma: no cover (another anyio backend)
             return current_time()
-        clock = backend.clock
-        if getattr(clock, "__func__", None) is asyncio.BaseEventLoop.time:
-            # What the loop's time() returns, without its Python-level call.
-            clock = time.monotonic
-        self.clock = clock
+        self.clock = clock = _plain_clock(backend.clock)
         return clock()
 
     def push(self, item: T, level: int, *, front: bool = False) -> None:
@@ -619,7 +645,7 @@ class AgingBuckets(Generic[T]):
         bucket = self.buckets[level]
         item = bucket.popleft()[2]
         if not bucket:
-            self._drop(level)
+            self.drop(level)
         return item
 
     def _best(self, now: float) -> int:
@@ -639,7 +665,7 @@ class AgingBuckets(Generic[T]):
         self.calm = calm
         return level
 
-    def _drop(self, level: int) -> None:
+    def drop(self, level: int) -> None:
         """Forget *level*, whose deque is empty."""
         self.order.remove(level)
         if len(self.buckets) > _KEEP_IDLE_LEVELS:
@@ -654,7 +680,7 @@ class AgingBuckets(Generic[T]):
             if bucket[index][2] is item:
                 del bucket[index]
                 if not bucket:
-                    self._drop(level)
+                    self.drop(level)
                 return True
         return False
 
