@@ -8,8 +8,10 @@ test checks that nothing of it is left once the requests are done with.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
+import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -563,4 +565,84 @@ async def test_a_promotion_holds_when_a_taken_request_goes_back(
             ticket.cancel()
             with pytest.raises(RequestCancelled):
                 await ticket.result()
+    assert {} == await registry_of(client, name)
+
+
+class CutShort:
+    """A pool's server whose share() first runs *cut* (the submitter's cancel)."""
+
+    def __init__(self, real: Any, cut: Callable[[], object]) -> None:
+        self.real = real
+        self.cut = cut
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def share(self, *args: Any, **kwargs: Any) -> Any:
+        self.cut()  # while the keyed put is in flight
+        return await self.real.share(*args, **kwargs)
+
+
+async def test_a_keyed_submit_cancelled_while_its_put_is_in_flight(
+    queue: Callable[..., RedisQueue], client: coredis.Redis[Any], name: str
+) -> None:
+    """A scope cancelled during the call: joined or queued, submit returns.
+
+    Refused for room, the cancellation is raised, not QueueFull.
+    """
+    async with (
+        front(queue(max_size=1), "a") as a,
+        front(queue(max_size=1), "b") as b,
+    ):
+        first = await a.submit("x", key="k")
+        scopes: list[anyio.CancelScope] = []
+        outcomes: list[object] = []
+        # (A lambda: the scope is the one current when the put is sent.)
+        b._link.server = CutShort(b._link.server, lambda: scopes[-1].cancel())  # noqa: PLW0108
+
+        async def submit(key: str) -> None:
+            with anyio.CancelScope() as scope:
+                scopes.append(scope)
+                outcomes.append(await b.submit("y", key=key))
+                outcomes.append("returned")
+            outcomes.append(scope.cancelled_caught)
+
+        await submit("k")  # joins a's request
+        await submit("other")  # a new key, and no room for it
+        assert ["returned", False, True] == outcomes[1:]
+        joined = outcomes[0]
+        assert isinstance(joined, Ticket)
+        assert TicketState.QUEUED is joined.state
+        for ticket in (joined, first):
+            ticket.cancel()
+            with pytest.raises(RequestCancelled):
+                await ticket.result()
+    assert (0, 1) == (b.status().submitted, b.status().coalesced)
+    assert {} == await registry_of(client, name)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_native_cancel_of_a_joining_submit_undoes_the_join(
+    queue: Callable[..., RedisQueue], client: coredis.Redis[Any], name: str
+) -> None:
+    """asyncio's task.cancel() during the call: raised, and the join is undone."""
+    async with front(queue(), "a") as a, front(queue(), "b") as b:
+        first = await a.submit("x", key="k")
+        task = asyncio.current_task()
+        assert task is not None
+        b._link.server = CutShort(b._link.server, task.cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await b.submit("y", key="k")
+        if sys.version_info >= (3, 11):
+            assert 0 == task.uncancel()
+
+        async def left() -> bool:
+            return not any(
+                field.startswith(b"w:") for field in await registry_of(client, name)
+            )
+
+        await until(left)  # b no longer waits for a's request
+        first.cancel()
+        with pytest.raises(RequestCancelled):
+            await first.result()
     assert {} == await registry_of(client, name)
