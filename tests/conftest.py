@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import socket
 import subprocess
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
     from pathlib import Path
+
+    from queuekeeper.redis import RedisQueue
 
 
 @pytest.fixture(
@@ -160,3 +164,24 @@ async def client(redis_port: int) -> AsyncIterator[Any]:
     redis = coredis.Redis(host="127.0.0.1", port=redis_port)
     async with redis:
         yield redis
+
+
+_queue_names = itertools.count()
+
+
+@pytest.fixture
+def name(request: pytest.FixtureRequest) -> str:
+    """A Redis queue name of the test's own (its module's name in it)."""
+    module = request.module.__name__.removeprefix("test_")
+    return f"{module}-{next(_queue_names)}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def queue(client: Any, name: str) -> Callable[..., RedisQueue]:
+    """Open the test's Redis queue: each call is another process's handle on it."""
+    from queuekeeper.redis import RedisQueue  # noqa: PLC0415 (the redis extra)
+
+    def open_queue(**options: Any) -> RedisQueue:
+        return RedisQueue(client, name, **options)
+
+    return open_queue

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from queuekeeper import PoolStatus, WorkerPool
+    from queuekeeper.redis import RedisQueue
 
 T = TypeVar("T")
 
@@ -191,3 +192,27 @@ def run_on_virtual_time(scenario: Callable[[], Awaitable[T]]) -> T:
         backend="trio",
         backend_options={"clock": MockClock(autojump_threshold=0)},
     )
+
+
+# -- Redis ----------------------------------------------------------------------------
+
+
+async def until(condition: Callable[[], Awaitable[bool] | bool]) -> None:
+    """Poll *condition* until it holds, for at most 30 s.
+
+    For what changes in another process, another pool or on the Redis server,
+    where no local event can say when.
+    """
+    with anyio.fail_after(30):
+        while True:
+            held = condition()
+            if not isinstance(held, bool):
+                held = await held
+            if held:
+                return
+            await anyio.sleep(0.01)
+
+
+async def queued_on_server(queue: RedisQueue) -> int:
+    """How many requests the Redis server has queued."""
+    return (await queue.fetch_statistics()).current_size

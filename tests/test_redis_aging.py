@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -15,27 +14,15 @@ pytest.importorskip("coredis", reason="the redis extra is not installed")
 
 from queuekeeper import Priority, TicketState, WorkerPool
 from queuekeeper._redis._server import ServerQueue
-from queuekeeper.redis import RedisQueue
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     import coredis
 
+    from queuekeeper.redis import RedisQueue
+
 pytestmark = pytest.mark.anyio
-
-_names = itertools.count()
-
-
-@pytest.fixture
-def queue(client: coredis.Redis[Any]) -> Callable[..., RedisQueue]:
-    """Open the test's queue: each call is another process's handle on it."""
-    name = f"aging-{next(_names)}-{uuid.uuid4().hex[:8]}"
-
-    def open_queue(**options: Any) -> RedisQueue:
-        return RedisQueue(client, name, **options)
-
-    return open_queue
 
 
 async def test_the_server_serves_an_aged_request_before_younger_ones_of_its_level(
@@ -49,14 +36,16 @@ async def test_the_server_serves_an_aged_request_before_younger_ones_of_its_leve
         await anyio.lowlevel.checkpoint()
         return request
 
-    aging = 0.05
+    # Real time (the server's clock): two periods and a tenth, which leaves most of
+    # a period for what follows before the LOW request ages past HIGH.
+    aging = 1.0
     # The pools that take requests age them, on the server; a submitting pool's
     # aging shows in its tickets' effective_priority.
     async with WorkerPool[Any, Any](
         None, queue=queue(), workers=0, aging=aging
     ) as front:
         low = await front.submit("low", priority=Priority.LOW)
-        await anyio.sleep(2.5 * aging)  # the server's clock: real time
+        await anyio.sleep(2.1 * aging)
         assert Priority.HIGH == low.effective_priority  # by the ticket's clock
         high = [
             await front.submit(f"high-{n}", priority=Priority.HIGH) for n in range(3)
@@ -97,16 +86,17 @@ async def test_the_server_ranks_positions_by_aged_level(
     """standing() answers as take() orders: by aged level, then arrival."""
     server = ServerQueue(client, f"standing-{uuid.uuid4().hex[:8]}")
     await server.put([("a", 4, b"a"), ("b", 3, b"b")], None)
-    await anyio.sleep(0.15)
+    # Real time (the server's clock), with half a period to spare either side.
+    await anyio.sleep(1.5)
     await server.put([("c", 2, b"c"), ("d", 4, b"d"), ("e", 0, b"e")], None)
-    # aging 0.1 s: a is at 3, b at 2 (older than c, also at 2); e never moves.
-    standings = [await server.standing(i, 0.1) for i in "abcde"]
+    # aging 1 s: a is at 3, b at 2 (older than c, also at 2); e never moves.
+    standings = [await server.standing(i, 1.0) for i in "abcde"]
     assert [3, 1, 2, 4, 0] == [position for position, _, _ in standings]
     strict = [(await server.standing(i, None))[0] for i in "abcde"]
     assert [3, 2, 1, 4, 0] == strict
-    taken, _ = await server.take(5, 30.0, "t", aging=0.1)
+    taken, _ = await server.take(5, 30.0, "t", aging=1.0)
     assert ["e", "b", "c", "a", "d"] == [each.id for each in taken]
-    assert (None, 0) == (await server.standing("a", 0.1))[:2]
+    assert (None, 0) == (await server.standing("a", 1.0))[:2]
     assert 5 == await server.ack("t", [each.id for each in taken])
     assert 5 == (await server.standing("a", None))[1]
 
@@ -183,14 +173,16 @@ async def test_the_take_script_compares_most_with_the_aged_level(
     """A reserved worker's limit (most) lets in a request that aged into it."""
     server = ServerQueue(client, f"most-{uuid.uuid4().hex[:8]}")
     await server.put([("old", 4, b"old")], None)
-    await anyio.sleep(0.25)  # aging 0.1 s: old is at 2 now
+    # Real time (the server's clock): aging 1 s, old is at 2 now, and young has a
+    # whole period to spare before it would move ahead of normal.
+    await anyio.sleep(2.5)
     await server.put([("young", 4, b"young"), ("normal", 3, b"normal")], None)
     assert [] == (await server.take(5, 30.0, "t", most=2))[0]  # no aging: none
-    taken, _ = await server.take(5, 30.0, "t", aging=0.1, most=2)
+    taken, _ = await server.take(5, 30.0, "t", aging=1.0, most=2)
     assert ["old"] == [each.id for each in taken]
-    taken, seen = await server.take(5, 30.0, "t", aging=0.1, most=2)
+    taken, seen = await server.take(5, 30.0, "t", aging=1.0, most=2)
     assert ([], True) == (taken, seen is not None)
-    taken, _ = await server.take(5, 30.0, "t", aging=0.1)
+    taken, _ = await server.take(5, 30.0, "t", aging=1.0)
     assert ["normal", "young"] == [each.id for each in taken]
 
 

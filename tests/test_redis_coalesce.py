@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import sys
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -20,7 +18,7 @@ import pytest
 
 pytest.importorskip("coredis", reason="the redis extra is not installed")
 
-from helpers import Gate, hang
+from helpers import Gate, hang, queued_on_server, until
 from queuekeeper import (
     Backpressure,
     Priority,
@@ -33,49 +31,20 @@ from queuekeeper import (
     WorkerPool,
 )
 from queuekeeper._redis._server import ServerQueue
-from queuekeeper.redis import RedisQueue
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable
 
     import coredis
 
+    from queuekeeper.redis import RedisQueue
+
 pytestmark = pytest.mark.anyio
-
-_names = itertools.count()
-
-
-@pytest.fixture
-def name() -> str:
-    """A queue name of the test's own."""
-    return f"share-{next(_names)}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def queue(client: coredis.Redis[Any], name: str) -> Callable[..., RedisQueue]:
-    """Open the test's queue: each call is another process's handle on it."""
-
-    def open_queue(**options: Any) -> RedisQueue:
-        return RedisQueue(client, name, **options)
-
-    return open_queue
 
 
 def front(queue: RedisQueue, name: str) -> WorkerPool[Any, Any]:
     """A pool that only submits (a web process)."""
     return WorkerPool[Any, Any](None, queue=queue, workers=0, name=name)
-
-
-async def until(condition: Callable[[], Awaitable[bool] | bool]) -> None:
-    """Wait until *condition* holds: it changes in another pool or on the server."""
-    with anyio.fail_after(30):
-        while True:
-            held = condition()
-            if not isinstance(held, bool):
-                held = await held
-            if held:
-                return
-            await anyio.sleep(0.01)
 
 
 def state_of(ticket: Ticket[Any]) -> TicketState:
@@ -88,14 +57,9 @@ async def registry_of(client: coredis.Redis[Any], name: str) -> dict[bytes, byte
     return dict(await client.hgetall(f"qk:{{{name}}}:shares"))
 
 
-async def queued(queue: RedisQueue) -> int:
-    """How many requests the server has queued."""
-    return (await queue.fetch_statistics()).current_size
-
-
 async def is_empty(queue: RedisQueue) -> bool:
     """Whether the server has no request queued."""
-    return 0 == await queued(queue)
+    return 0 == await queued_on_server(queue)
 
 
 async def test_equal_keys_share_one_run_across_pools(
@@ -208,7 +172,7 @@ async def test_cancelling_one_process_leaves_the_request_to_the_other(
         first.cancel()  # the one that queued it leaves
         with pytest.raises(RequestCancelled, match=rf"^request {first.id} was"):
             await first.result()
-        assert 1 == await queued(queue())
+        assert 1 == await queued_on_server(queue())
         async with WorkerPool(gate, queue=queue(), workers=1, name="back"):
             assert "x" == await second.result()
     assert ["x"] == gate.started
@@ -232,7 +196,7 @@ async def test_the_last_sharer_leaving_removes_the_queued_request(
         second.cancel()
         with pytest.raises(RequestCancelled):
             await second.result()
-        assert 1 == await queued(queue())
+        assert 1 == await queued_on_server(queue())
         first.cancel()
         with pytest.raises(RequestCancelled):
             await first.result()
@@ -299,7 +263,7 @@ async def test_a_sharers_queue_timeout_detaches_it_alone(
         with pytest.raises(QueueTimeout):
             await second.result()
         assert TicketState.QUEUED == first.state
-        assert 1 == await queued(queue())
+        assert 1 == await queued_on_server(queue())
         # The first submitter's own timeouts were never the request's: a worker
         # runs it for as long as it takes.
         async with WorkerPool(Gate(), queue=queue(), workers=1, name="back") as back:

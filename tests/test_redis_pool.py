@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import itertools
 import json
 import random
 import socket
@@ -29,7 +28,7 @@ pytest.importorskip("coredis", reason="the redis extra is not installed")
 import coredis
 from prometheus_client import CollectorRegistry
 
-from helpers import Gate
+from helpers import Gate, queued_on_server, until
 from queuekeeper import (
     Backpressure,
     PoolClosed,
@@ -53,46 +52,13 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.anyio
 
-_names = itertools.count()
 PROCESS = Path(__file__).with_name("redis_process.py")
-
-
-@pytest.fixture
-def name() -> str:
-    """A queue name of the test's own."""
-    return f"pool-{next(_names)}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def queue(client: coredis.Redis[Any], name: str) -> Callable[..., RedisQueue]:
-    """Open the test's queue: each call is another process's handle on it."""
-
-    def open_queue(**options: Any) -> RedisQueue:
-        return RedisQueue(client, name, **options)
-
-    return open_queue
 
 
 async def double(request: int) -> int:
     """The handler of most tests."""
     await anyio.lowlevel.checkpoint()
     return 2 * request
-
-
-async def queued_on_server(queue: RedisQueue) -> int:
-    """How many requests the server has queued."""
-    return (await queue.fetch_statistics()).current_size
-
-
-async def until(condition: Callable[[], Awaitable[bool]]) -> None:
-    """Poll *condition* (a server figure) until it holds; hang guard around it.
-
-    What it waits for happens in another process, or on the server: no local
-    event can say when.
-    """
-    with anyio.fail_after(30):
-        while not await condition():  # noqa: ASYNC110 (see above)
-            await anyio.sleep(0.01)
 
 
 # -- the basics -------------------------------------------------------------------

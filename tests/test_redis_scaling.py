@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -11,42 +9,17 @@ import pytest
 
 pytest.importorskip("coredis", reason="the redis extra is not installed")
 
-from helpers import Gate
+from helpers import Gate, queued_on_server, until
 from queuekeeper import Autoscale, Priority, WorkerPool
 from queuekeeper._util import process_name
-from queuekeeper.redis import RedisQueue
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable
 
-    import coredis
+    from queuekeeper.redis import RedisQueue
+
 
 pytestmark = pytest.mark.anyio
-
-_names = itertools.count()
-
-
-@pytest.fixture
-def queue(client: coredis.Redis[Any]) -> Callable[..., RedisQueue]:
-    """Open the test's queue: each call is another process's handle on it."""
-    name = f"scaling-{next(_names)}-{uuid.uuid4().hex[:8]}"
-
-    def open_queue(**options: Any) -> RedisQueue:
-        return RedisQueue(client, name, **options)
-
-    return open_queue
-
-
-async def until(condition: Callable[[], Awaitable[bool] | bool]) -> None:
-    """Poll *condition* (a server figure) until it holds; hang guard around it."""
-    with anyio.fail_after(30):
-        while True:
-            outcome = condition()
-            if not isinstance(outcome, bool):
-                outcome = await outcome
-            if outcome:
-                return
-            await anyio.sleep(0.01)
 
 
 class Picky(Gate):
@@ -57,11 +30,6 @@ class Picky(Gate):
             self.started.append(request)
             return request
         return await super().__call__(request)
-
-
-async def queued_on_server(queue: RedisQueue) -> int:
-    """How many requests the server has queued."""
-    return (await queue.fetch_statistics()).current_size
 
 
 async def test_a_reserved_worker_takes_only_urgent_requests_from_the_shared_queue(
