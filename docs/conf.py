@@ -41,7 +41,7 @@ nitpicky = True
 nitpick_ignore_regex = [
     (
         r"py:.*",
-        r"(anyio|trio|prometheus_client|coredis|typing|typing_extensions|collections|types)\..*",
+        r"(anyio|trio|prometheus_client|coredis|typing|typing_extensions|collections|types|random)\..*",
     ),
     (r"py:.*", r"(queuekeeper(\._\w+)+\.)?(T|T_co|T_contra|R|Req|Res|Self)"),
     # What PoolObserver.attach receives: a pool's name and status(), as its

@@ -21,6 +21,7 @@ LAYERS = {
         "_states",
         "_status",
         "_observer",
+        "_policies",
     },
     "queue": {"_queue", "_channel", "_memory", "_redis", "_order"},
     "pool": {"_pool"},

@@ -13,6 +13,11 @@ from ._errors import RequestCancelled as RequestCancelled
 from ._errors import RequestShed as RequestShed
 from ._errors import RequestTimeout as RequestTimeout
 from ._observer import PoolObserver as PoolObserver
+from ._policies import DeadLetter as DeadLetter
+from ._policies import RateLimit as RateLimit
+from ._policies import Retry as Retry
+from ._policies import StrictPriority as StrictPriority
+from ._policies import WeightedFair as WeightedFair
 from ._pool import Autoscale as Autoscale
 from ._pool import Ticket as Ticket
 from ._pool import WorkerPool as WorkerPool
@@ -30,6 +35,7 @@ __all__ = [
     "Autoscale",
     "Backpressure",
     "ChannelStatistics",
+    "DeadLetter",
     "PoolClosed",
     "PoolObserver",
     "PoolStatus",
@@ -40,11 +46,15 @@ __all__ = [
     "QueueFull",
     "QueueKeeperError",
     "QueueTimeout",
+    "RateLimit",
     "RequestCancelled",
     "RequestShed",
     "RequestTimeout",
+    "Retry",
+    "StrictPriority",
     "Ticket",
     "TicketState",
+    "WeightedFair",
     "WorkerHealth",
     "WorkerPool",
     "create_priority_channel",
