@@ -30,7 +30,9 @@ from anyio import (
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.lowlevel import checkpoint
 
+from ._fair import FairStore
 from ._order import AgingBuckets, OrderedStore, check_aging
+from ._policies import check_scheduling
 from ._priority import Priority, check_priority
 from ._status import ChannelStatistics
 from ._util import (
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from typing_extensions import Self
+
+    from ._policies import StrictPriority, WeightedFair
 
 __all__ = [
     "PriorityReceiveChannel",
@@ -199,13 +203,15 @@ class _ChannelState(Generic[T]):
         # has its positions watched (an OrderedStore; see queuekeeper._order);
         # None on the default path. While it is set, ``limit`` and ``ready``
         # stay off, so the fast paths never run.
-        self.store: OrderedStore[T] | AgingBuckets[T] | None = None
+        self.store: OrderedStore[T] | AgingBuckets[T] | FairStore[T] | None = None
         # The same store when it is an aging channel's AgingBuckets, whose
         # common steps put() and take_slow() inline; None otherwise.
         self.aged: AgingBuckets[T] | None = None
 
     @ki_protected
-    def use_store(self, store: OrderedStore[T] | AgingBuckets[T]) -> None:
+    def use_store(
+        self, store: OrderedStore[T] | AgingBuckets[T] | FairStore[T]
+    ) -> None:
         """Hold the items in *store* from now on (those buffered move in, in order)."""
         for level in self.levels:
             for item in self.buckets[level]:
@@ -930,26 +936,47 @@ class create_priority_channel(  # noqa: N801 (a factory, spelled like a function
             a level, items are received in the order they were sent. ``None``
             (the default): strict priority. A channel that ages its items is
             used in one event loop (its clock is the first one it sees).
+        scheduling: :class:`queuekeeper.WeightedFair` to share the receives
+            between levels by weight instead of strict priority (see
+            :class:`queuekeeper.WeightedFair`; FIFO within a level), or
+            ``None``/:class:`queuekeeper.StrictPriority` (the default).
 
     Raises:
         TypeError: *max_size* is not ``None``, :data:`math.inf` or an ``int``
             (``bool`` and other floats included); *aging* is not ``None`` or a
-            number.
+            number; *scheduling* is not a scheduling policy.
         ValueError: *max_size* is an ``int`` below 1; *aging* is not a finite
-            number > 0.
+            number > 0; *aging* is given with :class:`queuekeeper.WeightedFair`
+            (both decide the order).
 
     .. versionchanged:: 0.2
        The *aging* keyword.
+    .. versionchanged:: 0.3
+       The *scheduling* keyword.
     """
 
     __slots__ = ()
 
     def __new__(  # type: ignore[misc]
-        cls, max_size: float | None = None, *, aging: float | None = None
+        cls,
+        max_size: float | None = None,
+        *,
+        aging: float | None = None,
+        scheduling: StrictPriority | WeightedFair | None = None,
     ) -> tuple[PrioritySendChannel[T], PriorityReceiveChannel[T]]:
         enable_ki_protection()
         state: _ChannelState[T] = _ChannelState(check_max_size(max_size))
         seconds = check_aging(aging)
+        fair = check_scheduling(scheduling)
+        if fair is not None:
+            if seconds is not None:
+                msg = (
+                    f"aging={aging!r} cannot be given with scheduling={fair!r}: "
+                    "both decide the order (weighted sharing already bounds "
+                    "every level's wait)"
+                )
+                raise ValueError(msg)
+            state.use_store(FairStore(fair))
         if seconds is not None:
             state.use_store(AgingBuckets(seconds))
         send: PrioritySendChannel[T] = PrioritySendChannel._create(state)

@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
 from anyio import EndOfStream, WouldBlock, move_on_at
 
 from ._channel import _SENT, _redelivered, _SendWaiter, create_priority_channel
+from ._fair import FairStore, Waiter
 from ._order import OrderedStore, aged_level
 from ._util import Backend, ki_protected
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from ._policies import RateLimit, WeightedFair
     from ._queue import RequestQueue
     from ._status import ChannelStatistics
 
@@ -81,6 +83,8 @@ class MemoryQueue(Generic[T]):
         "_aging",
         "_backend",
         "_born",
+        "_limited",
+        "_policy",
         "_receive",
         "_send",
         "_state",
@@ -95,6 +99,8 @@ class MemoryQueue(Generic[T]):
         *,
         aging: float | None = None,
         born: Callable[[T], float] | None = None,
+        scheduling: WeightedFair | None = None,
+        rate_limits: Mapping[int, RateLimit] | None = None,
     ) -> None:
         send, receive = create_priority_channel[T](max_size)
         self._send = send
@@ -117,6 +123,16 @@ class MemoryQueue(Generic[T]):
         # Reserved workers waiting for a request at their level or above, fewest
         # levels first (see reserve()); None in a pool without reserved workers.
         self._takers: list[_Taker] | None = None
+        # Weighted fair sharing and rate limits (see queuekeeper._fair): the
+        # store that takes by the policy, or None; and itself again if it has
+        # rate limits (takes then wait for tokens: see _wait_limited).
+        self._policy: FairStore[T] | None = None
+        self._limited: FairStore[T] | None = None
+        if scheduling is not None or rate_limits:
+            policy = self._policy = FairStore(scheduling, rate_limits)
+            self._state.use_store(policy)
+            if rate_limits:
+                self._limited = policy
 
     @property
     def on_admit(self) -> Callable[[T], object] | None:
@@ -182,6 +198,8 @@ class MemoryQueue(Generic[T]):
         if head:
             state.size -= 1
             return head.popleft()
+        if self._limited is not None:
+            return await self._wait_limited(math.inf, backend)
         request = state.take_slow(None)
         if request is not None:
             return request  # type: ignore[return-value]
@@ -200,6 +218,8 @@ class MemoryQueue(Generic[T]):
             state.size -= 1
             return head.popleft()
         if state.size or state.waiting_senders:
+            if self._limited is not None:
+                return self._take_limited(math.inf)
             return state.take_slow(None)  # type: ignore[return-value]
         return None  # empty (a level it emptied is dropped by the next put)
 
@@ -214,8 +234,16 @@ class MemoryQueue(Generic[T]):
         taker, it takes no room and is never queued.
         """
         state = self._state
-        receivers = state.waiting_receivers
         handed = 0
+        if self._limited is not None:
+            waiters = self._limited.waiters
+            for waiter in [w for w in waiters if w.limit == math.inf][:count]:
+                waiters.remove(waiter)
+                waiter.item = RETIRE
+                waiter.event.set()
+                handed += 1
+            return handed
+        receivers = state.waiting_receivers
         while receivers and handed < count:
             receiver, _ = receivers.popitem(last=False)
             receiver.item = RETIRE
@@ -232,6 +260,8 @@ class MemoryQueue(Generic[T]):
         From then on a request put in goes first to a reserved worker waiting for
         its level, if one waits, and only then to the other takers or the buffer.
         """
+        if self._limited is not None:
+            return  # reserved workers wait for tokens too: see _wait_limited
         self._takers = []
         self.put_nowait = self._put_reserved
 
@@ -289,6 +319,8 @@ class MemoryQueue(Generic[T]):
         straight from it, ahead of blocked ones at lower levels (it never
         occupies room, so ``max_size`` holds).
         """
+        if self._limited is not None:
+            return self._take_limited(limit)
         state = self._state
         store = cast("OrderedStore[T] | None", state.store)
         if store is not None:
@@ -345,6 +377,8 @@ class MemoryQueue(Generic[T]):
             backend = self._backend = Backend()
             backend.bind()
         await backend.checkpoint()
+        if self._limited is not None:
+            return await self._wait_limited(limit, backend)
         while True:
             request = self.take_within_nowait(limit)
             if request is not None:
@@ -397,6 +431,79 @@ class MemoryQueue(Generic[T]):
             # Closed: anything at these levels would have been handed over.
             raise EndOfStream
         return taker.item  # type: ignore[no-any-return]
+
+    # -- rate limits (see queuekeeper._fair) ----------------------------------------
+
+    def _take_limited(self, limit: float) -> T | None:
+        """Take the next request at *limit* or above whose level has a token.
+
+        A blocked put moves in only as a request leaves (so ``max_size`` holds);
+        one at these levels whose level has a token is taken straight from its
+        submitter when nothing queued may start.
+        """
+        state = self._state
+        store = cast("FairStore[T]", self._limited)
+        item = store.pop(None) if limit == math.inf else store.pop_within(int(limit), None)
+        if item is not None:
+            state.size -= 1
+            if state.waiting_senders:
+                state.admit_sender()
+            return item  # type: ignore[return-value]
+        for waiter in state.waiting_senders:
+            if waiter.priority <= limit and store.spend(waiter.priority):
+                return self._take_sender(waiter)
+        return None
+
+    async def _wait_limited(self, limit: float, backend: Backend) -> T:
+        """Take a request at *limit* or above, waiting for one or for a token.
+
+        Holds nothing while it waits: a request waiting for a token stays queued
+        (others may take requests of other levels meanwhile). It waits on an
+        event set by the next put it may take, with a deadline at the earliest
+        token of the levels it may take; then looks again. Cancel-safe: a
+        cancelled wait took nothing; one woken by a put hands its look on to the
+        next waiting taker.
+
+        Raises:
+            anyio.EndOfStream: The queue is closed and holds nothing at these
+                levels.
+        """
+        state = self._state
+        store = cast("FairStore[T]", self._limited)
+        while True:
+            request = self._take_limited(limit)
+            if request is not None:
+                if store.waiters and state.size:
+                    store.wake_one()  # there may be more it could start
+                return request
+            deadline = store.next_token(limit)
+            if deadline == math.inf and not state.open_send:
+                raise EndOfStream
+            waiter = Waiter(limit, backend.event())
+            store.waiters.append(waiter)
+            try:
+                with move_on_at(deadline):
+                    await waiter.event.wait()
+            except BaseException:
+                if waiter.woken:
+                    store.wake_one()
+                elif waiter in store.waiters:
+                    store.waiters.remove(waiter)
+                raise
+            if waiter.item is RETIRE:
+                return cast("T", RETIRE)
+            if not waiter.woken and waiter in store.waiters:
+                store.waiters.remove(waiter)  # its deadline passed
+
+    def rate_limited(self) -> tuple[dict[int, int], dict[int, int]]:
+        """Requests that waited for a token, and those queued without one now.
+
+        Both by level; safe to call from another thread.
+        """
+        store = self._limited
+        if store is None:
+            return {}, {}
+        return dict(store.rate_limited), store.limited_now()
 
     # -- requests waiting ---------------------------------------------------------
 
@@ -521,7 +628,7 @@ class MemoryQueue(Generic[T]):
         store = cast("OrderedStore[T] | None", state.store)
         assert store is not None  # noqa: S101 (a watcher keeps it)
         store.unwatch(priority)
-        if not store.watch and store.aging is None:
+        if not store.watch and store.aging is None and self._policy is None:
             # Back to the bucket queue and its fast paths.
             buffered = store.clear()
             state.store = None
@@ -577,6 +684,10 @@ class MemoryQueue(Generic[T]):
     def close(self) -> None:
         """Take no more requests: waiting puts raise, takes end once it is empty."""
         self._send.close()
+        if self._limited is not None:
+            # They take what they may, then wait for tokens or end.
+            while self._limited.waiters:
+                self._limited.wake_one()
         takers = self._takers
         if takers:
             # Nothing more comes in: what they could take they take before waiting.
@@ -589,8 +700,15 @@ class MemoryQueue(Generic[T]):
         """Take out and return every queued request."""
         drained: list[T] = []
         take = self.take_nowait
-        while (request := take()) is not None:
-            drained.append(request)
+        limited = self._limited
+        if limited is not None:
+            limited.unlimited = True  # everything goes, tokens or not
+        try:
+            while (request := take()) is not None:
+                drained.append(request)
+        finally:
+            if limited is not None:
+                limited.unlimited = False
         return drained
 
 

@@ -121,6 +121,24 @@ class PoolStatus:
             requests, and a coalesced submit queues none.
 
             .. versionadded:: 0.2
+        rate_limited: Requests that had to wait for a token of their level's
+            rate limit (see ``WorkerPool(rate_limits=...)``): a free worker
+            found the request first in its level, and the level had no token.
+            Counted once per request.
+
+            .. versionadded:: 0.3
+        rate_limited_now: Queued requests of the levels that have no token now
+            (they cannot start before one comes).
+
+            .. versionadded:: 0.3
+        rate_limited_by_priority: ``rate_limited`` per priority (levels with
+            a count only).
+
+            .. versionadded:: 0.3
+        rate_limited_now_by_priority: ``rate_limited_now`` per priority
+            (levels with a count only).
+
+            .. versionadded:: 0.3
     """
 
     name: str
@@ -145,3 +163,7 @@ class PoolStatus:
     in_flight: int = 0
     workers_alive: Mapping[str, int] = attrs.field(factory=dict)
     coalesced: int = 0
+    rate_limited: int = 0
+    rate_limited_now: int = 0
+    rate_limited_by_priority: Mapping[int, int] = attrs.field(factory=dict)
+    rate_limited_now_by_priority: Mapping[int, int] = attrs.field(factory=dict)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 from types import MappingProxyType
+
+import attrs
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
 
 from anyio import (
@@ -28,6 +30,7 @@ from .._channel import check_max_size
 from .._errors import PoolClosed, RequestCancelled
 from .._memory import MemoryQueue
 from .._order import aged_level, check_aging
+from .._policies import check_rate_limits, check_scheduling
 from .._priority import Priority, check_priority
 from .._states import Backpressure, TicketState
 from .._util import (
@@ -54,6 +57,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from .._observer import PoolObserver
+    from .._policies import RateLimit, StrictPriority, WeightedFair
     from .._queue import RequestQueue, SharedQueue
     from .._status import PoolStatus, WorkerHealth
 
@@ -141,6 +145,24 @@ class WorkerPool(Generic[Req, Res]):
             requests by its own clock. A reserved worker (see *reserved*) takes
             a request by the level it has aged to, and one that ages into its
             levels while it waits.
+        rate_limits: ``{level: RateLimit(rate, per=..., burst=...)}``: requests
+            of that level (as submitted) start at most *rate* per *per* seconds,
+            a token bucket on the backend's clock holding up to *burst* tokens.
+            A request waiting for a token stays queued, holding no worker, and
+            requests of other levels start meanwhile; a worker with nothing else
+            to start waits for the earliest token (or a new request).
+            ``position`` counts in the scheduling order as if every level had
+            tokens; ``status().rate_limited`` and ``rate_limited_now`` count
+            the waits. Reserved workers obey the limits too. Not yet available
+            with a shared *queue*.
+        scheduling: :class:`StrictPriority` (the default) or
+            :class:`WeightedFair`: while several levels have requests queued,
+            each level's share of the requests that start converges to its
+            weight's share; a level with nothing queued takes no share (the
+            others divide it). ``position`` and :meth:`Ticket.positions` count
+            in that order (as if nothing else arrived); a reserved worker takes,
+            among the levels it serves, by the same order. Not with *aging*
+            (both decide the order). Not yet available with a shared *queue*.
 
     Raises:
         TypeError: An argument has the wrong type (the message names it).
@@ -164,6 +186,8 @@ class WorkerPool(Generic[Req, Res]):
         reserved: Mapping[Priority, int] | Mapping[int, int] | None = None,
         autoscale: Autoscale | None = None,
         aging: float | None = None,
+        rate_limits: Mapping[Priority, RateLimit] | Mapping[int, RateLimit] | None = None,
+        scheduling: StrictPriority | WeightedFair | None = None,
     ) -> None:
         enable_ki_protection()
         check_name(name)
@@ -201,6 +225,22 @@ class WorkerPool(Generic[Req, Res]):
         self._name = name
         self._max_queue_size = None if capacity == math.inf else int(capacity)
         self._aging = check_aging(aging)
+        self._rate_limits: dict[int, RateLimit] = check_rate_limits(rate_limits)
+        self._scheduling: WeightedFair | None = check_scheduling(scheduling)
+        if self._scheduling is not None and self._aging is not None:
+            msg = (
+                f"aging={aging!r} cannot be given with scheduling="
+                f"{self._scheduling!r}: both decide the order (weighted sharing "
+                "already bounds every level's wait)"
+            )
+            raise ValueError(msg)
+        if queue is not None and (self._rate_limits or self._scheduling):
+            given = "rate_limits" if self._rate_limits else "scheduling"
+            msg = (
+                f"{given}= is not available with a shared queue ({queue!r}) yet: "
+                "it acts in the in-process queue only"
+            )
+            raise TypeError(msg)
 
         # The parts. The queue is the only way to the requests.
         self._deadlines = Deadlines()
@@ -216,7 +256,11 @@ class WorkerPool(Generic[Req, Res]):
         self._link: Any = None
         if queue is None:
             self._queue: RequestQueue[Ticket[Res]] = MemoryQueue[Ticket[Res]](
-                capacity, aging=self._aging, born=_submitted_at
+                capacity,
+                aging=self._aging,
+                born=_submitted_at,
+                scheduling=self._scheduling,
+                rate_limits=self._rate_limits,
             )
         else:
             self._link = self._queue = queue._link(
@@ -1200,7 +1244,7 @@ class WorkerPool(Generic[Req, Res]):
         else:
             in_flight, processes = self._link.spread()
             workers_alive = MappingProxyType({own: 0, **processes})
-        return accounting.status(
+        status = accounting.status(
             state,
             queue_size,
             by_level,
@@ -1208,6 +1252,16 @@ class WorkerPool(Generic[Req, Res]):
             in_flight,
             workers_alive,
         )
+        if self._rate_limits:
+            waited, waiting = cast("MemoryQueue[Any]", self._queue).rate_limited()
+            status = attrs.evolve(
+                status,
+                rate_limited=sum(waited.values()),
+                rate_limited_now=sum(waiting.values()),
+                rate_limited_by_priority=MappingProxyType(waited),
+                rate_limited_now_by_priority=MappingProxyType(waiting),
+            )
+        return status
 
     def __repr__(self) -> str:
         return (
