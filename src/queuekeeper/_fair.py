@@ -299,6 +299,11 @@ class FairStore(Generic[T]):
             when = min(when, bucket.ready_at())
         return when
 
+    def reaches(self, limit: int) -> float:
+        """When a queued item ages to *limit*: never (no aging here)."""
+        del limit
+        return math.inf
+
     def limited_now(self) -> dict[int, int]:
         """Queued items of the levels that have no token now, by level."""
         if not self.limits:
