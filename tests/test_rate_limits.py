@@ -79,6 +79,7 @@ def test_the_limit_holds_other_levels_start_at_once_and_no_worker_waits() -> Non
         assert status.rate_limited == 40 - burst
         assert status.rate_limited_by_priority == {LOW: 40 - burst}
         assert status.rate_limited_now == 0
+        assert status.rate_limited_now_by_priority == {LOW: 0}
 
     run_on_virtual_time(scenario)
     times = sorted(starts[LOW])
@@ -150,7 +151,7 @@ async def test_a_put_wakes_a_waiting_taker_and_close_ends_it() -> None:
         assert sorted(got) == ["a", "b"]
         queue.close()
     assert sorted(got) == ["a", "b", "end", "end"]
-    assert queue.rate_limited() == ({}, {})
+    assert queue.rate_limited() == ({LOW: 0}, {LOW: 0})
     assert MemoryQueue[str](math.inf).rate_limited() == ({}, {})
 
 
@@ -323,3 +324,31 @@ async def test_a_taker_told_to_retire_as_it_is_cancelled_leaves_quietly() -> Non
     assert queue.retire_waiting(1) == 0
     queue.put_nowait("a", LOW)
     assert await queue.take() == "a"
+
+
+async def test_metrics_count_the_rate_limited_waits() -> None:
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415 (an extra)
+
+    from queuekeeper import PrometheusMetrics  # noqa: PLC0415
+
+    registry = CollectorRegistry()
+    gate = anyio.Event()
+
+    async def handler(request: int) -> None:
+        await gate.wait()
+
+    async with WorkerPool(
+        handler,
+        workers=3,
+        name="r",
+        metrics=PrometheusMetrics(registry),
+        rate_limits={LOW: RateLimit(1, per=3600)},
+    ) as pool:
+        for index in range(3):
+            pool.submit_nowait(index, priority=LOW)
+        await anyio.wait_all_tasks_blocked()
+        labels = {"pool": "r", "priority": "low"}
+        assert registry.get_sample_value("queuekeeper_rate_limited_total", labels) == 1
+        assert registry.get_sample_value("queuekeeper_queue_rate_limited", labels) == 2
+        gate.set()
+        await pool.shutdown(drain=False)

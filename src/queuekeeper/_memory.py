@@ -498,12 +498,18 @@ class MemoryQueue(Generic[T]):
     def rate_limited(self) -> tuple[dict[int, int], dict[int, int]]:
         """Requests that waited for a token, and those queued without one now.
 
-        Both by level; safe to call from another thread.
+        Both by rate-limited level (every one listed); safe to call from
+        another thread.
         """
         store = self._limited
         if store is None:
             return {}, {}
-        return dict(store.rate_limited), store.limited_now()
+        waited = store.rate_limited
+        waiting = store.limited_now()
+        return (
+            {level: waited.get(level, 0) for level in sorted(store.limits)},
+            {level: waiting.get(level, 0) for level in sorted(store.limits)},
+        )
 
     # -- requests waiting ---------------------------------------------------------
 

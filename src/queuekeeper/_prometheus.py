@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
     from prometheus_client import CollectorRegistry
-    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
     from ._observer import ObservedPool
     from ._states import TicketState
@@ -106,8 +106,31 @@ class _GaugeCollector:
                 raise ValueError(msg)
             self._pools[pool.name] = pool
 
-    def describe(self) -> Iterable[GaugeMetricFamily]:
-        return self._families()
+    def describe(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        return (*self._families(), *self._rate_families())
+
+    def _rate_families(self) -> tuple[CounterMetricFamily, GaugeMetricFamily]:
+        """The rate limits' series (see ``WorkerPool(rate_limits=...)``)."""
+        from prometheus_client.core import (  # noqa: PLC0415
+            CounterMetricFamily,
+            GaugeMetricFamily,
+        )
+
+        ns = self._namespace
+        return (
+            CounterMetricFamily(
+                f"{ns}_rate_limited",
+                "Requests that had to wait for a token of their level's rate "
+                "limit, by priority.",
+                labels=("pool", "priority"),
+            ),
+            GaugeMetricFamily(
+                f"{ns}_queue_rate_limited",
+                "Queued requests of levels that have no token of their rate "
+                "limit now, by priority.",
+                labels=("pool", "priority"),
+            ),
+        )
 
     def _families(self) -> tuple[GaugeMetricFamily, ...]:
         from prometheus_client.core import GaugeMetricFamily  # noqa: PLC0415
@@ -150,9 +173,10 @@ class _GaugeCollector:
             ),
         )
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         families = self._families()
         queue_size, active, in_flight, alive, workers, capacity = families
+        rate_limited, rate_limited_now = rates = self._rate_families()
         with self._lock:
             pools = list(self._pools.items())
             for name, pool in pools:
@@ -171,7 +195,14 @@ class _GaugeCollector:
                 workers.add_metric((name,), status.max_workers)
                 limit = status.max_queue_size
                 capacity.add_metric((name,), math.inf if limit is None else limit)
-        return families
+                waited = status.rate_limited_by_priority
+                waiting = status.rate_limited_now_by_priority
+                for level in sorted({*waited, *waiting}):
+                    label = (name, priority_label(level))
+                    rate_limited.add_metric(label, waited.get(level, 0))
+                    rate_limited_now.add_metric(label, waiting.get(level, 0))
+        # Only pools with rate limits have these series: none, no family.
+        return (*families, *(rates if rate_limited.samples else ()))
 
 
 @final

@@ -131,12 +131,12 @@ class PoolStatus:
             (they cannot start before one comes).
 
             .. versionadded:: 0.3
-        rate_limited_by_priority: ``rate_limited`` per priority (levels with
-            a count only).
+        rate_limited_by_priority: ``rate_limited`` per rate-limited priority
+            (each listed, 0 included; empty without rate limits).
 
             .. versionadded:: 0.3
-        rate_limited_now_by_priority: ``rate_limited_now`` per priority
-            (levels with a count only).
+        rate_limited_now_by_priority: ``rate_limited_now`` per rate-limited
+            priority (each listed, 0 included).
 
             .. versionadded:: 0.3
     """
