@@ -173,6 +173,7 @@ class FairStore(Generic[T]):
             if self.weights is not None:
                 # Back from idle: no credit saved, no turn lost.
                 self.passes[level] = max(self.passes.get(level, 0.0), self.vtime)
+                self._stride(level)
         if front:
             bucket.appendleft(item)
         else:
@@ -209,6 +210,15 @@ class FairStore(Generic[T]):
             return nothing
         if len(order) == 1 and not self.limits:
             level = order[0]  # the fast path: one level, no tokens to mind
+        elif self.weights is not None and not self.limits:
+            # Weights alone: the lowest pass, ties to the better level, in one
+            # pass over the few non-empty levels (what _choose does, inlined).
+            passes = self.passes
+            level = order[0]
+            best = passes[level]
+            for each in order:
+                if passes[each] < best:
+                    level, best = each, passes[each]
         else:
             found = self._choose(math.inf)
             if found is None:
@@ -270,7 +280,7 @@ class FairStore(Generic[T]):
         if self.weights is not None:
             start = self.passes[level]
             self.vtime = start
-            self.passes[level] = start + self._stride(level)
+            self.passes[level] = start + self.strides[level]
         if not bucket:
             self._drop(level)
         if self.watch:

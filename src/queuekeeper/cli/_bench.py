@@ -41,6 +41,7 @@ import anyio
 import attrs
 
 from .._channel import create_priority_channel
+from .._policies import WeightedFair
 from .._pool import WorkerPool
 from .._states import Backpressure
 
@@ -54,6 +55,8 @@ __all__ = ["BenchConfig", "implementation_names", "plot", "run_bench"]
 #: The four levels of the comparison, CRITICAL to LOW.
 LEVELS: Final = (1, 2, 3, 4)
 _LEVEL_NAMES: Final = {1: "CRITICAL", 2: "HIGH", 3: "NORMAL", 4: "LOW"}
+#: The weights of the ``queuekeeper-fair@...`` rows.
+_FAIR: Final = WeightedFair({1: 8, 2: 4, 3: 2, 4: 1})
 _SENTINEL: Final = 99  # sorts after every level: tells a consumer to stop
 _RULE: Final = "=" * 78
 _THIN: Final = "-" * 78
@@ -99,7 +102,9 @@ class _Impl:
     name: str
     section: str  # "single", "concurrent" or "pool"
     description: str
-    kind: str  # "priority" or "fifo": FIFO references have no priority order
+    # "priority", "fifo" (FIFO references have no priority order) or "fair"
+    # (weighted fair sharing: no strict priority order either).
+    kind: str
     # Called with the config and, for "single", the prebuilt entries, else the items.
     run: Callable[[BenchConfig, Any], dict[str, Any]]
 
@@ -365,7 +370,7 @@ def _single_anyio_stream(backend: str) -> Callable[[BenchConfig, list[Entry]], A
 
 
 def _single_channel(
-    backend: str, aging: float | None = None
+    backend: str, aging: float | None = None, scheduling: WeightedFair | None = None
 ) -> Callable[[BenchConfig, list[Entry]], Any]:
     def run(config: BenchConfig, entries: list[Entry]) -> dict[str, Any]:
         del config
@@ -373,7 +378,7 @@ def _single_channel(
         async def sample() -> dict[str, Any]:
             def open_queue() -> tuple[Callable[..., object], Callable[[], Any]]:
                 send, receive = create_priority_channel[tuple[int, int, Item]](
-                    aging=aging
+                    aging=aging, scheduling=scheduling
                 )
                 return send.send_nowait, receive.receive_nowait
 
@@ -839,6 +844,15 @@ _IMPLEMENTATIONS: Final = (
                 "priority",
                 _single_channel(backend, aging=3600.0),
             ),
+            # Weights 8:4:2:1: the order is no strict priority order, so it is
+            # not checked here (tests/test_fair.py checks the shares).
+            _Impl(
+                f"queuekeeper-fair@{backend}",
+                "single",
+                f"queuekeeper priority channel with WeightedFair on {backend}",
+                "fair",
+                _single_channel(backend, scheduling=_FAIR),
+            ),
         )
     ),
     _Impl(
@@ -953,6 +967,16 @@ _TARGETS: Final = (
         (
             f"channel single-task cost with aging vs anyio stream, {b}",
             f"queuekeeper-aging@{b}",
+            f"anyio-stream@{b}",
+            1.5,
+            "cost",
+        )
+        for b in ("asyncio", "trio")
+    ),
+    *(
+        (
+            f"channel single-task cost with WeightedFair vs anyio stream, {b}",
+            f"queuekeeper-fair@{b}",
             f"anyio-stream@{b}",
             1.5,
             "cost",
@@ -1425,6 +1449,8 @@ def _report_correctness(
         violations = median["violations"]
         if result["kind"] == "fifo":
             verdict, note = "n/a", "FIFO reference, no priority order"
+        elif result["kind"] == "fair":
+            verdict, note = "n/a", "weighted fair order, no strict priority order"
         else:
             verdict = correctness_verdict(violations)
             note = f"{violations} violations, {errors} errors"
