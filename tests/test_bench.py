@@ -70,7 +70,7 @@ def test_every_implementation_runs_and_is_reported(
     assert list(implementation_names()) == names
     for result in results["results"]:
         assert result["section"] in SECTIONS
-        assert result["kind"] in {"priority", "fifo"}
+        assert result["kind"] in {"priority", "fifo", "fair"}
         assert 1 == len(result["samples"])
         assert 0 == result["median"]["errors"], result
 
@@ -140,7 +140,7 @@ def test_json_schema(small_run: tuple[dict[str, Any], str]) -> None:
         # Samples of a round pair up; concurrent runs, 5 turns a round, by turn.
         concurrent = target["subject"].startswith("concurrent-")
         assert (5 if concurrent else 1) == target["pairs"]
-    assert 14 == len(results["targets"])
+    assert 16 == len(results["targets"])
 
 
 def test_priority_implementations_show_no_violations(

@@ -28,16 +28,25 @@ from queuekeeper._fair import FairStore
 
 pytestmark = pytest.mark.anyio
 
-WEIGHTS = WeightedFair({
-    Priority.CRITICAL: 8,
-    Priority.HIGH: 4,
-    Priority.NORMAL: 2,
-    Priority.LOW: 1,
-})
+
+async def idle(request: object) -> None:
+    """A handler that does nothing."""
+    await anyio.lowlevel.checkpoint()
+
+
+WEIGHTS = WeightedFair(
+    {
+        Priority.CRITICAL: 8,
+        Priority.HIGH: 4,
+        Priority.NORMAL: 2,
+        Priority.LOW: 1,
+    }
+)
 LEVELS = (1, 2, 3, 4)
 
 
 async def test_shares_converge_to_the_weights_within_5_percent() -> None:
+    """Shares converge to the weights within 5 percent."""
     total = 10_000
     started: list[int] = []
 
@@ -53,7 +62,7 @@ async def test_shares_converge_to_the_weights_within_5_percent() -> None:
             for _ in range(total * 8 // 15 + 100)
         ]
         while len(started) < total:
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         await pool.shutdown(drain=False)
     shares = Counter(started[:total])
     for level in LEVELS:
@@ -63,6 +72,7 @@ async def test_shares_converge_to_the_weights_within_5_percent() -> None:
 
 
 async def test_strict_priority_is_the_default_and_starves_the_low_levels() -> None:
+    """Strict priority is the default and starves the low levels."""
     # What the 5 % test would see without WeightedFair (so it tests the feature).
     started: list[int] = []
 
@@ -78,6 +88,7 @@ async def test_strict_priority_is_the_default_and_starves_the_low_levels() -> No
 
 
 async def test_an_idle_levels_share_goes_to_the_others() -> None:
+    """An idle levels share goes to the others."""
     started: list[int] = []
 
     async def handler(level: int) -> None:
@@ -90,12 +101,13 @@ async def test_an_idle_levels_share_goes_to_the_others() -> None:
             pool.submit_nowait(1, priority=1)
             pool.submit_nowait(4, priority=4)
         while len(started) < 900:
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         await pool.shutdown(drain=False)
     assert Counter(started[:900]) == {1: 800, 4: 100}
 
 
 async def test_a_level_back_from_idle_has_saved_no_credit() -> None:
+    """A level back from idle has saved no credit."""
     send, receive = create_priority_channel[int](scheduling=WEIGHTS)
     for _ in range(100):
         send.send_nowait(1, priority=1)
@@ -108,9 +120,8 @@ async def test_a_level_back_from_idle_has_saved_no_credit() -> None:
 
 
 async def test_a_channel_shares_by_weight_and_is_fifo_within_a_level() -> None:
-    send, receive = create_priority_channel[tuple[int, int]](
-        10_000, scheduling=WEIGHTS
-    )
+    """A channel shares by weight and is fifo within a level."""
+    send, receive = create_priority_channel[tuple[int, int]](10_000, scheduling=WEIGHTS)
     for index in range(200):
         for level in LEVELS:
             send.send_nowait((level, index), priority=level)
@@ -135,14 +146,15 @@ async def test_a_channel_shares_by_weight_and_is_fifo_within_a_level() -> None:
 
 
 async def test_aging_with_weighted_fair_is_refused() -> None:
+    """Aging with weighted fair is refused."""
     with pytest.raises(ValueError, match=r"^aging=1\.0 cannot be given with sched"):
         create_priority_channel(aging=1.0, scheduling=WEIGHTS)
     with pytest.raises(ValueError, match=r"^aging=2 cannot be given with sched"):
-        WorkerPool(lambda _: anyio.sleep(0), aging=2, scheduling=WEIGHTS)
+        WorkerPool(idle, aging=2, scheduling=WEIGHTS)
     with pytest.raises(TypeError, match=r"^scheduling must be queuekeeper\.Strict"):
         create_priority_channel(scheduling="fair")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^scheduling must be queuekeeper\.Strict"):
-        WorkerPool(lambda _: anyio.sleep(0), scheduling={1: 2})  # type: ignore[arg-type]
+        WorkerPool(idle, scheduling={1: 2})  # type: ignore[arg-type]
     # StrictPriority with aging is the plain aging channel.
     create_priority_channel(aging=1.0, scheduling=StrictPriority())
 
@@ -158,19 +170,21 @@ class _Shared:
 
 
 async def test_a_shared_queue_refuses_the_in_process_policies() -> None:
+    """A shared queue refuses the in process policies."""
     with pytest.raises(
         TypeError, match=r"^scheduling= is not available with a shared queue \(<sh"
     ):
-        WorkerPool(lambda _: anyio.sleep(0), queue=_Shared(), scheduling=WEIGHTS)  # type: ignore[arg-type]
+        WorkerPool(idle, queue=_Shared(), scheduling=WEIGHTS)
     with pytest.raises(TypeError, match=r"^rate_limits= is not available with a sh"):
         WorkerPool(
-            lambda _: anyio.sleep(0),
-            queue=_Shared(),  # type: ignore[arg-type]
+            idle,
+            queue=_Shared(),
             rate_limits={4: RateLimit(1)},
         )
 
 
 async def test_positions_count_in_the_weighted_order() -> None:
+    """Positions count in the weighted order."""
     started: list[int] = []
     gate = anyio.Event()
 
@@ -194,6 +208,7 @@ async def test_positions_count_in_the_weighted_order() -> None:
 
 
 async def test_watched_positions_follow_the_weighted_order() -> None:
+    """Watched positions follow the weighted order."""
     gate = anyio.Event()
 
     async def handler(index: int) -> None:
@@ -208,8 +223,7 @@ async def test_watched_positions_follow_the_weighted_order() -> None:
             pool.submit_nowait(index, priority=Priority.CRITICAL)
 
         async def watch() -> None:
-            async for position in low.positions():
-                seen.append(position)
+            seen.extend([position async for position in low.positions()])
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch)
@@ -227,6 +241,7 @@ async def test_watched_positions_follow_the_weighted_order() -> None:
 
 
 async def test_reserved_workers_take_by_the_weighted_order() -> None:
+    """Reserved workers take by the weighted order."""
     started: list[tuple[str, int]] = []
     gate = anyio.Event()
 
@@ -256,6 +271,7 @@ async def test_reserved_workers_take_by_the_weighted_order() -> None:
 
 
 async def test_cancel_shed_and_coalesce_under_weighted_fair() -> None:
+    """Cancel shed and coalesce under weighted fair."""
     gate = anyio.Event()
 
     async def handler(request: int) -> int:
@@ -290,6 +306,7 @@ async def test_cancel_shed_and_coalesce_under_weighted_fair() -> None:
 
 
 async def test_the_store_directly() -> None:
+    """The store directly."""
     store = FairStore[str](WEIGHTS)
     nothing = object()
     assert store.pop(nothing) is nothing

@@ -60,12 +60,12 @@ class Waiter:
     __slots__ = ("event", "item", "limit", "woken")
 
     def __init__(self, limit: float, event: Any) -> None:  # noqa: ANN401 (a backend's Event)
-        self.limit = limit
-        self.event = event
+        self.limit: float = limit
+        self.event: Any = event
         #: What it was handed instead of an item (a retiring worker's RETIRE).
         self.item: Any = None
         #: Set by a push that wakes it: it owes the next look at the store.
-        self.woken = False
+        self.woken: bool = False
 
 
 @final
@@ -75,9 +75,9 @@ class _Bucket:
     __slots__ = ("interval", "slack", "tat")
 
     def __init__(self, limit: RateLimit) -> None:
-        self.interval = limit.interval
-        self.slack = (limit.burst - 1) * limit.interval
-        self.tat = -math.inf
+        self.interval: float = limit.interval
+        self.slack: float = (limit.burst - 1) * limit.interval
+        self.tat: float = -math.inf
 
     def ready_at(self) -> float:
         """When this level may next start a request (the past if it may now)."""
@@ -119,19 +119,19 @@ class FairStore(Generic[T]):
     ) -> None:
         #: Never aged (what a pool's queue asks of a store).
         self.aging: None = None
-        self.weights = scheduling
+        self.weights: WeightedFair | None = scheduling
         self.buckets: dict[int, deque[T]] = {}
         #: The non-empty levels, ascending.
         self.order: list[int] = []
         self.passes: dict[int, float] = {}
         self.strides: dict[int, float] = {}
-        self.vtime = 0.0
-        self.size = 0
-        self.limits = {
+        self.vtime: float = 0.0
+        self.size: int = 0
+        self.limits: dict[int, _Bucket] = {
             level: _Bucket(limit) for level, limit in (rate_limits or {}).items()
         }
         #: Taking ignores the rate limits while set (a drain takes everything).
-        self.unlimited = False
+        self.unlimited: bool = False
         #: The head last counted as waiting for a token, by level.
         self.counted: dict[int, object] = {}
         #: Requests that waited for a token, by level (counted once each).

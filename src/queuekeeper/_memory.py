@@ -443,7 +443,9 @@ class MemoryQueue(Generic[T]):
         """
         state = self._state
         store = cast("FairStore[T]", self._limited)
-        item = store.pop(None) if limit == math.inf else store.pop_within(int(limit), None)
+        item = (
+            store.pop(None) if limit == math.inf else store.pop_within(int(limit), None)
+        )
         if item is not None:
             state.size -= 1
             if state.waiting_senders:

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import math
 from types import MappingProxyType
-
-import attrs
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
 
+import attrs
 from anyio import (
     TASK_STATUS_IGNORED,
     CancelScope,
@@ -186,7 +185,9 @@ class WorkerPool(Generic[Req, Res]):
         reserved: Mapping[Priority, int] | Mapping[int, int] | None = None,
         autoscale: Autoscale | None = None,
         aging: float | None = None,
-        rate_limits: Mapping[Priority, RateLimit] | Mapping[int, RateLimit] | None = None,
+        rate_limits: Mapping[Priority, RateLimit]
+        | Mapping[int, RateLimit]
+        | None = None,
         scheduling: StrictPriority | WeightedFair | None = None,
     ) -> None:
         enable_ki_protection()
