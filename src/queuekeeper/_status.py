@@ -121,6 +121,22 @@ class PoolStatus:
             requests, and a coalesced submit queues none.
 
             .. versionadded:: 0.2
+        rate_limited: Requests that waited for a token of their level's rate
+            limit (see ``WorkerPool(rate_limits=...)``), counted once each as
+            they start. On a shared queue (Redis), every process's, as the
+            server counts them: those a take passed over for want of a token.
+
+            .. versionadded:: 0.3
+        rate_limited_now: Queued requests that wait for a token now (on Redis:
+            those beyond the tokens their level's bucket holds).
+
+            .. versionadded:: 0.3
+        rate_limited_by_priority: ``rate_limited`` per rate-limited level.
+
+            .. versionadded:: 0.3
+        rate_limited_now_by_priority: ``rate_limited_now`` per rate-limited level.
+
+            .. versionadded:: 0.3
     """
 
     name: str
@@ -145,3 +161,7 @@ class PoolStatus:
     in_flight: int = 0
     workers_alive: Mapping[str, int] = attrs.field(factory=dict)
     coalesced: int = 0
+    rate_limited: int = 0
+    rate_limited_now: int = 0
+    rate_limited_by_priority: Mapping[int, int] = attrs.field(factory=dict)
+    rate_limited_now_by_priority: Mapping[int, int] = attrs.field(factory=dict)

@@ -14,6 +14,7 @@ import math
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
 
+import attrs
 from anyio import (
     TASK_STATUS_IGNORED,
     CancelScope,
@@ -28,6 +29,7 @@ from .._channel import check_max_size
 from .._errors import PoolClosed, RequestCancelled
 from .._memory import MemoryQueue
 from .._order import aged_level, check_aging
+from .._policies import check_rate_limits, check_scheduling
 from .._priority import Priority, check_priority
 from .._states import Backpressure, TicketState
 from .._util import (
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from .._observer import PoolObserver
+    from .._policies import RateLimit, StrictPriority, WeightedFair
     from .._queue import RequestQueue, SharedQueue
     from .._status import PoolStatus, WorkerHealth
 
@@ -141,6 +144,17 @@ class WorkerPool(Generic[Req, Res]):
             requests by its own clock. A reserved worker (see *reserved*) takes
             a request by the level it has aged to, and one that ages into its
             levels while it waits.
+        rate_limits: ``{level: RateLimit(rate, per=..., burst=...)}``: requests
+            of that level (as submitted) start at most *rate* per *per* seconds,
+            a token bucket; a request waiting for a token holds no worker and
+            never delays other levels. On Redis the buckets are on the server,
+            shared by every process that takes from the queue: the limit is
+            global (each of those processes must be given the same limits).
+        scheduling: :class:`StrictPriority` (the default, also ``None``) or
+            :class:`WeightedFair`: the levels share the requests that start by
+            weight instead. Cannot be given with *aging*. On Redis the server
+            keeps the shares, across every process that takes from the queue
+            (each must be given the same weights).
 
     Raises:
         TypeError: An argument has the wrong type (the message names it).
@@ -164,6 +178,10 @@ class WorkerPool(Generic[Req, Res]):
         reserved: Mapping[Priority, int] | Mapping[int, int] | None = None,
         autoscale: Autoscale | None = None,
         aging: float | None = None,
+        rate_limits: Mapping[Priority, RateLimit]
+        | Mapping[int, RateLimit]
+        | None = None,
+        scheduling: StrictPriority | WeightedFair | None = None,
     ) -> None:
         enable_ki_protection()
         check_name(name)
@@ -201,6 +219,15 @@ class WorkerPool(Generic[Req, Res]):
         self._name = name
         self._max_queue_size = None if capacity == math.inf else int(capacity)
         self._aging = check_aging(aging)
+        self._rate_limits: dict[int, RateLimit] = check_rate_limits(rate_limits)
+        self._scheduling: WeightedFair | None = check_scheduling(scheduling)
+        if self._scheduling is not None and self._aging is not None:
+            msg = (
+                f"aging={aging!r} cannot be given with scheduling={scheduling!r}: "
+                "weighted sharing orders the levels itself and already bounds "
+                "every level's wait"
+            )
+            raise ValueError(msg)
 
         # The parts. The queue is the only way to the requests.
         self._deadlines = Deadlines()
@@ -227,6 +254,8 @@ class WorkerPool(Generic[Req, Res]):
                 deadlines=self._deadlines,
                 new_ticket=self._execution_ticket,
                 aging=self._aging,
+                rate_limits=self._rate_limits,
+                scheduling=self._scheduling,
             )
             self._max_queue_size = self._link.max_size
         self._handler = handler
@@ -1200,7 +1229,7 @@ class WorkerPool(Generic[Req, Res]):
         else:
             in_flight, processes = self._link.spread()
             workers_alive = MappingProxyType({own: 0, **processes})
-        return accounting.status(
+        status = accounting.status(
             state,
             queue_size,
             by_level,
@@ -1208,6 +1237,9 @@ class WorkerPool(Generic[Req, Res]):
             in_flight,
             workers_alive,
         )
+        if self._link is not None and self._link.limited:
+            return _with_limits(status, self._link.limited)
+        return status
 
     def __repr__(self) -> str:
         return (
@@ -1224,3 +1256,18 @@ def _submitted_at(ticket: Ticket[Any]) -> float:
 def _ordered(by_level: dict[int, int]) -> MappingProxyType[int, int]:
     """*by_level*, read-only, its levels in the order they are served."""
     return MappingProxyType({level: by_level[level] for level in sorted(by_level)})
+
+
+def _with_limits(
+    status: PoolStatus, limited: Mapping[int, tuple[int, int]]
+) -> PoolStatus:
+    """*status* with the rate-limit figures of a shared queue's server."""
+    waited = {level: limited[level][0] for level in sorted(limited)}
+    waiting = {level: limited[level][1] for level in sorted(limited)}
+    return attrs.evolve(
+        status,
+        rate_limited=sum(waited.values()),
+        rate_limited_now=sum(waiting.values()),
+        rate_limited_by_priority=MappingProxyType(waited),
+        rate_limited_now_by_priority=MappingProxyType(waiting),
+    )
