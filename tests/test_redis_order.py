@@ -142,6 +142,28 @@ async def test_weighted_sharing_on_the_server_is_work_conserving(
     assert 5 == len(taken)
 
 
+async def test_the_take_script_limits_and_ages_together(
+    client: coredis.Redis[Any],
+) -> None:
+    """With aging, a token-less level is skipped by its submitted level."""
+    server = ServerQueue(client, f"aged-{uuid.uuid4().hex[:8]}")
+    policy = Policy.of({3: RateLimit(1, per=60.0)}, None)
+    assert policy is not None
+    await server.put([("old", 4, b"x")], None)
+    # Real time (the server's clock): aging 1 s, old is at 3 by then.
+    await anyio.sleep(1.2)
+    await server.put([("n0", 3, b"y"), ("n1", 3, b"y")], None)
+    # most=3: old qualifies only by its aged level; it is older than n0.
+    taken, _, _ = await server.take_by(1, 30.0, "t", policy, aging=1.0, most=3)
+    assert ["old"] == ids(taken)
+    taken, _, _ = await server.take_by(5, 30.0, "t", policy, aging=1.0, most=3)
+    assert ["n0"] == ids(taken)  # NORMAL's one token
+    taken, _, wait = await server.take_by(5, 30.0, "t", policy, aging=1.0, most=3)
+    assert [] == taken
+    assert wait is not None
+    assert 59 < wait <= 60
+
+
 # -- a pool on Redis ------------------------------------------------------------------
 
 
