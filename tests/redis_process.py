@@ -7,17 +7,22 @@ python tests/redis_process.py BACKEND PORT NAME lease LEASE
     until killed
 python tests/redis_process.py BACKEND PORT NAME serve WORKERS LEASE
     runs a WorkerPool of WORKERS workers on the queue (see serve()) until killed
+python tests/redis_process.py BACKEND PORT NAME policy WORKERS POLICY
+    the same with the scheduling options of POLICY, a JSON object: "rate_limits"
+    ({level: [rate, per, burst]}) and "weights" ({level: weight}); a request
+    ["stamp", n] returns the server's clock as it started, in seconds
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
 import anyio
 import coredis
 
-from queuekeeper import WorkerPool
+from queuekeeper import RateLimit, WeightedFair, WorkerPool
 from queuekeeper.redis import RedisQueue, create_redis_priority_channel
 
 
@@ -40,6 +45,40 @@ async def serve(
         await anyio.sleep_forever()
 
 
+async def serve_policy(
+    client: coredis.Redis[Any], name: str, workers: int, policy: str
+) -> None:
+    """Serve the queue with a pool under rate limits and/or weights until killed."""
+    options = json.loads(policy)
+    limits = {
+        int(level): RateLimit(rate, per=per, burst=burst)
+        for level, (rate, per, burst) in options.get("rate_limits", {}).items()
+    }
+    weights = options.get("weights")
+    scheduling = (
+        None
+        if weights is None
+        else WeightedFair({int(level): weight for level, weight in weights.items()})
+    )
+
+    async def stamp(request: Any) -> Any:
+        if request[0] == "stamp":
+            return (await client.time()).timestamp()
+        return await handle(request)
+
+    queue = RedisQueue(client, name)
+    async with WorkerPool(
+        stamp,
+        queue=queue,
+        workers=workers,
+        name="remote",
+        rate_limits=limits,
+        scheduling=scheduling,
+    ):
+        print("serving", flush=True)  # noqa: T201 (what the test reads)
+        await anyio.sleep_forever()
+
+
 async def main(port: int, name: str, command: str, *args: str) -> None:
     """Do *command* on the queue *name* of the server on *port*."""
     client: coredis.Redis[Any] = coredis.Redis(host="127.0.0.1", port=port)
@@ -52,6 +91,8 @@ async def main(port: int, name: str, command: str, *args: str) -> None:
             print("sent", flush=True)  # noqa: T201 (what the test reads)
         elif command == "serve":
             await serve(client, name, int(args[0]), float(args[1]))
+        elif command == "policy":
+            await serve_policy(client, name, int(args[0]), args[1])
         else:
             _, receive = create_redis_priority_channel(
                 client, name, lease=float(args[0])

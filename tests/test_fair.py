@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -17,7 +16,6 @@ import pytest
 from queuekeeper import (
     Backpressure,
     Priority,
-    RateLimit,
     StrictPriority,
     TicketState,
     WeightedFair,
@@ -157,30 +155,6 @@ async def test_aging_with_weighted_fair_is_refused() -> None:
         WorkerPool(idle, scheduling={1: 2})  # type: ignore[arg-type]
     # StrictPriority with aging is the plain aging channel.
     create_priority_channel(aging=1.0, scheduling=StrictPriority())
-
-
-class _Shared:
-    """A stand-in for a shared queue (only its ``_link`` is looked at first)."""
-
-    def _link(self, **options: Any) -> None:
-        raise AssertionError  # never reached: the pool refuses first
-
-    def __repr__(self) -> str:
-        return "<shared>"
-
-
-async def test_a_shared_queue_refuses_the_in_process_policies() -> None:
-    """A shared queue refuses the in process policies."""
-    with pytest.raises(
-        TypeError, match=r"^scheduling= is not available with a shared queue \(<sh"
-    ):
-        WorkerPool(idle, queue=_Shared(), scheduling=WEIGHTS)
-    with pytest.raises(TypeError, match=r"^rate_limits= is not available with a sh"):
-        WorkerPool(
-            idle,
-            queue=_Shared(),
-            rate_limits={4: RateLimit(1)},
-        )
 
 
 async def test_positions_count_in_the_weighted_order() -> None:

@@ -184,6 +184,8 @@ class SharedQueue(Protocol):
         deadlines: Any,  # noqa: ANN401
         new_ticket: Callable[..., Any],
         aging: float | None = None,
+        rate_limits: Any = None,  # noqa: ANN401
+        scheduling: Any = None,  # noqa: ANN401
     ) -> Any:  # noqa: ANN401
         """A link for the pool named *pool*."""
         ...

@@ -124,11 +124,14 @@ class PoolStatus:
         rate_limited: Requests that had to wait for a token of their level's
             rate limit (see ``WorkerPool(rate_limits=...)``): a free worker
             found the request first in its level, and the level had no token.
-            Counted once per request.
+            Counted once per request. On a shared queue (Redis), every
+            process's, as the server counts them: those a take passed over for
+            want of a token.
 
             .. versionadded:: 0.3
         rate_limited_now: Queued requests of the levels that have no token now
-            (they cannot start before one comes).
+            (they cannot start before one comes; on Redis: those beyond the
+            tokens their level's bucket holds).
 
             .. versionadded:: 0.3
         rate_limited_by_priority: ``rate_limited`` per rate-limited priority

@@ -152,8 +152,10 @@ class WorkerPool(Generic[Req, Res]):
             to start waits for the earliest token (or a new request).
             ``position`` counts in the scheduling order as if every level had
             tokens; ``status().rate_limited`` and ``rate_limited_now`` count
-            the waits. Reserved workers obey the limits too. Not yet available
-            with a shared *queue*.
+            the waits. Reserved workers obey the limits too. On Redis the
+            buckets are on the server, shared by every process that takes from
+            the queue: the limit is global (each of those processes must be
+            given the same limits).
         scheduling: :class:`StrictPriority` (the default) or
             :class:`WeightedFair`: while several levels have requests queued,
             each level's share of the requests that start converges to its
@@ -161,7 +163,9 @@ class WorkerPool(Generic[Req, Res]):
             others divide it). ``position`` and :meth:`Ticket.positions` count
             in that order (as if nothing else arrived); a reserved worker takes,
             among the levels it serves, by the same order. Not with *aging*
-            (both decide the order). Not yet available with a shared *queue*.
+            (both decide the order). On Redis the server keeps the shares,
+            across every process that takes from the queue (each must be given
+            the same weights).
 
     Raises:
         TypeError: An argument has the wrong type (the message names it).
@@ -235,13 +239,6 @@ class WorkerPool(Generic[Req, Res]):
                 "already bounds every level's wait)"
             )
             raise ValueError(msg)
-        if queue is not None and (self._rate_limits or self._scheduling):
-            given = "rate_limits" if self._rate_limits else "scheduling"
-            msg = (
-                f"{given}= is not available with a shared queue ({queue!r}) yet: "
-                "it acts in the in-process queue only"
-            )
-            raise TypeError(msg)
 
         # The parts. The queue is the only way to the requests.
         self._deadlines = Deadlines()
@@ -272,6 +269,8 @@ class WorkerPool(Generic[Req, Res]):
                 deadlines=self._deadlines,
                 new_ticket=self._execution_ticket,
                 aging=self._aging,
+                rate_limits=self._rate_limits,
+                scheduling=self._scheduling,
             )
             self._max_queue_size = self._link.max_size
         self._handler = handler
@@ -1253,7 +1252,7 @@ class WorkerPool(Generic[Req, Res]):
             in_flight,
             workers_alive,
         )
-        if self._rate_limits:
+        if self._rate_limits and self._link is None:
             waited, waiting = cast("MemoryQueue[Any]", self._queue).rate_limited()
             status = attrs.evolve(
                 status,
@@ -1262,6 +1261,8 @@ class WorkerPool(Generic[Req, Res]):
                 rate_limited_by_priority=MappingProxyType(waited),
                 rate_limited_now_by_priority=MappingProxyType(waiting),
             )
+        if self._link is not None and self._link.limited:
+            return _with_limits(status, self._link.limited)
         return status
 
     def __repr__(self) -> str:
@@ -1279,3 +1280,18 @@ def _submitted_at(ticket: Ticket[Any]) -> float:
 def _ordered(by_level: dict[int, int]) -> MappingProxyType[int, int]:
     """*by_level*, read-only, its levels in the order they are served."""
     return MappingProxyType({level: by_level[level] for level in sorted(by_level)})
+
+
+def _with_limits(
+    status: PoolStatus, limited: Mapping[int, tuple[int, int]]
+) -> PoolStatus:
+    """*status* with the rate-limit figures of a shared queue's server."""
+    waited = {level: limited[level][0] for level in sorted(limited)}
+    waiting = {level: limited[level][1] for level in sorted(limited)}
+    return attrs.evolve(
+        status,
+        rate_limited=sum(waited.values()),
+        rate_limited_now=sum(waiting.values()),
+        rate_limited_by_priority=MappingProxyType(waited),
+        rate_limited_now_by_priority=MappingProxyType(waiting),
+    )

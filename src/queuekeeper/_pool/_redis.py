@@ -67,6 +67,8 @@ from .._redis._server import (
     JOINED,
     JOINED_RUNNING,
     MAX_PRIORITY,
+    WAIT_BLOCK,
+    Policy,
     RedisConnectionError,
     Rings,
     Taken,
@@ -84,6 +86,7 @@ if TYPE_CHECKING:
 
     import coredis
 
+    from .._policies import RateLimit, WeightedFair
     from .._redis._channel import Serializer
     from ._accounting import Accounting
     from ._deadlines import Deadlines
@@ -214,8 +217,15 @@ class RedisQueue:
         deadlines: Deadlines,
         new_ticket: Callable[[object, int, float, float, float], Ticket[Any]],
         aging: float | None = None,
+        rate_limits: Mapping[int, RateLimit] | None = None,
+        scheduling: WeightedFair | None = None,
     ) -> PoolLink[Any]:
-        """A pool's link to this queue (see :class:`PoolLink`)."""
+        """A pool's link to this queue (see :class:`PoolLink`).
+
+        Raises:
+            TypeError, ValueError: A level of *rate_limits* or *scheduling* is
+                not a priority on Redis (0 to 255).
+        """
         return PoolLink(
             self,
             pool=pool,
@@ -225,6 +235,7 @@ class RedisQueue:
             deadlines=deadlines,
             new_ticket=new_ticket,
             aging=aging,
+            policy=Policy.of(rate_limits or {}, scheduling),
         )
 
     def __repr__(self) -> str:
@@ -323,11 +334,18 @@ class PoolLink(Generic[Res]):
         deadlines: Deadlines,
         new_ticket: Callable[[object, int, float, float, float], Ticket[Any]],
         aging: float | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.server = server = queue._server
         #: Seconds per level the server ages requests by as this pool takes
         #: them, or None.
         self.aging = aging
+        #: The rate limits and weights the server takes by for this pool, or
+        #: None (strict priority, no limits).
+        self.policy = policy
+        #: Per rate-limited level, as of the last heartbeat: requests taken
+        #: that had waited for a token, and requests queued waiting for one.
+        self.limited: dict[int, tuple[int, int]] = {}
         #: (server time, requests finished) at the positions fetched: the rate
         #: behind eta().
         self.rates: deque[tuple[float, int]] = deque(maxlen=64)
@@ -972,9 +990,7 @@ class PoolLink(Generic[Res]):
                 self.worker_free = Event()
                 continue
             try:
-                taken, seen = await server.take(
-                    wanted, self.lease, self.tag, self.aging, most
-                )
+                taken, seen, wait = await self._take(wanted, most)
             except Exception:  # noqa: BLE001 (the server is away: try again)
                 await sleep(_BACKOFF[1])
                 continue
@@ -987,9 +1003,26 @@ class PoolLink(Generic[Res]):
                 for each in taken:
                     self._hand_out(each)
             else:
-                await self.rings.wait(server.bell, seen or "0-0")
+                # With a wait, only requests waiting for a token are queued: take
+                # again when one comes, or sooner on a ring (see enqueue in the
+                # library: every put rings while a level waits for a token).
+                block = WAIT_BLOCK if wait is None else wait
+                await self.rings.wait(server.bell, seen or "0-0", block)
             # Server calls cannot be cancelled in flight: a cancellation lands here.
             await checkpoint()
+
+    async def _take(
+        self, wanted: int, most: int | None
+    ) -> tuple[list[Taken], str | None, float | None]:
+        """Take up to *wanted* requests: those, the last ring seen, a token's wait."""
+        if self.policy is None:
+            taken, seen = await self.server.take(
+                wanted, self.lease, self.tag, self.aging, most
+            )
+            return taken, seen, None
+        return await self.server.take_by(
+            wanted, self.lease, self.tag, self.policy, self.aging, most
+        )
 
     def _wanted(self, free: int) -> tuple[int, int | None]:
         """With reserved workers: how many requests to take, and up to which level.
@@ -1201,6 +1234,8 @@ class PoolLink(Generic[Res]):
                         dict(sorted(by_level.items())),
                         dict(sorted(processes.items())),
                     )
+                    if self.policy is not None and self.policy.limits:
+                        self.limited = await self.server.limited(self.policy)
             except Exception:  # noqa: BLE001, S110 (the server is away: next time)
                 pass
             await sleep(min(_STARTED_EVERY, renew_every))

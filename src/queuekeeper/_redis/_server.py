@@ -36,9 +36,11 @@ except ImportError as exc:
 from .._util import describe
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     import coredis
+
+    from .._policies import RateLimit, WeightedFair
 
 __all__ = [
     "DIGEST",
@@ -47,6 +49,7 @@ __all__ = [
     "MAX_PRIORITY",
     "WAIT_BLOCK",
     "Batcher",
+    "Policy",
     "RedisConnectionError",
     "Rings",
     "ServerQueue",
@@ -106,6 +109,8 @@ _PARTS: Final = (
     "born",
     "alive",
     "shares",
+    "buckets",
+    "fair",
 )
 
 
@@ -316,6 +321,43 @@ def check_priority(priority: object) -> int:
 
 @final
 @attrs.frozen
+class Policy:
+    """Rate limits and weights as :meth:`ServerQueue.take_by` sends them."""
+
+    #: ``"<level> <interval in us> <burst> ..."``: a token bucket per level.
+    limits: str = ""
+    #: ``"<default> <level> <weight> ..."``; ``""`` for strict priority.
+    weights: str = ""
+
+    @classmethod
+    def of(
+        cls, limits: Mapping[int, RateLimit], scheduling: WeightedFair | None
+    ) -> Policy | None:
+        """The policy of a pool's settings; ``None`` if it has neither.
+
+        Raises:
+            TypeError, ValueError: A level is not a priority on Redis (0 to 255).
+        """
+        if not limits and scheduling is None:
+            return None
+        spec = " ".join(
+            f"{check_priority(level)} {limit.interval * 1e6!r} {limit.burst}"
+            for level, limit in sorted(limits.items())
+        )
+        weights = ""
+        if scheduling is not None:
+            weights = " ".join(
+                [repr(scheduling.default)]
+                + [
+                    f"{check_priority(level)} {weight!r}"
+                    for level, weight in scheduling.weights.items()
+                ]
+            )
+        return cls(spec, weights)
+
+
+@final
+@attrs.frozen
 class Taken:
     """A request taken from the queue, under a lease."""
 
@@ -506,6 +548,48 @@ class ServerQueue:
             return [], reply[0].decode()
         return _taken(reply), None
 
+    async def take_by(
+        self,
+        count: int,
+        lease: float,
+        token: str,
+        policy: Policy,
+        aging: float | None = None,
+        most: int | None = None,
+    ) -> tuple[list[Taken], str | None, float | None]:
+        """:meth:`take` under rate limits and/or weighted sharing (*policy*).
+
+        A level whose token bucket is empty is skipped (the others are taken
+        as if it had nothing queued); with weights, the levels share what is
+        taken by weight (see ``pop_policy`` in the library). Returns the
+        requests taken; with none, the last ring of :attr:`bell` and, if a
+        level waits for a token, the seconds until one comes (else ``None``).
+        """
+        args: list[object] = [count, round(lease * 1000), token]
+        args += (
+            0 if aging is None else max(1, round(aging * 1000)),
+            "" if most is None else most,
+            policy.limits,
+            policy.weights,
+        )
+        reply = await self._call("take", args)
+        if len(reply) > 2:  # noqa: PLR2004 (a ring and a wait at most)
+            return _taken(reply), None, None
+        wait = int(reply[1]) / 1000 if len(reply) == 2 else None  # noqa: PLR2004
+        return [], reply[0].decode(), wait
+
+    async def limited(self, policy: Policy) -> dict[int, tuple[int, int]]:
+        """Rate-limit figures per rate-limited level of *policy*.
+
+        For each: requests taken that had waited for a token, and requests
+        queued that wait for one now (beyond the tokens its bucket holds).
+        """
+        reply = await self._call("limited", [policy.limits])
+        return {
+            int(reply[i]): (int(reply[i + 1]), int(reply[i + 2]))
+            for i in range(0, len(reply), 3)
+        }
+
     async def restore(self, taken: Taken) -> bool:
         """Queue a request taken for good again, at its place (``False``: id in use)."""
         args = [taken.id, taken.score, taken.payload, taken.deliveries]
@@ -645,15 +729,18 @@ class Rings:
         #: The read in progress on each stream: its end, set for the other waiters.
         self.readers: dict[str, Event] = {}
 
-    async def wait(self, stream: str, seen: str) -> None:
-        """Wait for a ring of *stream* after *seen*, or at most about WAIT_BLOCK."""
+    async def wait(self, stream: str, seen: str, block: float = WAIT_BLOCK) -> None:
+        """Wait for a ring of *stream* after *seen*, or at most about *block*.
+
+        (*block* no longer than :data:`WAIT_BLOCK`.)
+        """
         reading = self.readers.get(stream)
         if reading is not None:
             await reading.wait()
             return
         done = self.readers[stream] = Event()
         try:
-            await self.server.wait(stream, seen, WAIT_BLOCK)
+            await self.server.wait(stream, seen, min(block, WAIT_BLOCK))
         finally:
             del self.readers[stream]
             done.set()

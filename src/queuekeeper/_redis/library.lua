@@ -25,6 +25,15 @@ keys of one queue, which share the hash tag {name} (one slot on Redis Cluster):
                     space-separated (only once one joined it: its own id first,
                     unless its submitter left); w:<id> -> the request a joined
                     id waits for
+  KEYS[11] buckets  hash, rate limits (see pop_policy): t<level> -> the level's
+                    token bucket as the time its next token is due (us of the
+                    server's clock, GCRA); b<level> -> the sequence number of the
+                    newest request queued at that level when a take found no token
+                    for it; n<level> -> how many requests taken had so waited; s ->
+                    present while the last take with rate limits left a level
+                    waiting for a token (then every put rings bell: see enqueue)
+  KEYS[12] fair     hash, weighted sharing (see pop_policy): v -> the virtual time,
+                    <level> -> the level's pass
 
 A pool's requests have ids "<tag>:<n>", where <tag> names the pool process that
 submitted it and its reply stream, qk:{name}:reply:<tag> (in the queue's slot). The
@@ -86,7 +95,8 @@ local function level_count(meta, priority, delta)
 end
 
 -- Queue id at score; ring bell if it is now first (a pool whose workers are all
--- reserved for urgent requests waits for that: see take).
+-- reserved for urgent requests waits for that: see take), or if a taker may be
+-- waiting for a token while requests of other levels could start (see take).
 local function enqueue(keys, id, score)
   local size = redis.call('ZCARD', keys[1])
   redis.call('ZADD', keys[1], exact(score), id)
@@ -94,7 +104,8 @@ local function enqueue(keys, id, score)
     redis.call('HSET', keys[3], 'peak', size + 1)
   end
   level_count(keys[3], math.floor(score / SEQ_SPAN), 1)
-  if size == 0 or redis.call('ZRANK', keys[1], id) == 0 then
+  if size == 0 or redis.call('ZRANK', keys[1], id) == 0
+    or redis.call('HEXISTS', keys[11], 's') == 1 then
     ring(keys[6])
   end
 end
@@ -316,12 +327,172 @@ local function pop_aged(keys, count, now, aging_ms, most)
   return popped
 end
 
--- take(count, lease_ms, token[, aging_ms[, most]]) -> {'', id, payload, score,
--- deliveries, age_ms, ...}, or {last ring of bell} if nothing is queued (at
--- priority most or above, if given: a lower or equal value); age_ms is how long
--- ago it was first queued. A lease of 0 takes them for good (at most once): no
--- lease, nothing to acknowledge. With aging_ms > 0, requests age (see aged()),
--- and most compares with the level a request has aged to.
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- take's rate limits: "<level> <interval_us> <burst> ..." -> {level = {interval,
+-- burst}}
+local function parse_limits(spec)
+  local limits = {}
+  for level, interval, burst in string.gmatch(spec, '(%d+) (%S+) (%d+)') do
+    limits[tonumber(level)] = {tonumber(interval), tonumber(burst)}
+  end
+  return limits
+end
+
+-- take's weights: "<default> <level> <weight> ..." -> weight(level), or nil for ''
+local function parse_weights(spec)
+  if spec == nil or spec == '' then
+    return nil
+  end
+  local words = {}
+  for word in string.gmatch(spec, '%S+') do
+    words[#words + 1] = tonumber(word)
+  end
+  local weights = {}
+  for i = 2, #words, 2 do
+    weights[words[i]] = words[i + 1]
+  end
+  return function(level)
+    return weights[level] or words[1]
+  end
+end
+
+-- The sequence number of the newest request queued at level (0 if none).
+local function newest_seq(keys, level)
+  local tail = redis.call('ZRANGE', keys[1], exact((level + 1) * SEQ_SPAN - 1),
+    exact(level * SEQ_SPAN), 'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES')
+  if #tail == 0 then
+    return 0
+  end
+  return tonumber(tail[2]) - level * SEQ_SPAN
+end
+
+-- With rate limits (limits, see parse_limits) and/or weighted sharing (weight,
+-- see parse_weights): up to count requests, popped as ZPOPMIN would ({id,
+-- score, ...}), and the us until a token comes for a level skipped for want of
+-- one (nil if none was).
+--
+-- Rate limits: a token bucket per level, kept as the time its next token is
+-- due, t (GCRA): a request of the level may start at now if t - now <= (burst
+-- - 1) * interval, and each start moves t to max(t, now) + interval, so that
+-- in any span of w us at most w / interval + burst start, whoever takes them.
+-- A level without a token is skipped: the others are taken as if it had
+-- nothing queued.
+--
+-- Weighted sharing (stride scheduling): each level has a pass; the level taken
+-- is the one with the lowest pass (the better level on a tie) among those with
+-- a request to take, and its pass then grows by 1 / its weight. A pass is
+-- first raised to the virtual time (the pass of the last level taken), so a
+-- level that was idle comes back with no credit saved up: while several levels
+-- have requests queued, their shares of the requests taken converge to their
+-- weights' shares, and a level with none queued takes no share. Within a level,
+-- requests are taken in order. Otherwise the best level is taken (or, with
+-- aging_ms > 0, the best by aged level and sequence, as pop_aged does). With
+-- most, only requests at most or above (by aged level with aging).
+local function pop_policy(keys, count, now, aging_ms, most, limits, weight)
+  local us = now_us()
+  local popped, levels, left_in, due, waited = {}, queued_levels(keys), {}, {}, {}
+  local passes, starved, wait = {}, {}, nil
+  local vt = weight and tonumber(redis.call('HGET', keys[12], 'v') or '0')
+  for _, level in ipairs(levels) do
+    left_in[level] = tonumber(redis.call('HGET', keys[3], 'p' .. level))
+    if limits[level] then
+      due[level] = tonumber(redis.call('HGET', keys[11], 't' .. level) or '0')
+      waited[level] = tonumber(redis.call('HGET', keys[11], 'b' .. level) or '0')
+    end
+    if weight then
+      passes[level] = tonumber(redis.call('HGET', keys[12], tostring(level)) or '0')
+    end
+  end
+  for _ = 1, count do
+    local best, best_id, best_score, best_key, best_seq, best_order
+    for _, level in ipairs(levels) do
+      if left_in[level] > 0 then
+        local head = redis.call('ZRANGE', keys[1], exact(level * SEQ_SPAN),
+          exact((level + 1) * SEQ_SPAN - 1), 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
+        local id, score = head[1], tonumber(head[2])
+        local seq, key = score - level * SEQ_SPAN, level
+        if aging_ms > 0 then
+          local born = tonumber(redis.call('HGET', keys[8], id) or exact(now))
+          key = aged(level, born, now, aging_ms)
+        end
+        if not most or key <= most then
+          local limit, token = limits[level], 0
+          if limit then
+            token = math.max(due[level], us) - (limit[2] - 1) * limit[1] - us
+          end
+          if token > 0 then
+            starved[level] = true
+            if not wait or token < wait then
+              wait = token
+            end
+          else
+            local order = seq
+            if weight then
+              key, order = math.max(passes[level], vt), level
+            end
+            if not best or key < best_key or (key == best_key and order < best_order) then
+              best, best_id, best_score, best_key, best_seq = level, id, score, key, seq
+              best_order = order
+            end
+          end
+        end
+      end
+    end
+    if not best then
+      break
+    end
+    redis.call('ZREM', keys[1], best_id)
+    left_in[best] = left_in[best] - 1
+    local limit = limits[best]
+    if limit then
+      due[best] = math.max(due[best], us) + limit[1]
+      if best_seq <= waited[best] then
+        redis.call('HINCRBY', keys[11], 'n' .. best, 1)
+      end
+    end
+    if weight then
+      vt = best_key
+      passes[best] = best_key + 1 / weight(best)
+    end
+    popped[#popped + 1] = best_id
+    popped[#popped + 1] = exact(best_score)
+  end
+  for level, limit in pairs(limits) do
+    if due[level] then
+      redis.call('HSET', keys[11], 't' .. level, string.format('%.3f', due[level]))
+    end
+    if starved[level] then
+      -- Those queued now waited for a token: counted as they are taken.
+      redis.call('HSET', keys[11], 'b' .. level, exact(newest_seq(keys, level)))
+    end
+  end
+  if next(starved) then
+    redis.call('HSET', keys[11], 's', '1')
+  else
+    redis.call('HDEL', keys[11], 's')
+  end
+  if weight and #popped > 0 then
+    redis.call('HSET', keys[12], 'v', string.format('%.17g', vt))
+    for level, pass in pairs(passes) do
+      redis.call('HSET', keys[12], tostring(level), string.format('%.17g', pass))
+    end
+  end
+  return popped, wait
+end
+
+-- take(count, lease_ms, token[, aging_ms[, most[, limits[, weights]]]]) -> {'',
+-- id, payload, score, deliveries, age_ms, ...}, or {last ring of bell} if nothing
+-- is queued (at priority most or above, if given: a lower or equal value); age_ms
+-- is how long ago it was first queued. A lease of 0 takes them for good (at most
+-- once): no lease, nothing to acknowledge. With aging_ms > 0, requests age (see
+-- aged()), and most compares with the level a request has aged to. most may be
+-- '' (none). With limits (rate limits, see parse_limits: '' for none) or weights
+-- (see parse_weights), pop_policy takes them; if it took none while a level
+-- waited for a token, the reply is {last ring of bell, ms until a token comes}.
 local function take(keys, args)
   local count, lease_ms, token = tonumber(args[1]), tonumber(args[2]), args[3]
   local aging_ms = tonumber(args[4] or '0')
@@ -329,8 +500,11 @@ local function take(keys, args)
   local now = now_ms()
   reap(keys, now, 100)
   local before = redis.call('ZCARD', keys[1])
-  local popped
-  if aging_ms > 0 and before > 0 then
+  local popped, wait
+  if args[6] then
+    popped, wait = pop_policy(keys, count, now, aging_ms, most, parse_limits(args[6]),
+      parse_weights(args[7]))
+  elseif aging_ms > 0 and before > 0 then
     popped = pop_aged(keys, count, now, aging_ms, most)
   elseif most then
     local upto = exact((most + 1) * SEQ_SPAN - 1)
@@ -343,6 +517,9 @@ local function take(keys, args)
     popped = redis.call('ZPOPMIN', keys[1], count)
   end
   if #popped == 0 then
+    if wait then
+      return {last_ring(keys[6]), exact(math.ceil(wait / 1000))}
+    end
     return {last_ring(keys[6])}
   end
   local out = {''}
@@ -554,6 +731,22 @@ local function sizes(keys, args)
   return out
 end
 
+-- limited(limits) -> {level, waited, waiting, ...} for each rate-limited level
+-- (see parse_limits): how many requests taken had waited for a token, and how
+-- many queued now wait for one (those beyond the tokens its bucket holds).
+local function limited(keys, args)
+  local us, out = now_us(), {}
+  for level, limit in pairs(parse_limits(args[1])) do
+    local due = tonumber(redis.call('HGET', keys[11], 't' .. level) or '0')
+    local tokens = math.floor((limit[2] * limit[1] - (math.max(due, us) - us)) / limit[1])
+    local queued = tonumber(redis.call('HGET', keys[3], 'p' .. level) or '0')
+    out[#out + 1] = level
+    out[#out + 1] = tonumber(redis.call('HGET', keys[11], 'n' .. level) or '0')
+    out[#out + 1] = math.max(0, queued - math.max(0, tokens))
+  end
+  return out
+end
+
 -- beat(tag, alive_ms, workers, process) -> {sizes(), {process, workers, ...}}
 -- The heartbeat of the pool <tag>: it is alive for alive_ms more (0: it left),
 -- with <workers> workers in <process>. Pools past their time are forgotten.
@@ -709,3 +902,4 @@ redis.register_function('QK_cancel', cancel)
 redis.register_function('QK_beat', beat)
 redis.register_function{function_name = 'QK_position', callback = position, flags = {'no-writes'}}
 redis.register_function{function_name = 'QK_sizes', callback = sizes, flags = {'no-writes'}}
+redis.register_function{function_name = 'QK_limited', callback = limited, flags = {'no-writes'}}
