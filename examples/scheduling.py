@@ -25,23 +25,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import itertools
-import shutil
-import socket
-import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+from _redis_server import add_arguments, run_with_redis
 
 from queuekeeper import Autoscale, Priority, WorkerPool
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator
+    from collections.abc import Awaitable, Callable
 
     from queuekeeper import Ticket
     from queuekeeper.redis import RedisQueue
@@ -459,55 +455,12 @@ async def main(redis_url: str | None, redis_note: str | None) -> None:
         await run_sections(Queues(make, remote=True))
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextlib.contextmanager
-def throwaway_redis(executable: str) -> Iterator[str]:
-    """Run a redis-server on a free port of 127.0.0.1, saving nothing; its URL."""
-    port = free_port()
-    server = subprocess.Popen(  # noqa: S603 (redis-server from PATH, fixed flags)
-        [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("redis-server did not start") from None
-                time.sleep(0.01)
-        yield f"redis://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait()
-
-
 def cli() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
-    parser.add_argument("--redis", help="a Redis URL (default: start redis-server)")
-    args = parser.parse_args()
-    executable = shutil.which("redis-server")
-    if importlib.util.find_spec("coredis") is None:
-        note = "coredis is not installed: pip install 'queuekeeper[redis]'"
-        anyio.run(main, None, note, backend=args.backend)
-    elif args.redis:
-        anyio.run(main, args.redis, None, backend=args.backend)
-    elif executable is None:
-        note = "no redis-server on PATH; pass --redis URL to use a server"
-        anyio.run(main, None, note, backend=args.backend)
-    else:
-        with throwaway_redis(executable) as url:
-            anyio.run(main, url, None, backend=args.backend)
+    add_arguments(parser)
+    run_with_redis(main, parser.parse_args())
 
 
 if __name__ == "__main__":
