@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
     from prometheus_client import CollectorRegistry
-    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
     from ._observer import ObservedPool
     from ._states import TicketState
@@ -106,8 +106,33 @@ class _GaugeCollector:
                 raise ValueError(msg)
             self._pools[pool.name] = pool
 
-    def describe(self) -> Iterable[GaugeMetricFamily]:
-        return self._families()
+    def describe(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        return (*self._families(), *self._outcome_families())
+
+    def _outcome_families(self) -> tuple[CounterMetricFamily, ...]:
+        """The counters of the outcome policies: retries and dead letters."""
+        from prometheus_client.core import CounterMetricFamily  # noqa: PLC0415
+
+        ns = self._namespace
+        return (
+            CounterMetricFamily(
+                f"{ns}_requests_retried",
+                "Retries scheduled: requests whose handler failed, kept to run "
+                "again (retry=).",
+                labels=("pool", "priority"),
+            ),
+            CounterMetricFamily(
+                f"{ns}_dead_letters",
+                "Requests that failed for good, recorded as dead letters "
+                "(dead_letter_size=).",
+                labels=("pool",),
+            ),
+            CounterMetricFamily(
+                f"{ns}_dead_letters_dropped",
+                "Dead letters lost unread (the oldest, dropped for new ones).",
+                labels=("pool",),
+            ),
+        )
 
     def _families(self) -> tuple[GaugeMetricFamily, ...]:
         from prometheus_client.core import GaugeMetricFamily  # noqa: PLC0415
@@ -150,9 +175,11 @@ class _GaugeCollector:
             ),
         )
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         families = self._families()
         queue_size, active, in_flight, alive, workers, capacity = families
+        outcomes = self._outcome_families()
+        retried, dead_letters, dropped = outcomes
         with self._lock:
             pools = list(self._pools.items())
             for name, pool in pools:
@@ -171,7 +198,11 @@ class _GaugeCollector:
                 workers.add_metric((name,), status.max_workers)
                 limit = status.max_queue_size
                 capacity.add_metric((name,), math.inf if limit is None else limit)
-        return families
+                for level, count in status.retried_by_priority.items():
+                    retried.add_metric((name, priority_label(level)), count)
+                dead_letters.add_metric((name,), status.dead_letters)
+                dropped.add_metric((name,), status.dead_letters_dropped)
+        return (*families, *outcomes)
 
 
 @final

@@ -121,6 +121,31 @@ class PoolStatus:
             requests, and a coalesced submit queues none.
 
             .. versionadded:: 0.2
+        retried: Retries scheduled (see ``WorkerPool(retry=...)``): requests
+            whose handler raised and that were kept to run again, once per
+            retry. A retried request is counted once in ``submitted`` and once
+            in the outcome it ends with.
+
+            .. versionadded:: 0.3
+        retrying: Requests waiting out a retry's backoff now: counted neither
+            in ``queue_size`` nor in ``active_workers``. Until everything
+            settles, ``submitted`` is the settled requests plus those queued,
+            running and retrying.
+
+            .. versionadded:: 0.3
+        dead_letters: Dead letters made (see ``WorkerPool(dead_letter_size=...)``):
+            requests that failed for good, read or not.
+
+            .. versionadded:: 0.3
+        dead_letters_dropped: Dead letters lost unread: the oldest ones, dropped
+            for new ones while ``pool.dead_letters`` was full, and those
+            discarded by closing it.
+
+            .. versionadded:: 0.3
+        retried_by_priority: ``retried`` per submitted priority (levels that
+            had retries).
+
+            .. versionadded:: 0.3
     """
 
     name: str
@@ -145,3 +170,8 @@ class PoolStatus:
     in_flight: int = 0
     workers_alive: Mapping[str, int] = attrs.field(factory=dict)
     coalesced: int = 0
+    retried: int = 0
+    retrying: int = 0
+    dead_letters: int = 0
+    dead_letters_dropped: int = 0
+    retried_by_priority: Mapping[int, int] = attrs.field(factory=dict)
