@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -29,6 +28,9 @@ from queuekeeper import (
     WorkerPool,
 )
 from queuekeeper.redis import RedisQueue
+
+if TYPE_CHECKING:
+    from collections.abc import Hashable
 
 pytestmark = pytest.mark.anyio
 
@@ -152,7 +154,7 @@ async def test_exhausted_retries_fail_with_the_last_error_and_one_dead_letter() 
         status = pool.status()
         assert (1, 2, 0) == (status.failed, status.retried, status.retrying)
         assert (1, 0) == (status.dead_letters, status.dead_letters_dropped)
-        letter = pool.dead_letters.receive_nowait()
+        letter = await pool.dead_letters.receive()
     assert isinstance(letter, DeadLetter)
     assert ticket.id == letter.ticket_id
     assert ("id", 7) == letter.request
@@ -171,7 +173,7 @@ async def test_exhausted_retries_fail_with_the_last_error_and_one_dead_letter() 
 
 
 async def test_only_the_exceptions_named_in_on_are_retried() -> None:
-    """A ValueError with on=(ConnectionError,) fails at once; a ConnectionError retries."""
+    """With on=(ConnectionError,) a ValueError fails at once, a ConnectionError not."""
     retry = Retry(2, backoff=0, on=(ConnectionError,))
     wrong = Flaky(1, ValueError)
     async with WorkerPool(wrong, workers=1, retry=retry, dead_letter_size=1) as pool:
@@ -179,7 +181,7 @@ async def test_only_the_exceptions_named_in_on_are_retried() -> None:
         with pytest.raises(ValueError, match=r"^v failed on run 1$"):
             await ticket.result()
         assert (1, 0) == (ticket.attempts, pool.status().retried)
-        assert 1 == pool.dead_letters.receive_nowait().attempts
+        assert 1 == (await pool.dead_letters.receive()).attempts
     right = Flaky(1, ConnectionResetError)
     async with WorkerPool(right, workers=1, retry=retry) as pool:
         assert "c" == await pool.execute("c")
@@ -196,7 +198,7 @@ async def test_cancellations_are_never_retried() -> None:
             await anyio.sleep_forever()
         finally:
             if request == "raise":
-                raise Boom(request)  # noqa: B012 (what a careless handler does)
+                raise Boom(request)
         return request  # pragma: no cover
 
     retry = Retry(5, backoff=0)
@@ -227,7 +229,8 @@ async def test_a_callable_backoff_that_fails_fails_the_request() -> None:
             await ticket.result()
         assert isinstance(caught.value.__cause__, Boom)
         assert (0, 1) == (pool.status().retried, pool.status().failed)
-        assert "builtins.ValueError" == pool.dead_letters.receive_nowait().error_type
+        letter = await pool.dead_letters.receive()
+        assert "builtins.ValueError" == letter.error_type
 
 
 # -- timeouts, cancellation and shutdown during a backoff ---------------------------
@@ -278,7 +281,7 @@ async def test_a_deadline_during_a_backoff_fails_the_request_then() -> None:
 
 
 async def test_cancel_during_a_backoff() -> None:
-    """ticket.cancel() while it waits out a backoff: cancelled at once, no dead letter."""
+    """ticket.cancel() while it waits out a backoff: cancelled at once, no letter."""
     flaky = Flaky(1, spare="b")
     async with WorkerPool(
         flaky, workers=1, retry=SLOW_RETRY, dead_letter_size=1
@@ -301,7 +304,7 @@ async def test_cancel_during_a_backoff() -> None:
 
 
 async def test_shutdown_never_waits_on_a_backoff() -> None:
-    """Requests waiting out a backoff fail at once with their last error; dead letters."""
+    """Requests in a backoff fail at once with their last error, as dead letters."""
     flaky = Flaky(1)
     pool = WorkerPool(flaky, workers=1, retry=SLOW_RETRY, dead_letter_size=2)
     async with pool:
@@ -382,15 +385,15 @@ async def test_a_retried_request_goes_behind_its_level_even_when_full(
         status = pool.status()
         assert (2, 0) == (status.queue_size, status.retrying)
         assert 1 == retried.position
-        async for position in retried.positions():
-            assert 1 == position
-            break
+        watching = retried.positions()
+        assert 1 == await watching.__anext__()
         with pytest.raises(QueueFull):
             pool.submit_nowait("refused")
         gate.set()
         assert ["hold", "waiting", "retried"] == [
             await ticket.result() for ticket in (hold, waiting, retried)
         ]
+        assert [] == [position async for position in watching]  # it started
     assert ["retried", "hold", "waiting", "retried"] == order
 
 
@@ -459,11 +462,11 @@ async def test_dead_letters_drop_the_oldest_when_full() -> None:
                 await ticket.result()
         status = pool.status()
         assert (5, 3) == (status.dead_letters, status.dead_letters_dropped)
-        assert 2 == len(pool.dead_letters)  # type: ignore[arg-type]
-        kept = [pool.dead_letters.receive_nowait().request for _ in range(2)]
+        kept = [(await pool.dead_letters.receive()).request for _ in range(2)]
         assert [3, 4] == kept
-        with pytest.raises(anyio.WouldBlock):
-            pool.dead_letters.receive_nowait()  # type: ignore[attr-defined]
+        with anyio.move_on_after(0.01) as scope:
+            await pool.dead_letters.receive()  # none left: it waits
+        assert scope.cancelled_caught
 
 
 async def test_a_worker_never_waits_on_dead_letters() -> None:
@@ -477,7 +480,7 @@ async def test_a_worker_never_waits_on_dead_letters() -> None:
         status = pool.status()
         assert (1000, 0) == (status.failed, status.active_workers)
         assert (1000, 999) == (status.dead_letters, status.dead_letters_dropped)
-        assert 999 == pool.dead_letters.receive_nowait().request
+        assert 999 == (await pool.dead_letters.receive()).request
 
 
 async def test_only_failed_requests_become_dead_letters() -> None:
@@ -550,14 +553,14 @@ async def test_receiving_a_dead_letter_waits_and_is_cancel_safe() -> None:
             task_group.start_soon(closed_reader)
         await pool.submit("d")  # discarded too
         await until(lambda: pool.status().dead_letters == 4)
-        letters.close()
+        await letters.aclose()
         status = pool.status()
         assert (4, 2) == (status.dead_letters, status.dead_letters_dropped)
 
 
 async def test_the_dead_letter_stream_wakes_a_waiting_reader_at_the_end() -> None:
     """A reader waiting as the pool closes gets EndOfStream."""
-    pool: WorkerPool[str, str] = WorkerPool(Flaky(0), workers=1, dead_letter_size=1)
+    pool: WorkerPool[Any, Any] = WorkerPool(Flaky(0), workers=1, dead_letter_size=1)
     async with anyio.create_task_group() as task_group:
 
         async def reader() -> None:
@@ -572,7 +575,7 @@ async def test_the_dead_letter_stream_wakes_a_waiting_reader_at_the_end() -> Non
 
 async def test_a_pool_that_never_ran_ends_its_dead_letters() -> None:
     """shutdown() of a pool never started: the stream ends."""
-    pool: WorkerPool[str, str] = WorkerPool(Flaky(0), dead_letter_size=1)
+    pool: WorkerPool[Any, Any] = WorkerPool(Flaky(0), dead_letter_size=1)
     await pool.shutdown()
     with pytest.raises(anyio.EndOfStream):
         await pool.dead_letters.receive()
@@ -659,7 +662,7 @@ def test_bad_retry_and_dead_letter_arguments() -> None:
         WorkerPool(Flaky(0), dead_letter_size=2.0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^dead_letter_size must be an int >= 1, not"):
         WorkerPool(Flaky(0), dead_letter_size=True)
-    pool: WorkerPool[str, str] = WorkerPool(Flaky(0), name="plain")
+    pool: WorkerPool[Any, Any] = WorkerPool(Flaky(0), name="plain")
     with pytest.raises(
         RuntimeError,
         match=r"^WorkerPool 'plain' keeps no dead letters: pass dead_letter_size=n",
@@ -681,4 +684,3 @@ def test_retry_and_dead_letters_are_refused_with_a_shared_queue(
         TypeError, match=rf"^{named}= is not available with a shared queue"
     ):
         WorkerPool(Flaky(0), queue=queue, **options)
-

@@ -100,10 +100,6 @@ class DeadLetterStream(ObjectReceiveStream[DeadLetter[Req]], Generic[Req]):
             self._event = None
             event.set()
 
-    def __len__(self) -> int:
-        """Records held, unread."""
-        return len(self._records)
-
     # -- the user's side ----------------------------------------------------------
 
     def receive_nowait(self) -> DeadLetter[Req]:
