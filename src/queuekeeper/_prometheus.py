@@ -198,8 +198,10 @@ class _GaugeCollector:
                 workers.add_metric((name,), status.max_workers)
                 limit = status.max_queue_size
                 capacity.add_metric((name,), math.inf if limit is None else limit)
-                for level, count in status.retried_by_priority.items():
-                    retried.add_metric((name, priority_label(level)), count)
+                retries = status.retried_by_priority
+                for level in sorted({*_NAMED, *retries}):
+                    label = priority_label(level)
+                    retried.add_metric((name, label), retries.get(level, 0))
                 dead_letters.add_metric((name,), status.dead_letters)
                 dropped.add_metric((name,), status.dead_letters_dropped)
         return (*families, *outcomes)

@@ -290,8 +290,8 @@ class WorkerPool(Generic[Req, Res]):
             self._retries = self._admission.retries = accounting.retries = Retries(
                 self._retry,
                 cast("MemoryQueue[Ticket[Any]]", self._queue),
-                self._admission,
-                accounting,
+                self._admission.handover,
+                accounting.settle,
                 self._deadlines,
             )
             accounting.attempts = self._retries.attempts

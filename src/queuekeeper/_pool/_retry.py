@@ -25,9 +25,9 @@ from .._states import TicketState
 from .._util import describe, ki_protected
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .._memory import MemoryQueue
-    from ._accounting import Accounting
-    from ._admission import Admission
     from ._deadlines import Deadlines
     from ._ticket import Ticket
 
@@ -77,16 +77,16 @@ class Retries:
     """
 
     __slots__ = (
-        "accounting",
-        "admission",
         "by_level",
         "deadlines",
+        "handover",
         "open",
         "order",
         "policy",
         "queue",
         "records",
         "retried",
+        "settle",
         "waiting",
     )
 
@@ -94,14 +94,16 @@ class Retries:
         self,
         retry: Retry,
         queue: MemoryQueue[Ticket[Any]],
-        admission: Admission[Any],
-        accounting: Accounting,
+        handover: set[Ticket[Any]],
+        settle: Callable[[Ticket[Any], TicketState, float, BaseException], None],
         deadlines: Deadlines,
     ) -> None:
         self.policy = retry
         self.queue = queue
-        self.admission = admission
-        self.accounting = accounting
+        #: Admission's requests handed straight to a waiting worker.
+        self.handover = handover
+        #: Accounting's settle: put a request in its final state.
+        self.settle = settle
         self.deadlines = deadlines
         #: The requests waiting out a backoff, each with its last error.
         self.waiting: dict[Ticket[Any], BaseException] = {}
@@ -173,7 +175,7 @@ class Retries:
         except Exception as exc:  # noqa: BLE001 (the user's callable: fail the request)
             exc.__cause__ = error
             self._settles(ticket)
-            self.accounting.settle(ticket, _FAILED, now, exc)
+            self.settle(ticket, _FAILED, now, exc)
             return True
         if record is None:
             record = self.records[ticket] = _Record(now)
@@ -217,11 +219,11 @@ class Retries:
                 f"request {ticket.id} timed out waiting out a retry's backoff"
             )
             timeout.__cause__ = error
-            self.accounting.settle(ticket, _TIMED_OUT, now, timeout)
+            self.settle(ticket, _TIMED_OUT, now, timeout)
             return True
         self.records[ticket].queued_at = now
         if self.queue.put_over(ticket, ticket._level):
-            self.admission.handover.add(ticket)
+            self.handover.add(ticket)
         if ticket._deadline != math.inf:
             self.deadlines.add_unique(ticket._deadline, next(self.order), ticket)
         return True
@@ -237,7 +239,7 @@ class Retries:
         """Shutdown: fail every request waiting out a backoff, with its last error."""
         self.open = False
         waiting, self.waiting = self.waiting, {}
-        settle = self.accounting.settle
+        settle = self.settle
         for ticket, error in waiting.items():
             settle(ticket, _FAILED, now, error)
 
