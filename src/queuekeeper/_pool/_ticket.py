@@ -256,7 +256,7 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
 
     @property
     def attempts(self) -> int:
-        """How many times the request started running: 0 while first queued.
+        """How many times the request started running (0 while first queued).
 
         With the pool's ``retry``, a request whose handler failed runs again
         under the same ticket: each run counts. While it waits out a retry's
