@@ -53,7 +53,7 @@ nitpick_ignore_regex = [
     (r"py:.*", r"math\..*"),
     (
         r"py:class",
-        r"(TaskStatus|TaskGroup|CancelScope|Event|CollectorRegistry|Mapping|Awaitable|Callable|WorkerPool\[.*)",
+        r"(TaskStatus|TaskGroup|CancelScope|Event|CollectorRegistry|Mapping|Awaitable|Callable|WorkerPool\[.*|ObjectReceiveStream)",
     ),
     (r"py:exc", r"(Exception|anyio\..*)"),
 ]

@@ -93,6 +93,9 @@ def expected_types(ns: str) -> dict[str, str]:
         f"{ns}_request_duration_seconds": "histogram",
         f"{ns}_requests_completed_total": "counter",
         f"{ns}_queue_requests_coalesced_total": "counter",
+        f"{ns}_requests_retried_total": "counter",
+        f"{ns}_dead_letters_total": "counter",
+        f"{ns}_dead_letters_dropped_total": "counter",
     }
 
 
@@ -131,6 +134,9 @@ async def test_metric_names_types_and_label_names(
         "request_duration_seconds": {"pool", "priority"},
         "requests_completed": {"outcome", "pool", "priority"},
         "queue_requests_coalesced": {"pool", "priority"},
+        "requests_retried": {"pool", "priority"},
+        "dead_letters": {"pool"},
+        "dead_letters_dropped": {"pool"},
     }
     seen: dict[str, set[str]] = {}
     for family in registry.collect():

@@ -155,6 +155,27 @@ class MemoryQueue(Generic[T]):
         return False
 
     @ki_protected
+    def put_over(self, request: T, priority: int) -> bool:
+        """Queue *request* even when full; ``True`` if handed to a taker.
+
+        A retried request's way back (see ``WorkerPool(retry=...)``): it was
+        admitted once, so it is never refused, nor made to wait, for want of
+        room. It goes behind the requests of its level, and the queue may hold
+        that many more than ``max_size`` until takes bring it back under (new
+        requests find it full meanwhile).
+        """
+        try:
+            return self.put_nowait(request, priority)
+        except WouldBlock:
+            pass
+        state = self._state
+        state.push(request, priority)
+        state.peak_size = max(state.peak_size, state.size)
+        if self._takers and self._aging is not None:
+            self._look_again(request, priority)
+        return False
+
+    @ki_protected
     def evict(self, above: int) -> tuple[T, int] | None:
         """Take out the newest request of the lowest level, if lower than *above*."""
         state = self._state

@@ -107,7 +107,32 @@ class _GaugeCollector:
             self._pools[pool.name] = pool
 
     def describe(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
-        return (*self._families(), *self._rate_families())
+        return (*self._families(), *self._rate_families(), *self._outcome_families())
+
+    def _outcome_families(self) -> tuple[CounterMetricFamily, ...]:
+        """The counters of the outcome policies: retries and dead letters."""
+        from prometheus_client.core import CounterMetricFamily  # noqa: PLC0415
+
+        ns = self._namespace
+        return (
+            CounterMetricFamily(
+                f"{ns}_requests_retried",
+                "Retries scheduled: requests whose handler failed, kept to run "
+                "again (retry=).",
+                labels=("pool", "priority"),
+            ),
+            CounterMetricFamily(
+                f"{ns}_dead_letters",
+                "Requests that failed for good, recorded as dead letters "
+                "(dead_letter_size=).",
+                labels=("pool",),
+            ),
+            CounterMetricFamily(
+                f"{ns}_dead_letters_dropped",
+                "Dead letters lost unread (the oldest, dropped for new ones).",
+                labels=("pool",),
+            ),
+        )
 
     def _rate_families(self) -> tuple[CounterMetricFamily, GaugeMetricFamily]:
         """The rate limits' series (see ``WorkerPool(rate_limits=...)``)."""
@@ -177,6 +202,8 @@ class _GaugeCollector:
         families = self._families()
         queue_size, active, in_flight, alive, workers, capacity = families
         rate_limited, rate_limited_now = rates = self._rate_families()
+        outcomes = self._outcome_families()
+        retried, dead_letters, dropped = outcomes
         with self._lock:
             pools = list(self._pools.items())
             for name, pool in pools:
@@ -201,8 +228,19 @@ class _GaugeCollector:
                     label = (name, priority_label(level))
                     rate_limited.add_metric(label, waited.get(level, 0))
                     rate_limited_now.add_metric(label, waiting.get(level, 0))
+                retries = status.retried_by_priority
+                for level in sorted({*_NAMED, *retries}):
+                    retried.add_metric(
+                        (name, priority_label(level)), retries.get(level, 0)
+                    )
+                dead_letters.add_metric((name,), status.dead_letters)
+                dropped.add_metric((name,), status.dead_letters_dropped)
         # Only pools with rate limits have these series: none, no family.
-        return (*families, *(rates if rate_limited.samples else ()))
+        return (
+            *families,
+            *(rates if rate_limited.samples else ()),
+            *outcomes,
+        )
 
 
 @final

@@ -142,6 +142,31 @@ class PoolStatus:
             priority (each listed, 0 included).
 
             .. versionadded:: 0.3
+        retried: Retries scheduled (see ``WorkerPool(retry=...)``): requests
+            whose handler raised and that were kept to run again, once per
+            retry. A retried request is counted once in ``submitted`` and once
+            in the outcome it ends with.
+
+            .. versionadded:: 0.3
+        retrying: Requests waiting out a retry's backoff now: counted neither
+            in ``queue_size`` nor in ``active_workers``. Until everything
+            settles, ``submitted`` is the settled requests plus those queued,
+            running and retrying.
+
+            .. versionadded:: 0.3
+        dead_letters: Dead letters made (see ``WorkerPool(dead_letter_size=...)``):
+            requests that failed for good, read or not.
+
+            .. versionadded:: 0.3
+        dead_letters_dropped: Dead letters lost unread: the oldest ones, dropped
+            for new ones while ``pool.dead_letters`` was full, and those
+            discarded by closing it.
+
+            .. versionadded:: 0.3
+        retried_by_priority: ``retried`` per submitted priority (levels that
+            had retries).
+
+            .. versionadded:: 0.3
     """
 
     name: str
@@ -170,3 +195,8 @@ class PoolStatus:
     rate_limited_now: int = 0
     rate_limited_by_priority: Mapping[int, int] = attrs.field(factory=dict)
     rate_limited_now_by_priority: Mapping[int, int] = attrs.field(factory=dict)
+    retried: int = 0
+    retrying: int = 0
+    dead_letters: int = 0
+    dead_letters_dropped: int = 0
+    retried_by_priority: Mapping[int, int] = attrs.field(factory=dict)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, final
 
 from anyio import current_time
@@ -22,7 +23,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from .._observer import PoolObserver
+    from ._dead import DeadLetterStream
     from ._deadlines import Deadlines
+    from ._retry import Retries
     from ._ticket import Ticket
 
 __all__ = ["WAIT_WINDOW", "Accounting", "WorkerRecord"]
@@ -40,6 +43,11 @@ RATE_STEP: Final = 0.1
 
 #: How many recent wait times the percentiles in :class:`PoolStatus` cover.
 WAIT_WINDOW: Final = 1024
+
+
+def _ran_once(ticket: Ticket[Any]) -> int:
+    """Runs of *ticket*'s request in a pool without retries: 1 once it started."""
+    return 0 if ticket.started_at is None else 1
 
 
 def _percentile(ordered: list[float], fraction: float) -> float:
@@ -83,12 +91,14 @@ class Accounting:
 
     __slots__ = (
         "active",
+        "attempts",
         "cancel_grace",
         "cancelled",
         "clock",
         "coalesced",
         "completed",
         "count",
+        "dead_letters",
         "deadlines",
         "failed",
         "hung_after",
@@ -98,6 +108,7 @@ class Accounting:
         "on_coalesced",
         "rates",
         "rejected",
+        "retries",
         "shed",
         "submitted",
         "timed_out",
@@ -147,6 +158,14 @@ class Accounting:
         #: (time, requests finished) samples for :meth:`service_rate`; the pool
         #: adds the first as it starts.
         self.rates: deque[tuple[float, int]] = deque()
+        #: The pool's retry policy at work (``retry=``), consulted as a
+        #: handler's error would fail a request; ``None`` without one.
+        self.retries: Retries | None = None
+        #: Where requests that failed for good are recorded
+        #: (``dead_letter_size=``), and how many runs a request had; ``None``
+        #: without dead letters.
+        self.dead_letters: DeadLetterStream[Any] | None = None
+        self.attempts: Callable[[Ticket[Any]], int] = _ran_once
 
     # -- the workers --------------------------------------------------------------
 
@@ -220,6 +239,9 @@ class Accounting:
             worker.consecutive_errors += 1
             worker.last_error = repr(error)
         if not ticket.done():  # shutdown may have given up on it already
+            retries = self.retries
+            if retries is not None and retries.after_run(ticket, state, error, now):
+                return  # it waits out a backoff, then runs again
             self.settle(ticket, state, now, error)
 
     @ki_protected
@@ -282,6 +304,8 @@ class Accounting:
         if observer is not None:
             duration = None if started is None else now - started
             observer.finished(self.name, ticket._level, state, duration)
+        if state is _FAILED and self.dead_letters is not None:
+            self.dead_letters.record(ticket, error, now, self.attempts(ticket))
 
     # -- snapshots ----------------------------------------------------------------
 
@@ -375,4 +399,21 @@ class Accounting:
             in_flight=in_flight,
             workers_alive=workers_alive,
             coalesced=self.coalesced,
+            **self._outcome_counts(),
         )
+
+    def _outcome_counts(self) -> dict[str, Any]:
+        """The status fields of the outcome policies (retries, dead letters)."""
+        counts: dict[str, Any] = {}
+        retries = self.retries
+        if retries is not None:
+            counts["retried"] = retries.retried
+            counts["retrying"] = len(retries.waiting)
+            counts["retried_by_priority"] = MappingProxyType(
+                dict(sorted(retries.by_level.items()))
+            )
+        dead = self.dead_letters
+        if dead is not None:
+            counts["dead_letters"] = dead.made
+            counts["dead_letters_dropped"] = dead.dropped
+        return counts

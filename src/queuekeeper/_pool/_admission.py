@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .._queue import RequestQueue
     from ._accounting import Accounting
     from ._deadlines import Deadlines
+    from ._retry import Retries
     from ._ticket import Ticket
 
 __all__ = ["Admission", "expiry_error"]
@@ -61,6 +62,7 @@ class Admission(Generic[Res]):
         "mode",
         "moved_in",
         "queue",
+        "retries",
         "wake",
         "watchers",
     )
@@ -91,6 +93,9 @@ class Admission(Generic[Res]):
         #: over, then started or withdrawn).
         self.watchers = 0
         self.wake: Callable[[], None] = _no_one
+        #: The pool's retries (``retry=``), whose backoffs hold queued
+        #: requests outside the queue; ``None`` without them.
+        self.retries: Retries | None = None
 
     # -- putting in ---------------------------------------------------------------
 
@@ -196,6 +201,8 @@ class Admission(Generic[Res]):
         """Take the queued *ticket* out: from the queue, or from a worker's hands."""
         if not self.queue.remove(ticket, ticket._level):
             self.handover.discard(ticket)
+            if self.retries is not None:
+                self.retries.withdraw(ticket)
             if self.watchers:
                 self.picked()
 

@@ -143,6 +143,9 @@ class Share:
     def _deliveries(self, ticket: Ticket[Any]) -> int:  # noqa: ARG002
         return self.work.deliveries
 
+    def _attempts(self, ticket: Ticket[Any]) -> int:  # noqa: ARG002
+        return self.pool._attempts(self.work)  # type: ignore[no-any-return]
+
     def _effective_level(self, ticket: Ticket[Any]) -> int:
         """A waiting sharer competes as the work does; a settled one by itself."""
         if ticket._state is _QUEUED:

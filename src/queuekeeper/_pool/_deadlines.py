@@ -60,6 +60,21 @@ class Deadlines:
             scope.deadline = when
 
     @ki_protected
+    def add_unique(self, when: float, order: int, ticket: Ticket[Any]) -> None:
+        """:meth:`add`, the entry ranked by *order* (unique) instead of the ticket's.
+
+        For a ticket that comes back to the heap (a retried request): a cleared
+        entry of its own may still be there, and two entries that tie must
+        never compare their tickets.
+        """
+        entry = [when, order, ticket]
+        ticket._deadline_entry = entry
+        heapq.heappush(self.heap, entry)
+        scope = self.scope
+        if scope is not None and when < scope.deadline:
+            scope.deadline = when
+
+    @ki_protected
     def clear(self, ticket: Ticket[Any]) -> None:
         """Forget *ticket*, which settled before its deadline came up."""
         entry = ticket._deadline_entry

@@ -43,7 +43,9 @@ from ._accounting import Accounting
 from ._admission import Admission
 from ._checks import MAX_WORKERS, check_count, check_handler, check_name, check_seconds
 from ._coalesce import Share, check_key
+from ._dead import DeadLetterStream
 from ._deadlines import Deadlines
+from ._retry import Retries, check_retry
 from ._scaling import Autoscale, Autoscaler, check_reserved
 from ._ticket import Ticket
 from ._workers import Workers
@@ -52,11 +54,11 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
     from types import TracebackType
 
-    from anyio.abc import TaskGroup, TaskStatus
+    from anyio.abc import ObjectReceiveStream, TaskGroup, TaskStatus
     from typing_extensions import Self
 
     from .._observer import PoolObserver
-    from .._policies import RateLimit, StrictPriority, WeightedFair
+    from .._policies import DeadLetter, RateLimit, Retry, StrictPriority, WeightedFair
     from .._queue import RequestQueue, SharedQueue
     from .._status import PoolStatus, WorkerHealth
 
@@ -166,6 +168,29 @@ class WorkerPool(Generic[Req, Res]):
             (both decide the order). On Redis the server keeps the shares,
             across every process that takes from the queue (each must be given
             the same weights).
+        retry: A :class:`Retry`, or ``None`` (the default: a handler's error
+            fails its request). A request whose handler raised one of its
+            ``on`` exceptions, with runs left, is not settled: it waits out the
+            backoff holding no worker (its state stays ``QUEUED``, its
+            :attr:`~Ticket.position` is ``None``), then is queued again at its
+            priority behind what is queued there, with the same ticket;
+            :attr:`Ticket.attempts` counts its runs and ``status().retried``
+            the retries. A re-queued request is never refused or made to wait
+            for room: the queue may hold more than *max_queue_size* until
+            workers take it back under (new requests find it full meanwhile).
+            Its ``timeout`` covers every run and backoff (it fails with
+            :exc:`RequestTimeout` if it passes during a backoff); its
+            ``queue_timeout`` bounds only the wait for its first run. Never
+            retried: other exceptions, cancellations (its ticket, its
+            ``timeout``, shutdown), and failures once shutdown began; a
+            shutdown fails the requests waiting out a backoff at once, with
+            their last error. With aging, a re-queued request ages from when
+            it was queued again. Not available with a shared *queue* yet.
+        dead_letter_size: Keep a record (a :class:`DeadLetter`) of each
+            request that failed for good, its handler having raised (after its
+            retries, with *retry*), for :attr:`dead_letters`; at most this many
+            unread (an ``int >= 1``), the oldest dropped for a new one. ``None``
+            (the default): none kept. Not available with a shared *queue* yet.
 
     Raises:
         TypeError: An argument has the wrong type (the message names it).
@@ -193,6 +218,8 @@ class WorkerPool(Generic[Req, Res]):
         | Mapping[int, RateLimit]
         | None = None,
         scheduling: StrictPriority | WeightedFair | None = None,
+        retry: Retry | None = None,
+        dead_letter_size: int | None = None,
     ) -> None:
         enable_ki_protection()
         check_name(name)
@@ -239,6 +266,19 @@ class WorkerPool(Generic[Req, Res]):
                 "already bounds every level's wait)"
             )
             raise ValueError(msg)
+        self._retry = check_retry(retry)
+        self._dead_letter_size = (
+            None
+            if dead_letter_size is None
+            else check_count(dead_letter_size, "dead_letter_size")
+        )
+        if queue is not None and (self._retry is not None or dead_letter_size):
+            option = "retry" if self._retry is not None else "dead_letter_size"
+            msg = (
+                f"{option}= is not available with a shared queue (queue={queue!r}) "
+                "yet: leave it out, or use the in-process queue"
+            )
+            raise TypeError(msg)
 
         # The parts. The queue is the only way to the requests.
         self._deadlines = Deadlines()
@@ -256,7 +296,7 @@ class WorkerPool(Generic[Req, Res]):
             self._queue: RequestQueue[Ticket[Res]] = MemoryQueue[Ticket[Res]](
                 capacity,
                 aging=self._aging,
-                born=_submitted_at,
+                born=_submitted_at if self._retry is None else self._born,
                 scheduling=self._scheduling,
                 rate_limits=self._rate_limits,
             )
@@ -285,6 +325,21 @@ class WorkerPool(Generic[Req, Res]):
         )
         if queue is None:
             self._admission.wake = cast("MemoryQueue[Any]", self._queue).wake_watchers
+        # The outcome policies: retries and dead letters (opt-in).
+        self._retries: Retries | None = None
+        if self._retry is not None:
+            self._retries = self._admission.retries = accounting.retries = Retries(
+                self._retry,
+                cast("MemoryQueue[Ticket[Any]]", self._queue),
+                self._admission.handover,
+                accounting.settle,
+                self._deadlines,
+            )
+            accounting.attempts = self._retries.attempts
+        self._dead_letters: DeadLetterStream[Req] | None = None
+        if self._dead_letter_size is not None:
+            self._dead_letters = DeadLetterStream[Req](self._dead_letter_size)
+            accounting.dead_letters = self._dead_letters
         self._workers = Workers[Req, Res](
             # None only in a pool without workers, which never calls it.
             cast("Callable[[Req], Awaitable[Res]]", handler),
@@ -343,6 +398,45 @@ class WorkerPool(Generic[Req, Res]):
     def max_queue_size(self) -> int | None:
         """The queue's capacity, ``None`` when unbounded."""
         return self._max_queue_size
+
+    @property
+    def retry(self) -> Retry | None:
+        """The pool's :class:`Retry` setting, or ``None``.
+
+        .. versionadded:: 0.3
+        """
+        return self._retry
+
+    @property
+    def dead_letters(self) -> ObjectReceiveStream[DeadLetter[Req]]:
+        """The records of requests that failed for good (``dead_letter_size=``).
+
+        An anyio receive stream of :class:`DeadLetter`: ``await
+        pool.dead_letters.receive()``, or ``async for letter in
+        pool.dead_letters``. A request becomes one when its handler raised and
+        no retry was left (state :attr:`TicketState.FAILED`; cancelled, timed
+        out and shed requests do not), shutdown's included. The pool never
+        waits on it: it holds at most ``dead_letter_size`` unread records, and
+        a new one then drops the oldest (counted in
+        ``status().dead_letters_dropped``). Once the pool has closed and every
+        record was read, ``receive()`` raises :exc:`anyio.EndOfStream` (the
+        ``async for`` ends). Closing it discards the records it holds and any
+        made later (counted as dropped). The same stream every time.
+
+        Cancellation: a cancelled ``receive()`` takes no record.
+
+        Raises:
+            RuntimeError: The pool keeps no dead letters (no ``dead_letter_size``).
+
+        .. versionadded:: 0.3
+        """
+        if self._dead_letters is None:
+            msg = (
+                f"WorkerPool {self._name!r} keeps no dead letters: "
+                "pass dead_letter_size=n to keep the last n"
+            )
+            raise RuntimeError(msg)
+        return self._dead_letters
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -404,6 +498,20 @@ class WorkerPool(Generic[Req, Res]):
             self._abandon_all()
             self._state = "closed"
             self._stopped.set()
+            self._end_dead_letters()
+
+    def _end_dead_letters(self) -> None:
+        """The pool closed: the dead-letter stream ends once read."""
+        if self._dead_letters is not None:
+            self._dead_letters.end()
+
+    def _born(self, ticket: Ticket[Any]) -> float:
+        """When *ticket* entered the queue last: its arrival time for aging.
+
+        A pool with retries' (see :meth:`Retries.born`); the others' is
+        :func:`_submitted_at`.
+        """
+        return cast("Retries", self._retries).born(ticket)
 
     async def _end_link(self) -> None:
         """Redis: once nothing submitted here is pending after shutdown, stop."""
@@ -521,6 +629,7 @@ class WorkerPool(Generic[Req, Res]):
             self._link.abort(self._clock())
             self._state = "closed"
             self._stopped.set()
+            self._end_dead_letters()
             await checkpoint()
             return
         if not self._started:
@@ -529,6 +638,7 @@ class WorkerPool(Generic[Req, Res]):
             self._abandon_all()
             self._state = "closed"
             self._stopped.set()
+            self._end_dead_letters()
             await checkpoint()
             return
         all_done = self._workers.all_done
@@ -565,6 +675,8 @@ class WorkerPool(Generic[Req, Res]):
         if self._state == "running":
             self._state = "draining"
         self._queue.close()
+        if self._retries is not None:
+            self._retries.close(self._clock())
 
     @ki_protected
     def _abort(self) -> None:
@@ -1076,7 +1188,9 @@ class WorkerPool(Generic[Req, Res]):
         if owner is not self:
             cast("Share", owner).expire(ticket, now)
         elif self._link is None:
-            self._admission.expire(ticket, now)
+            retries = self._retries
+            if retries is None or not retries.due(ticket, now):
+                self._admission.expire(ticket, now)
         else:
             self._link.expire(ticket, now)
 
@@ -1110,6 +1224,8 @@ class WorkerPool(Generic[Req, Res]):
     def _position(self, ticket: Ticket[Res]) -> int | None:
         if self._link is not None:
             return self._link.position(ticket)  # type: ignore[no-any-return]
+        if self._retries is not None and self._retries.backing_off(ticket):
+            return None  # waiting out a retry's backoff: in no queue
         position = self._queue.position(ticket, ticket._level)
         # None: handed to a worker that has not started it yet, so it is next.
         return 0 if position is None else position
@@ -1150,7 +1266,10 @@ class WorkerPool(Generic[Req, Res]):
         admission.watchers += 1
         try:
             last = None
+            retries = self._retries
             while ticket._state is _QUEUED:
+                if retries is not None and retries.backing_off(ticket):
+                    return  # it left the queue (it ran), and is in none now
                 if ticket._level != level:
                     # Promoted (coalescing): watch its new level instead.
                     queue.watch(ticket._level)
@@ -1179,6 +1298,9 @@ class WorkerPool(Generic[Req, Res]):
         if rate is None:
             return None
         return (position + 1) / rate
+
+    def _attempts(self, ticket: Ticket[Res]) -> int:
+        return self._accounting.attempts(ticket)
 
     def _deliveries(self, ticket: Ticket[Res]) -> int:
         if self._link is not None:

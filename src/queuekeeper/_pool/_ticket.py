@@ -76,6 +76,10 @@ class TicketOwner(Protocol):
         """A new event of the backend the pool runs on."""
         ...
 
+    def _attempts(self, ticket: Ticket[Any]) -> int:
+        """How many times *ticket*'s request started running (with retries)."""
+        ...
+
 
 @final
 class Ticket(Generic[R], metaclass=NoPublicConstructor):
@@ -249,6 +253,19 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
         More than 1 on Redis when a worker died holding it and it ran again.
         """
         return self._owner._deliveries(self)
+
+    @property
+    def attempts(self) -> int:
+        """How many times the request started running (0 while first queued).
+
+        With the pool's ``retry``, a request whose handler failed runs again
+        under the same ticket: each run counts. While it waits out a retry's
+        backoff, its :attr:`state` is :attr:`TicketState.QUEUED` and its
+        :attr:`position` ``None``.
+
+        .. versionadded:: 0.3
+        """
+        return self._owner._attempts(self)
 
     def done(self) -> bool:
         """Return whether the request reached a final state."""
