@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from ._policies import Retry
     from ._status import ChannelStatistics
 
 __all__ = ["RequestQueue", "SharedQueue"]
@@ -184,6 +185,8 @@ class SharedQueue(Protocol):
         deadlines: Any,  # noqa: ANN401
         new_ticket: Callable[..., Any],
         aging: float | None = None,
+        retry: Retry | None = None,
+        dead_letter_size: int | None = None,
     ) -> Any:  # noqa: ANN401
         """A link for the pool named *pool*."""
         ...

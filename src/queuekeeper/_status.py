@@ -121,6 +121,22 @@ class PoolStatus:
             requests, and a coalesced submit queues none.
 
             .. versionadded:: 0.2
+        retried: Retries scheduled (see ``retry``): runs that failed and were
+            queued again. On Redis, those of this pool's workers.
+
+            .. versionadded:: 0.3
+        retrying: Requests waiting out a backoff now. On Redis, the queue's
+            (every process's), as of the pool's last heartbeat.
+
+            .. versionadded:: 0.3
+        dead_letters: Dead letters made: requests that failed for good (see
+            ``dead_letter_size``). On Redis, those of this pool's workers.
+
+            .. versionadded:: 0.3
+        dead_letters_dropped: Records dropped unread from
+            :attr:`WorkerPool.dead_letters` because it was full.
+
+            .. versionadded:: 0.3
     """
 
     name: str
@@ -145,3 +161,7 @@ class PoolStatus:
     in_flight: int = 0
     workers_alive: Mapping[str, int] = attrs.field(factory=dict)
     coalesced: int = 0
+    retried: int = 0
+    retrying: int = 0
+    dead_letters: int = 0
+    dead_letters_dropped: int = 0

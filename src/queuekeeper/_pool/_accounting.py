@@ -89,6 +89,8 @@ class Accounting:
         "coalesced",
         "completed",
         "count",
+        "dead_letters",
+        "dead_letters_dropped",
         "deadlines",
         "failed",
         "hung_after",
@@ -98,6 +100,8 @@ class Accounting:
         "on_coalesced",
         "rates",
         "rejected",
+        "retried",
+        "retries",
         "shed",
         "submitted",
         "timed_out",
@@ -139,6 +143,13 @@ class Accounting:
         self.shed = 0
         self.active = 0
         self.coalesced = 0
+        self.retried = 0
+        self.dead_letters = 0
+        self.dead_letters_dropped = 0
+        #: With ``retry``: called as ``retries(ticket, error, now)`` for a run
+        #: that failed; ``True`` if the request is to run again (then it is
+        #: not counted as failed).
+        self.retries: Callable[[Ticket[Any], BaseException, float], bool] | None = None
         # The observer's optional coalesced() (observers may predate it).
         self.on_coalesced: Callable[[str, int], object] | None = getattr(
             observer, "coalesced", None
@@ -219,6 +230,10 @@ class Accounting:
             worker.errors += 1
             worker.consecutive_errors += 1
             worker.last_error = repr(error)
+        retries = self.retries
+        if state is _FAILED and retries is not None and retries(ticket, error, now):
+            self.retried += 1
+            return
         if not ticket.done():  # shutdown may have given up on it already
             self.settle(ticket, state, now, error)
 
@@ -340,6 +355,7 @@ class Accounting:
         max_queue_size: int | None,
         in_flight: int,
         workers_alive: Mapping[str, int],
+        retrying: int = 0,
     ) -> PoolStatus:
         """A :class:`PoolStatus`, given what the pool knows of itself and its queue.
 
@@ -375,4 +391,8 @@ class Accounting:
             in_flight=in_flight,
             workers_alive=workers_alive,
             coalesced=self.coalesced,
+            retried=self.retried,
+            retrying=retrying,
+            dead_letters=self.dead_letters,
+            dead_letters_dropped=self.dead_letters_dropped,
         )

@@ -42,6 +42,7 @@ from ._admission import Admission
 from ._checks import MAX_WORKERS, check_count, check_handler, check_name, check_seconds
 from ._coalesce import Share, check_key
 from ._deadlines import Deadlines
+from ._graves import check_retry
 from ._scaling import Autoscale, Autoscaler, check_reserved
 from ._ticket import Ticket
 from ._workers import Workers
@@ -50,10 +51,11 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
     from types import TracebackType
 
-    from anyio.abc import TaskGroup, TaskStatus
+    from anyio.abc import ObjectReceiveStream, TaskGroup, TaskStatus
     from typing_extensions import Self
 
     from .._observer import PoolObserver
+    from .._policies import DeadLetter, Retry
     from .._queue import RequestQueue, SharedQueue
     from .._status import PoolStatus, WorkerHealth
 
@@ -141,6 +143,18 @@ class WorkerPool(Generic[Req, Res]):
             requests by its own clock. A reserved worker (see *reserved*) takes
             a request by the level it has aged to, and one that ages into its
             levels while it waits.
+        retry: A :class:`Retry`: a request whose handler raised one of its
+            ``on`` runs again after a backoff, up to its ``attempts`` runs, with
+            the same ticket (see :attr:`Ticket.attempts`). On Redis the retry
+            waits on the server and survives the death of the process that ran
+            the failed attempt; a run cut short by its worker's death counts
+            as an attempt.
+        dead_letter_size: With an ``int >= 1``, requests that failed for good
+            (after their retries) are kept as :class:`DeadLetter` records in
+            :attr:`dead_letters`, at most that many (the oldest dropped);
+            ``None`` (the default) keeps none. On Redis the records also go to
+            the queue's capped list, of that size, which any process reads
+            (:meth:`queuekeeper.redis.RedisQueue.dead_letters`).
 
     Raises:
         TypeError: An argument has the wrong type (the message names it).
@@ -164,6 +178,8 @@ class WorkerPool(Generic[Req, Res]):
         reserved: Mapping[Priority, int] | Mapping[int, int] | None = None,
         autoscale: Autoscale | None = None,
         aging: float | None = None,
+        retry: Retry | None = None,
+        dead_letter_size: int | None = None,
     ) -> None:
         enable_ki_protection()
         check_name(name)
@@ -201,6 +217,12 @@ class WorkerPool(Generic[Req, Res]):
         self._name = name
         self._max_queue_size = None if capacity == math.inf else int(capacity)
         self._aging = check_aging(aging)
+        self._retry: Retry | None = check_retry(retry)
+        self._dead_letter_size: int | None = (
+            None
+            if dead_letter_size is None
+            else check_count(dead_letter_size, "dead_letter_size")
+        )
 
         # The parts. The queue is the only way to the requests.
         self._deadlines = Deadlines()
@@ -227,6 +249,8 @@ class WorkerPool(Generic[Req, Res]):
                 deadlines=self._deadlines,
                 new_ticket=self._execution_ticket,
                 aging=self._aging,
+                retry=self._retry,
+                dead_letter_size=self._dead_letter_size,
             )
             self._max_queue_size = self._link.max_size
         self._handler = handler
@@ -1169,6 +1193,33 @@ class WorkerPool(Generic[Req, Res]):
 
     # -- status -------------------------------------------------------------------
 
+    @property
+    def dead_letters(self) -> ObjectReceiveStream[DeadLetter[Req]]:
+        """The requests that failed for good, as :class:`DeadLetter` records.
+
+        Kept with ``dead_letter_size``: at most that many, oldest first; a
+        record that arrives when it is full drops the oldest (counted in
+        :attr:`PoolStatus.dead_letters_dropped`), so a worker never waits on
+        it. Once the pool has ended, receiving from it empty raises
+        ``anyio.EndOfStream`` (``async for`` ends). On Redis, it holds the
+        requests this pool's workers failed (whichever process submitted
+        them), with the exception itself; every process reads all of them
+        from the queue's list (see :meth:`queuekeeper.redis.RedisQueue.dead_letters`).
+
+        Raises:
+            RuntimeError: The pool was given no ``dead_letter_size``.
+
+        .. versionadded:: 0.3
+        """
+        box = None if self._link is None else self._link.graves.box
+        if box is None:
+            msg = (
+                f"WorkerPool {self._name!r} keeps no dead letters: "
+                "give it dead_letter_size=<int>"
+            )
+            raise RuntimeError(msg)
+        return cast("ObjectReceiveStream[DeadLetter[Req]]", box)
+
     def worker_health(self) -> tuple[WorkerHealth, ...]:
         """Return a :class:`WorkerHealth` snapshot of every worker.
 
@@ -1193,6 +1244,7 @@ class WorkerPool(Generic[Req, Res]):
             queue_size += handed
         accounting, state = self._accounting, self._state
         own = process_name()
+        retrying = 0
         if self._link is None:
             in_flight = accounting.active
             alive = self._workers.live if state in _WORKING else 0
@@ -1200,6 +1252,7 @@ class WorkerPool(Generic[Req, Res]):
         else:
             in_flight, processes = self._link.spread()
             workers_alive = MappingProxyType({own: 0, **processes})
+            retrying = self._link.retrying
         return accounting.status(
             state,
             queue_size,
@@ -1207,6 +1260,7 @@ class WorkerPool(Generic[Req, Res]):
             self._max_queue_size,
             in_flight,
             workers_alive,
+            retrying,
         )
 
     def __repr__(self) -> str:

@@ -250,6 +250,19 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
         """
         return self._owner._deliveries(self)
 
+    @property
+    def attempts(self) -> int:
+        """How many runs of the request started so far (0 while first queued).
+
+        With the pool's ``retry``, a failed run that is retried adds one. On
+        Redis, as its submitter last heard: a run is heard of once it has run
+        for a heartbeat (a quarter second), ends, or fails and is retried;
+        a run cut short by its worker's death counts.
+
+        .. versionadded:: 0.3
+        """
+        return self._owner._deliveries(self)
+
     def done(self) -> bool:
         """Return whether the request reached a final state."""
         return self._state is not _QUEUED and self._state is not _RUNNING
