@@ -261,6 +261,39 @@ async def test_a_retry_takes_the_end_of_its_level(
     assert ["flaky", "same", "flaky", "low"] == order
 
 
+async def test_no_retry_for_a_cancelled_request_or_a_bad_backoff(
+    queue: Callable[..., RedisQueue],
+) -> None:
+    """Cancelled by its submitter, a run that raised fails; so does a bad backoff."""
+    started = anyio.Event()
+
+    async def stubborn(request: str) -> None:
+        if request == "bad backoff":
+            raise ConnectionError(request)
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            raise ConnectionError(request)
+
+    async with WorkerPool(
+        stubborn,
+        queue=queue(),
+        workers=1,
+        retry=Retry(3, backoff=lambda n: -1.0 * n),
+        dead_letter_size=5,
+    ) as pool:
+        ticket = await pool.submit("cancelled")
+        await started.wait()
+        assert ticket.cancel()
+        with anyio.fail_after(30), pytest.raises(ConnectionError):
+            await ticket.result()
+        with pytest.raises(ConnectionError):
+            await pool.execute("bad backoff")
+        assert (0, 1) == (pool.status().retried, pool.status().dead_letters)
+        assert "bad backoff" == (await pool.dead_letters.receive()).request
+
+
 async def test_retries_run_as_a_script_without_functions(
     scripts_only_redis: RedisServer,
 ) -> None:
@@ -315,9 +348,17 @@ async def test_the_dead_letter_box() -> None:
         await anyio.wait_all_tasks_blocked()
         box.push(4)
     assert [2, 3, 4] == got
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(box.receive)
+        task_group.start_soon(box.receive)
+        await anyio.wait_all_tasks_blocked()
+        box.push(5)
+        box.push(6)
     await box.aclose()
     with pytest.raises(anyio.ClosedResourceError):
         await box.receive()
+    with pytest.raises(anyio.ClosedResourceError):
+        box.receive_nowait()
 
 
 def test_records_from_the_list_rebuild_what_they_can() -> None:

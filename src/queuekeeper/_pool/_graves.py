@@ -170,9 +170,8 @@ class Graves:
         """
         link, retry = self.link, self.retry
         assert retry is not None  # noqa: S101 (set only with a retry)
-        request_id = link.held_ids.get(ticket)
-        if request_id is None or request_id in link.cancelled_ids:
-            return False
+        if link.held_ids[ticket] in link.cancelled_ids:
+            return False  # its submitter cancelled it, and it raised
         attempts = link.deliveries_of[ticket]
         if not retry.retries(error, attempts):
             return False
