@@ -34,7 +34,6 @@ from .._states import TicketState
 
 if TYPE_CHECKING:
     from .._redis._channel import Serializer
-    from ._redis import PoolLink
     from ._ticket import Ticket
 
 __all__ = ["DeadLetterBox", "Graves", "check_retry", "read_dead_letters"]
@@ -142,8 +141,12 @@ class Graves:
     """A Redis pool's retries and dead letters (see the module)."""
 
     def __init__(
-        self, link: PoolLink[Any], retry: Retry | None, size: int | None
+        self,
+        link: Any,
+        retry: Retry | None,
+        size: int | None,  # noqa: ANN401
     ) -> None:
+        #: The pool's PoolLink (not imported: it imports this module).
         self.link = link
         self.retry = retry
         self.size = size

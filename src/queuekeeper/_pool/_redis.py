@@ -215,7 +215,7 @@ class RedisQueue:
         ran in, the newest kept. Reading leaves them there (see
         :meth:`take_dead_letters`). A record's ``ticket_id`` is the request's id
         on the queue (``"<pool tag>:<n>"``); its ``request`` is deserialized
-        with :attr:`serializer` (the bytes if that fails); its ``error`` is
+        with the queue's ``serializer`` (the bytes if that fails); its ``error`` is
         rebuilt for a built-in exception type (``ValueError``...), else
         ``None``: ``error_type``, ``error_message`` and ``traceback`` always tell
         what was raised; its ``submitted_at`` and ``finished_at`` are Unix time
