@@ -142,9 +142,9 @@ class Graves:
 
     def __init__(
         self,
-        link: Any,
+        link: Any,  # noqa: ANN401 (a PoolLink)
         retry: Retry | None,
-        size: int | None,  # noqa: ANN401
+        size: int | None,
     ) -> None:
         #: The pool's PoolLink (not imported: it imports this module).
         self.link = link
