@@ -51,6 +51,8 @@ nitpick_ignore_regex = [
     # queuekeeper.redis.RedisQueue, as its docstring says; a private protocol.
     (r"py:class", r"(queuekeeper\._queue\.)?SharedQueue"),
     (r"py:.*", r"math\..*"),
+    # WorkerPool.dead_letters' type, anyio's (annotated unqualified).
+    (r"py:class", r"ObjectReceiveStream"),
     (
         r"py:class",
         r"(TaskStatus|TaskGroup|CancelScope|Event|CollectorRegistry|Mapping|Awaitable|Callable|WorkerPool\[.*|ObjectReceiveStream)",

@@ -11,6 +11,11 @@ python tests/redis_process.py BACKEND PORT NAME policy WORKERS POLICY
     the same with the scheduling options of POLICY, a JSON object: "rate_limits"
     ({level: [rate, per, burst]}) and "weights" ({level: weight}); a request
     ["stamp", n] returns the server's clock as it started, in seconds
+python tests/redis_process.py BACKEND PORT NAME retry ATTEMPTS BACKOFF
+    runs a WorkerPool of flaky() with retry=Retry(ATTEMPTS, backoff=BACKOFF) and
+    dead_letter_size=10 until killed
+python tests/redis_process.py BACKEND PORT NAME dead
+    prints the queue's dead letters (JSON, one a line), then "end"
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 import anyio
 import coredis
 
-from queuekeeper import RateLimit, WeightedFair, WorkerPool
+from queuekeeper import RateLimit, Retry, WeightedFair, WorkerPool
 from queuekeeper.redis import RedisQueue, create_redis_priority_channel
 
 
@@ -79,6 +84,24 @@ async def serve_policy(
         await anyio.sleep_forever()
 
 
+def flaky(client: coredis.Redis[Any]) -> Any:
+    """``[key, n]``: the n-th call with *key* (counted on the server) returns n.
+
+    The calls before it raise ``ConnectionError``.
+    """
+
+    async def handle(request: Any) -> Any:
+        key, succeeds_at = request
+        count = await client.incr(key)
+        print("run", key, count, flush=True)  # noqa: T201 (what the test reads)
+        if count < succeeds_at:
+            msg = f"{key} down at run {count}"
+            raise ConnectionError(msg)
+        return count
+
+    return handle
+
+
 async def main(port: int, name: str, command: str, *args: str) -> None:
     """Do *command* on the queue *name* of the server on *port*."""
     client: coredis.Redis[Any] = coredis.Redis(host="127.0.0.1", port=port)
@@ -93,6 +116,22 @@ async def main(port: int, name: str, command: str, *args: str) -> None:
             await serve(client, name, int(args[0]), float(args[1]))
         elif command == "policy":
             await serve_policy(client, name, int(args[0]), args[1])
+        elif command == "retry":
+            retry = Retry(int(args[0]), backoff=float(args[1]), jitter=False)
+            async with WorkerPool(
+                flaky(client),
+                queue=RedisQueue(client, name, lease=30.0),
+                workers=2,
+                retry=retry,
+                dead_letter_size=10,
+            ):
+                print("serving", flush=True)  # noqa: T201 (what the test reads)
+                await anyio.sleep_forever()
+        elif command == "dead":
+            for letter in await RedisQueue(client, name).dead_letters(10):
+                fields = [letter.error_type, letter.error_message, letter.attempts]
+                print(json.dumps([*fields, letter.request]), flush=True)  # noqa: T201
+            print("end", flush=True)  # noqa: T201 (what the test reads)
         else:
             _, receive = create_redis_priority_channel(
                 client, name, lease=float(args[0])

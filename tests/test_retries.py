@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
-import coredis
 import pytest
 import trio
 import trio.testing
@@ -27,7 +26,6 @@ from queuekeeper import (
     TicketState,
     WorkerPool,
 )
-from queuekeeper.redis import RedisQueue
 
 if TYPE_CHECKING:
     from collections.abc import Hashable
@@ -668,19 +666,3 @@ def test_bad_retry_and_dead_letter_arguments() -> None:
         match=r"^WorkerPool 'plain' keeps no dead letters: pass dead_letter_size=n",
     ):
         _ = pool.dead_letters
-
-
-@pytest.mark.parametrize(
-    ("options", "named"),
-    [({"retry": Retry(2)}, "retry"), ({"dead_letter_size": 5}, "dead_letter_size")],
-)
-def test_retry_and_dead_letters_are_refused_with_a_shared_queue(
-    options: dict[str, Any], named: str
-) -> None:
-    """On Redis they are not available yet: a TypeError saying so."""
-    client: coredis.Redis[Any] = coredis.Redis(host="127.0.0.1", port=1)
-    queue = RedisQueue(client, "q")
-    with pytest.raises(
-        TypeError, match=rf"^{named}= is not available with a shared queue"
-    ):
-        WorkerPool(Flaky(0), queue=queue, **options)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from ._policies import Retry
     from ._status import ChannelStatistics
 
 __all__ = ["RequestQueue", "SharedQueue"]
@@ -186,6 +187,8 @@ class SharedQueue(Protocol):
         aging: float | None = None,
         rate_limits: Any = None,  # noqa: ANN401
         scheduling: Any = None,  # noqa: ANN401
+        retry: Retry | None = None,
+        dead_letter_size: int | None = None,
     ) -> Any:  # noqa: ANN401
         """A link for the pool named *pool*."""
         ...

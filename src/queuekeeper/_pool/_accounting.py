@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
 from anyio import current_time
 
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from .._observer import PoolObserver
     from ._dead import DeadLetterStream
     from ._deadlines import Deadlines
-    from ._retry import Retries
     from ._ticket import Ticket
 
 __all__ = ["WAIT_WINDOW", "Accounting", "WorkerRecord"]
@@ -83,6 +82,28 @@ class WorkerRecord:
         # The request it runs (its started_at is when the worker became busy).
         self.current: Ticket[Any] | None = None
         self.last_error: str | None = None
+
+
+class RetryPolicy(Protocol):
+    """What Accounting asks of a pool's retries, and reads for ``status()``.
+
+    In-process ``_retry.Retries``; on Redis ``_graves.Graves``.
+    """
+
+    #: Retries made, in all and by submitted level.
+    retried: int
+    by_level: dict[int, int]
+
+    @property
+    def retrying(self) -> int:
+        """Requests waiting out a backoff now."""
+        ...
+
+    def after_run(
+        self, ticket: Ticket[Any], state: TicketState, error: BaseException, now: float
+    ) -> bool:
+        """A run of *ticket* ended in *state* by *error*: ``True`` if it runs again."""
+        ...
 
 
 @final
@@ -160,7 +181,7 @@ class Accounting:
         self.rates: deque[tuple[float, int]] = deque()
         #: The pool's retry policy at work (``retry=``), consulted as a
         #: handler's error would fail a request; ``None`` without one.
-        self.retries: Retries | None = None
+        self.retries: RetryPolicy | None = None
         #: Where requests that failed for good are recorded
         #: (``dead_letter_size=``), and how many runs a request had; ``None``
         #: without dead letters.
@@ -408,7 +429,7 @@ class Accounting:
         retries = self.retries
         if retries is not None:
             counts["retried"] = retries.retried
-            counts["retrying"] = len(retries.waiting)
+            counts["retrying"] = retries.retrying
             counts["retried_by_priority"] = MappingProxyType(
                 dict(sorted(retries.by_level.items()))
             )

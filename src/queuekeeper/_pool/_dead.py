@@ -61,9 +61,19 @@ class DeadLetterStream(ObjectReceiveStream[DeadLetter[Req]], Generic[Req]):
 
     @ki_protected
     def record(
-        self, ticket: Ticket[Any], error: BaseException, now: float, attempts: int
+        self,
+        ticket: Ticket[Any],
+        error: BaseException,
+        now: float,
+        attempts: int,
+        *,
+        ticket_id: str | None = None,
     ) -> None:
-        """Keep a record of *ticket*, failed for good by *error* at *now*."""
+        """Keep a record of *ticket*, failed for good by *error* at *now*.
+
+        *ticket_id* names it instead of ``ticket.id`` (on Redis: the request's
+        id on the queue).
+        """
         self.made += 1
         records = self._records
         if self._closed:
@@ -74,7 +84,7 @@ class DeadLetterStream(ObjectReceiveStream[DeadLetter[Req]], Generic[Req]):
         error_type, message, text = describe_error(error)
         records.append(
             DeadLetter(
-                ticket_id=ticket.id,
+                ticket_id=ticket.id if ticket_id is None else ticket_id,
                 request=cast("Req", ticket.request),
                 priority=ticket.priority,
                 attempts=attempts,

@@ -185,12 +185,17 @@ class WorkerPool(Generic[Req, Res]):
             ``timeout``, shutdown), and failures once shutdown began; a
             shutdown fails the requests waiting out a backoff at once, with
             their last error. With aging, a re-queued request ages from when
-            it was queued again. Not available with a shared *queue* yet.
+            it was queued again. On Redis the retry waits on the server and
+            survives the death of the process that ran the failed attempt; a
+            run cut short by its worker's death counts as an attempt.
         dead_letter_size: Keep a record (a :class:`DeadLetter`) of each
             request that failed for good, its handler having raised (after its
             retries, with *retry*), for :attr:`dead_letters`; at most this many
             unread (an ``int >= 1``), the oldest dropped for a new one. ``None``
-            (the default): none kept. Not available with a shared *queue* yet.
+            (the default): none kept. On Redis the records of the requests this
+            pool's workers failed come here, and every record also goes to the
+            queue's capped list of that size, which any process reads
+            (:meth:`queuekeeper.redis.RedisQueue.dead_letters`).
 
     Raises:
         TypeError: An argument has the wrong type (the message names it).
@@ -266,19 +271,12 @@ class WorkerPool(Generic[Req, Res]):
                 "already bounds every level's wait)"
             )
             raise ValueError(msg)
-        self._retry = check_retry(retry)
-        self._dead_letter_size = (
+        self._retry: Retry | None = check_retry(retry)
+        self._dead_letter_size: int | None = (
             None
             if dead_letter_size is None
             else check_count(dead_letter_size, "dead_letter_size")
         )
-        if queue is not None and (self._retry is not None or dead_letter_size):
-            option = "retry" if self._retry is not None else "dead_letter_size"
-            msg = (
-                f"{option}= is not available with a shared queue (queue={queue!r}) "
-                "yet: leave it out, or use the in-process queue"
-            )
-            raise TypeError(msg)
 
         # The parts. The queue is the only way to the requests.
         self._deadlines = Deadlines()
@@ -311,6 +309,8 @@ class WorkerPool(Generic[Req, Res]):
                 aging=self._aging,
                 rate_limits=self._rate_limits,
                 scheduling=self._scheduling,
+                retry=self._retry,
+                dead_letter_size=self._dead_letter_size,
             )
             self._max_queue_size = self._link.max_size
         self._handler = handler
@@ -326,8 +326,9 @@ class WorkerPool(Generic[Req, Res]):
         if queue is None:
             self._admission.wake = cast("MemoryQueue[Any]", self._queue).wake_watchers
         # The outcome policies: retries and dead letters (opt-in).
+        # On a shared queue they are the link's (see _graves).
         self._retries: Retries | None = None
-        if self._retry is not None:
+        if self._retry is not None and self._link is None:
             self._retries = self._admission.retries = accounting.retries = Retries(
                 self._retry,
                 cast("MemoryQueue[Ticket[Any]]", self._queue),
@@ -337,7 +338,9 @@ class WorkerPool(Generic[Req, Res]):
             )
             accounting.attempts = self._retries.attempts
         self._dead_letters: DeadLetterStream[Req] | None = None
-        if self._dead_letter_size is not None:
+        if self._link is not None:
+            self._dead_letters = self._link.graves.box
+        elif self._dead_letter_size is not None:
             self._dead_letters = DeadLetterStream[Req](self._dead_letter_size)
             accounting.dead_letters = self._dead_letters
         self._workers = Workers[Req, Res](
@@ -422,6 +425,11 @@ class WorkerPool(Generic[Req, Res]):
         record was read, ``receive()`` raises :exc:`anyio.EndOfStream` (the
         ``async for`` ends). Closing it discards the records it holds and any
         made later (counted as dropped). The same stream every time.
+
+        On Redis it holds the requests this pool's workers failed (whichever
+        process submitted them), with the exception itself, and the request's
+        id on the queue as ``ticket_id``; every process reads all of them from
+        the queue's list (see :meth:`queuekeeper.redis.RedisQueue.dead_letters`).
 
         Cancellation: a cancelled ``receive()`` takes no record.
 
@@ -1300,6 +1308,8 @@ class WorkerPool(Generic[Req, Res]):
         return (position + 1) / rate
 
     def _attempts(self, ticket: Ticket[Res]) -> int:
+        if self._link is not None:
+            return self._deliveries(ticket)
         return self._accounting.attempts(ticket)
 
     def _deliveries(self, ticket: Ticket[Res]) -> int:
@@ -1383,8 +1393,10 @@ class WorkerPool(Generic[Req, Res]):
                 rate_limited_by_priority=MappingProxyType(waited),
                 rate_limited_now_by_priority=MappingProxyType(waiting),
             )
-        if self._link is not None and self._link.limited:
-            return _with_limits(status, self._link.limited)
+        if self._link is not None:
+            status = attrs.evolve(status, **self._link.graves.counts())
+            if self._link.limited:
+                return _with_limits(status, self._link.limited)
         return status
 
     def __repr__(self) -> str:

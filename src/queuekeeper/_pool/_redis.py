@@ -79,14 +79,16 @@ from .._states import Backpressure, TicketState
 from .._status import ChannelStatistics
 from .._util import Backend, describe, ki_protected, process_name
 from ._admission import expiry_error
+from ._checks import check_count
 from ._deadlines import wake_at
+from ._graves import Graves, read_dead_letters
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
 
     import coredis
 
-    from .._policies import RateLimit, WeightedFair
+    from .._policies import DeadLetter, RateLimit, Retry, WeightedFair
     from .._redis._channel import Serializer
     from ._accounting import Accounting
     from ._deadlines import Deadlines
@@ -207,6 +209,59 @@ class RedisQueue:
         """
         return await fetch_statistics(self._server, self.max_size)
 
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter[Any]]:
+        """Up to *limit* records of the queue's dead-letter list, oldest first.
+
+        The list is ``qk:{name}:dead`` on the server: the requests that failed
+        for good in the pools given ``dead_letter_size``, whatever process they
+        ran in, the newest kept. Reading leaves them there (see
+        :meth:`take_dead_letters`). A record's ``ticket_id`` is the request's id
+        on the queue (``"<pool tag>:<n>"``); its ``request`` is deserialized
+        with the queue's ``serializer`` (the bytes if that fails); its ``error`` is
+        rebuilt for a built-in exception type (``ValueError``...), else
+        ``None``: ``error_type``, ``error_message`` and ``traceback`` always tell
+        what was raised; its ``submitted_at`` and ``finished_at`` are Unix time
+        on the server's clock.
+
+        Cancellation: safe at any point; it only reads.
+
+        Raises:
+            TypeError, ValueError: *limit* is not an int >= 1.
+
+        .. versionadded:: 0.3
+        """
+        _, _, entries = await self._server.dead(check_count(limit, "limit"), take=False)
+        return read_dead_letters(entries, self.serializer)
+
+    async def take_dead_letters(self, limit: int = 100) -> list[DeadLetter[Any]]:
+        """Remove and return up to *limit* records of the list, oldest first.
+
+        As :meth:`dead_letters`; each record goes to one taker only.
+
+        Cancellation: the records are taken in one call, which runs to its end:
+        a cancel scope's cancellation then returns them (and is raised at the
+        next checkpoint); a native asyncio cancellation loses them.
+
+        Raises:
+            TypeError, ValueError: *limit* is not an int >= 1.
+
+        .. versionadded:: 0.3
+        """
+        _, _, entries = await self._server.dead(check_count(limit, "limit"), take=True)
+        return read_dead_letters(entries, self.serializer)
+
+    async def dead_letter_counts(self) -> tuple[int, int]:
+        """Dead letters the queue's list was given, and those its cap dropped.
+
+        Every process's, since the queue's keys were made.
+
+        Cancellation: safe at any point; it only reads.
+
+        .. versionadded:: 0.3
+        """
+        made, dropped, _ = await self._server.dead(0, take=False)
+        return made, dropped
+
     def _link(
         self,
         *,
@@ -219,6 +274,8 @@ class RedisQueue:
         aging: float | None = None,
         rate_limits: Mapping[int, RateLimit] | None = None,
         scheduling: WeightedFair | None = None,
+        retry: Retry | None = None,
+        dead_letter_size: int | None = None,
     ) -> PoolLink[Any]:
         """A pool's link to this queue (see :class:`PoolLink`).
 
@@ -236,6 +293,8 @@ class RedisQueue:
             new_ticket=new_ticket,
             aging=aging,
             policy=Policy.of(rate_limits or {}, scheduling),
+            retry=retry,
+            dead_letter_size=dead_letter_size,
         )
 
     def __repr__(self) -> str:
@@ -323,7 +382,7 @@ class PoolLink(Generic[Res]):
     the pool, the way its submitted requests go in and their outcomes come back.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0915 (one attribute at a time)
         self,
         queue: RedisQueue,
         *,
@@ -335,8 +394,15 @@ class PoolLink(Generic[Res]):
         new_ticket: Callable[[object, int, float, float, float], Ticket[Any]],
         aging: float | None = None,
         policy: Policy | None = None,
+        retry: Retry | None = None,
+        dead_letter_size: int | None = None,
     ) -> None:
         self.server = server = queue._server
+        #: Runs that failed and run again, and requests that failed for good
+        #: (see _retries).
+        self.graves = Graves(self, retry, dead_letter_size)
+        if retry is not None:
+            accounting.retries = self.graves
         #: Seconds per level the server ages requests by as this pool takes
         #: them, or None.
         self.aging = aging
@@ -432,6 +498,9 @@ class PoolLink(Generic[Res]):
             {},
             {},
         )
+        #: Requests waiting out a retry's backoff on the server, as of the
+        #: last heartbeat.
+        self.retrying = 0
 
     # -- submitting -----------------------------------------------------------------
 
@@ -723,6 +792,10 @@ class PoolLink(Generic[Res]):
         if self.aborted and request._state is _CANCELLED and not cancelled:
             # This pool's shutdown stopped it: another worker may run it.
             self.releases.append(request_id)
+        elif request._state is _FAILED and self.graves.bury(
+            request, request_id, deliveries, cancelled=cancelled
+        ):
+            pass  # run again, or a dead letter (see Graves)
         else:
             started, finished = request.started_at, request.finished_at
             ran = 0.0 if started is None or finished is None else finished - started
@@ -857,6 +930,8 @@ class PoolLink(Generic[Res]):
                     task_group.start_soon(self._feeder, name=f"{self.pool}-feeder")
         finally:
             self.running = False
+            if self.graves.box is not None:
+                self.graves.box.end()
             with CancelScope(shield=True), move_on_after(_LAST_FLUSH):
                 try:
                     await self.flush()
@@ -904,6 +979,7 @@ class PoolLink(Generic[Res]):
         while self.releases:
             await server.release(self.tag, self.releases[0])
             del self.releases[0]
+        await self.graves.flush()
         while self.expired:
             ticket = self.expired[0]
             request_id = self.pending_ids.get(ticket)
@@ -1131,7 +1207,7 @@ class PoolLink(Generic[Res]):
             with contextlib.suppress(Exception):  # trimmed next time
                 await complete(trim)
 
-    def _told(self, fields: Mapping[Any, Any]) -> None:
+    def _told(self, fields: Mapping[Any, Any]) -> None:  # noqa: C901 (one per kind)
         """Act on a message of the reply stream."""
         kind = fields[b"k"]
         request_id = fields[b"i"].decode()
@@ -1146,6 +1222,9 @@ class PoolLink(Generic[Res]):
         ticket = self.pending.get(request_id)
         # A second outcome of a request run twice (delivery is at least once).
         if ticket is None:  # pragma: no cover
+            return
+        if kind == b"a":
+            self.graves.again(ticket, int(fields[b"n"]))
             return
         if kind != b"s":
             # Started (its worker says how long ago) by its latest delivery.
@@ -1225,9 +1304,13 @@ class PoolLink(Generic[Res]):
                         await self.server.renew(self.lease, self.tag, list(self.held))
                     # A pool without workers is not counted among the live ones.
                     alive = _ALIVE_BEATS * renew_every if self.workers else 0.0
-                    queued, inflight, by_level, processes = await self.server.beat(
-                        self.tag, alive, self.workers, process
-                    )
+                    (
+                        queued,
+                        inflight,
+                        by_level,
+                        processes,
+                        self.retrying,
+                    ) = await self.server.beat(self.tag, alive, self.workers, process)
                     self.figures = (
                         queued,
                         inflight,

@@ -243,6 +243,11 @@ class Retries:
         for ticket, error in waiting.items():
             settle(ticket, _FAILED, now, error)
 
+    @property
+    def retrying(self) -> int:
+        """How many requests wait out a backoff now."""
+        return len(self.waiting)
+
     def backing_off(self, ticket: Ticket[Any]) -> bool:
         """Whether *ticket* waits out a backoff now."""
         return ticket in self.waiting

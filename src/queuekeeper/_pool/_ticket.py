@@ -261,7 +261,9 @@ class Ticket(Generic[R], metaclass=NoPublicConstructor):
         With the pool's ``retry``, a request whose handler failed runs again
         under the same ticket: each run counts. While it waits out a retry's
         backoff, its :attr:`state` is :attr:`TicketState.QUEUED` and its
-        :attr:`position` ``None``.
+        :attr:`position` ``None``. On Redis, as its submitter last heard: a run
+        is heard of once it has run for a heartbeat (a quarter second), ends, or
+        fails and is retried; a run cut short by its worker's death counts.
 
         .. versionadded:: 0.3
         """

@@ -111,6 +111,8 @@ _PARTS: Final = (
     "shares",
     "buckets",
     "fair",
+    "delayed",
+    "dead",
 )
 
 
@@ -673,16 +675,51 @@ class ServerQueue:
         by_level = {int(reply[i]): int(reply[i + 1]) for i in range(3, len(reply), 2)}
         return int(reply[0]), int(reply[1]), int(reply[2]), by_level
 
+    async def retry(self, token: str, retries: Sequence[tuple[str, float]]) -> int:
+        """Run requests held by *token* again, each after its delay (seconds).
+
+        Each leaves its lease and waits on the server, which queues it again at
+        its level (behind the requests queued there) at the first take after
+        its delay; its submitter is told. Returns how many were still held.
+        """
+        args: list[object] = [token]
+        for request_id, delay in retries:
+            args += (request_id, max(0, round(delay * 1000)))
+        return int(await self._call("retry", args))
+
+    async def bury(
+        self, token: str, cap: int, reply: tuple[str, int, float, bytes], record: bytes
+    ) -> tuple[bool, int]:
+        """:meth:`finish` one request held by *token*, and keep it as a dead letter.
+
+        *record* heads its entry in the dead-letter list, which keeps the newest
+        *cap*. Returns whether it was still held, and how many old records the
+        cap dropped.
+        """
+        request_id, deliveries, ran, outcome = reply
+        args = [token, cap, request_id, deliveries, round(ran * 1000), outcome, record]
+        done, dropped = await self._call("bury", args)
+        return bool(done), int(dropped)
+
+    async def dead(self, count: int, *, take: bool) -> tuple[int, int, list[bytes]]:
+        """Dead letters made and dropped so far, and up to *count* records.
+
+        Oldest first; with *take*, the records returned leave the list.
+        """
+        reply = await self._call("dead", [count, int(take)])
+        return int(reply[0]), int(reply[1]), list(reply[2:])
+
     async def beat(
         self, token: str, alive: float, workers: int, process: str
-    ) -> tuple[int, int, dict[int, int], dict[str, int]]:
+    ) -> tuple[int, int, dict[int, int], dict[str, int], int]:
         """A heartbeat of pool *token*, with *workers* workers in *process*.
 
         The pool counts as alive for *alive* seconds more (0: it left). Returns
-        queued, taken and unfinished, queued by level, and the workers of each
-        process whose pools are alive (summed over its pools).
+        queued, taken and unfinished, queued by level, the workers of each
+        process whose pools are alive (summed over its pools), and how many
+        requests wait to be retried.
         """
-        sizes, live = await self._call(
+        sizes, live, retries = await self._call(
             "beat", [token, round(alive * 1000), workers, process]
         )
         by_level = {int(sizes[i]): int(sizes[i + 1]) for i in range(3, len(sizes), 2)}
@@ -690,7 +727,7 @@ class ServerQueue:
         for i in range(0, len(live), 2):
             name = live[i].decode()
             processes[name] = processes.get(name, 0) + int(live[i + 1])
-        return int(sizes[0]), int(sizes[1]), by_level, processes
+        return int(sizes[0]), int(sizes[1]), by_level, processes, int(retries[0])
 
     async def standing(
         self, request_id: str, aging: float | None

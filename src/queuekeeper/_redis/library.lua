@@ -34,12 +34,17 @@ keys of one queue, which share the hash tag {name} (one slot on Redis Cluster):
                     waiting for a token (then every put rings bell: see enqueue)
   KEYS[12] fair     hash, weighted sharing (see pop_policy): v -> the virtual time,
                     <level> -> the level's pass
+  KEYS[13] delayed  sorted set: id -> when (ms of the server's clock) a request
+                    whose run failed is queued again (see retry); its hold keeps
+                    its score and deliveries, without a token
+  KEYS[14] dead     list of the requests that failed for good, newest first, at
+                    most the cap of the last bury (see bury)
 
 A pool's requests have ids "<tag>:<n>", where <tag> names the pool process that
 submitted it and its reply stream, qk:{name}:reply:<tag> (in the queue's slot). The
 library writes to it what the submitter must learn: the request has been running
 for a while ("r", sent by its pool's heartbeat; a quick request goes without), it
-finished ("d"), it was shed ("s"); and, to the stream of the pool holding a request,
+finished ("d"), it was shed ("s"), its run failed and it waits to run again ("a"); and, to the stream of the pool holding a request,
 that its submitter cancelled it ("x"). A reply stream that nobody reads (its
 process died) expires an hour after its last message.
 
@@ -190,6 +195,23 @@ local function reap(keys, now, limit)
     end
   end
   return #expired
+end
+
+-- Queue the requests whose retry is due (see retry) at their level, behind the
+-- requests queued there; at most limit.
+local function due(keys, now, limit)
+  local ready = redis.call('ZRANGE', keys[13], '-inf', exact(now), 'BYSCORE', 'LIMIT', 0, limit)
+  for _, id in ipairs(ready) do
+    redis.call('ZREM', keys[13], id)
+    local hold = redis.call('HGET', keys[5], id)
+    if hold then
+      local score, rest = string.match(hold, '^(%d+)(:.*)$')
+      local level = math.floor(tonumber(score) / SEQ_SPAN)
+      local new = level * SEQ_SPAN + redis.call('HINCRBY', keys[3], 'seq', 1)
+      redis.call('HSET', keys[5], id, exact(new) .. rest)
+      enqueue(keys, id, new)
+    end
+  end
 end
 
 -- Remove the newest request of the lowest level if that level is greater than
@@ -498,6 +520,7 @@ local function take(keys, args)
   local aging_ms = tonumber(args[4] or '0')
   local most = args[5] and tonumber(args[5])
   local now = now_ms()
+  due(keys, now, 100)
   reap(keys, now, 100)
   local before = redis.call('ZCARD', keys[1])
   local popped, wait
@@ -644,12 +667,17 @@ local function restore(keys, args)
   return 1
 end
 
--- remove(id) -> 1 if it was queued (and is now gone), else 0
+-- remove(id) -> 1 if it was queued, or waited to be retried (and is now gone),
+-- else 0
 local function remove(keys, args)
   local id = args[1]
   local score = redis.call('ZSCORE', keys[1], id)
   if not score then
-    return 0
+    if redis.call('ZREM', keys[13], id) == 0 then
+      return 0
+    end
+    forget(keys, id)
+    return 1
   end
   local before = redis.call('ZCARD', keys[1])
   redis.call('ZREM', keys[1], id)
@@ -659,7 +687,7 @@ local function remove(keys, args)
   return 1
 end
 
--- cancel(id) -> 1 if it was queued (it is gone), 2 if it is taken (its holder, if a
+-- cancel(id) -> 1 if it was queued or waited to be retried (it is gone), 2 if it is taken (its holder, if a
 -- pool, is told: "x"), 0 if neither (it is done with, or unknown). While other
 -- ids wait for the same request (see share), id only stops waiting: 1. The last
 -- one to leave cancels the request, and is told its outcome.
@@ -747,7 +775,8 @@ local function limited(keys, args)
   return out
 end
 
--- beat(tag, alive_ms, workers, process) -> {sizes(), {process, workers, ...}}
+-- beat(tag, alive_ms, workers, process) -> {sizes(), {process, workers, ...},
+-- {waiting to be retried, dead letters kept}}
 -- The heartbeat of the pool <tag>: it is alive for alive_ms more (0: it left),
 -- with <workers> workers in <process>. Pools past their time are forgotten.
 local function beat(keys, args)
@@ -767,7 +796,8 @@ local function beat(keys, args)
       live[#live + 1] = tonumber(workers)
     end
   end
-  return {sizes(keys, args), live}
+  return {sizes(keys, args), live,
+    {redis.call('ZCARD', keys[13]), redis.call('LLEN', keys[14])}}
 end
 
 -- position(id, aging_ms) -> {position or -1 if not queued, done, now_ms}: how many
@@ -886,6 +916,85 @@ local function promote(keys, args)
   return raise_to(keys, work, tonumber(args[2]))
 end
 
+-- retry(token, id, delay_ms, ...) -> how many were still held under token: each
+-- leaves its lease and waits delay_ms in the delayed set (take queues it again,
+-- at its level, once due), keeping its deliveries; its submitters are told
+-- ("a"). Its queue timeout is dropped from its payload (it limits the first
+-- wait only: "[timeout, queue timeout]\n" heads a payload, see _envelope).
+local function retry(keys, args)
+  local token, now, done = args[1], now_ms(), 0
+  for i = 2, #args, 2 do
+    local id = args[i]
+    if held_by(keys, id, token) then
+      redis.call('ZREM', keys[4], id)
+      local score, deliveries = string.match(redis.call('HGET', keys[5], id), '^(%d+):(%d+):')
+      redis.call('HSET', keys[5], id, score .. ':' .. deliveries .. ':')
+      redis.call('ZADD', keys[13], exact(now + tonumber(args[i + 1])), id)
+      local payload = redis.call('HGET', keys[2], id)
+      local timeout, body = string.match(payload, '^%[([^,]*),[^\n]*(\n.*)$')
+      if timeout then
+        redis.call('HSET', keys[2], id, '[' .. timeout .. ', null]' .. body)
+      end
+      redis.call('HINCRBY', keys[3], 'retried', 1)
+      for _, waiter in ipairs(waiters(keys, id) or {id}) do
+        tell(keys, submitter(waiter), 'k', 'a', 'i', waiter, 'n', deliveries)
+      end
+      done = done + 1
+    end
+  end
+  return done
+end
+
+-- bury(token, cap, id, deliveries, ran_ms, reply, record) -> {1, records the cap
+-- dropped} if id was still held under token: finished as finish does, and put
+-- at the head of the dead list as "<record>\n<first queued> <now>\n<payload>"
+-- (ms of the server's clock), which keeps at most cap records (the oldest go,
+-- counted in meta's dead_dropped); {0, 0} if no longer held.
+local function bury(keys, args)
+  local token, cap, id = args[1], tonumber(args[2]), args[3]
+  local payload = redis.call('HGET', keys[2], id)
+  local born = redis.call('HGET', keys[8], id)
+  if finish(keys, {token, id, args[4], args[5], args[6]}) == 0 then
+    return {0, 0}
+  end
+  local now = now_ms()
+  local size = redis.call('LPUSH', keys[14], args[7] .. '\n' .. (born or exact(now)) .. ' '
+    .. exact(now) .. '\n' .. payload)
+  local dropped = math.max(0, size - cap)
+  if dropped > 0 then
+    redis.call('LTRIM', keys[14], 0, cap - 1)
+    redis.call('HINCRBY', keys[3], 'dead_dropped', dropped)
+  end
+  redis.call('HINCRBY', keys[3], 'dead', 1)
+  return {1, dropped}
+end
+
+-- dead(count, take) -> {made, dropped, record, ...}: the dead letters made and
+-- dropped so far, and up to count records, oldest first; with take = 1 they
+-- are removed from the list.
+local function dead(keys, args)
+  local count, out = tonumber(args[1]), {}
+  out[1] = tonumber(redis.call('HGET', keys[3], 'dead') or '0')
+  out[2] = tonumber(redis.call('HGET', keys[3], 'dead_dropped') or '0')
+  if count > 0 then
+    local records
+    if args[2] == '1' then
+      records = redis.call('RPOP', keys[14], count) or {}
+    else
+      records = redis.call('LRANGE', keys[14], -count, -1)
+      local reversed = {}
+      for i = #records, 1, -1 do
+        reversed[#reversed + 1] = records[i]
+      end
+      records = reversed
+    end
+    for _, record in ipairs(records) do
+      out[#out + 1] = record
+    end
+  end
+  return out
+end
+
 redis.register_function('QK_put', put)
 redis.register_function('QK_share', share)
 redis.register_function('QK_promote', promote)
@@ -900,6 +1009,9 @@ redis.register_function('QK_finish', finish)
 redis.register_function('QK_started', started)
 redis.register_function('QK_cancel', cancel)
 redis.register_function('QK_beat', beat)
+redis.register_function('QK_retry', retry)
+redis.register_function('QK_bury', bury)
+redis.register_function('QK_dead', dead)
 redis.register_function{function_name = 'QK_position', callback = position, flags = {'no-writes'}}
 redis.register_function{function_name = 'QK_sizes', callback = sizes, flags = {'no-writes'}}
 redis.register_function{function_name = 'QK_limited', callback = limited, flags = {'no-writes'}}
