@@ -1,6 +1,7 @@
 """Retries and dead letters, in numbers this script checks itself.
 
-    python examples/retries.py [--backend asyncio|trio]
+    pip install 'queuekeeper[redis]'   # the Redis part only
+    python examples/retries.py [--backend asyncio|trio] [--redis redis://HOST:PORT]
 
 A handler calls a flaky downstream service: a third of the requests fail with
 ConnectionError once or twice before they go through, and a few "poison"
@@ -16,8 +17,14 @@ requests:
                       the oldest records are dropped and counted
   shutdown            requests waiting out a long backoff fail at once: the
                       shutdown does not wait for them
+  on Redis            the retry section on a RedisQueue: two worker pools (as
+                      two processes would) run the requests another pool
+                      submitted; a retry waits on the server, and the dead
+                      letters are read back from the queue's list
 
-A failed check raises, exit status 1.
+The Redis section runs on a throwaway redis-server from PATH on 127.0.0.1 (it is
+skipped, saying so, when there is none), or the server given with --redis. A
+failed check raises, exit status 1.
 """
 
 from __future__ import annotations
@@ -25,9 +32,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
+import uuid
 from collections import Counter
 
 import anyio
+from _redis_server import add_arguments, run_with_redis
 
 from queuekeeper import DeadLetter, Retry, TicketState, WorkerPool
 
@@ -147,20 +156,69 @@ async def shutdown_in_a_backoff() -> None:
     check(elapsed < WAIT, "shutdown does not wait out a backoff")
 
 
-async def main() -> None:
+async def on_redis(url: str) -> None:
+    import coredis  # noqa: PLC0415 (the redis extra: only for this part)
+
+    from queuekeeper.redis import RedisQueue  # noqa: PLC0415
+
+    retry = Retry(3, backoff=0.01, on=(ConnectionError,))
+    poison = REQUESTS // POISON_EVERY
+    downstream = Downstream()
+    name = f"retries-example-{uuid.uuid4().hex[:12]}"
+    async with coredis.Redis.from_url(url) as client:
+        queue = RedisQueue(client, name)
+
+        def workers() -> WorkerPool[int, str]:
+            return WorkerPool(
+                downstream,
+                queue=RedisQueue(client, name),
+                workers=WORKERS // 2,
+                retry=retry,
+                dead_letter_size=poison,
+            )
+
+        async with (
+            WorkerPool[int, str](None, queue=queue, workers=0) as front,
+            workers() as one,
+            workers() as two,
+        ):
+            states = await outcomes(front)
+            retried = one.status().retried + two.status().retried
+        letters = await queue.dead_letters(limit=100)
+    show(
+        "on Redis",
+        f"{states[TicketState.SUCCEEDED]} succeeded, {states[TicketState.FAILED]} "
+        f"failed, {retried} retries by two pools; {len(letters)} dead letters in "
+        "the queue's list",
+    )
+    check(states[TicketState.SUCCEEDED] == REQUESTS - poison, "all but poison succeed")
+    check(
+        [n for n in range(1, REQUESTS + 1) if n % POISON_EVERY == 0]
+        == sorted(letter.request for letter in letters),
+        "each poison request is in the queue's dead-letter list",
+    )
+    check(all(letter.attempts == 3 for letter in letters), "3 attempts each")
+    transient = sum(n % 3 for n in range(1, REQUESTS + 1) if n % POISON_EVERY)
+    check(retried == transient + 2 * poison, "one retry per failed attempt")
+
+
+async def main(redis_url: str | None, redis_note: str | None) -> None:
     await without_retries()
     await with_retries()
     await unread_dead_letters()
     await shutdown_in_a_backoff()
+    if redis_url is None:
+        show("on Redis", f"skipped ({redis_note})")
+    else:
+        await on_redis(redis_url)
 
 
 def cli() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
-    args = parser.parse_args()
-    anyio.run(main, backend=args.backend)
+    add_arguments(parser)
+    run_with_redis(main, parser.parse_args())
 
 
 if __name__ == "__main__":
