@@ -184,9 +184,12 @@ async def test_positions_count_in_the_weighted_order() -> None:
 async def test_watched_positions_follow_the_weighted_order() -> None:
     """Watched positions follow the weighted order."""
     gate = anyio.Event()
+    later = anyio.Event()
 
     async def handler(index: int) -> None:
-        await gate.wait()
+        # The first request waits for gate, the others for later: the worker
+        # stops after each step the watcher must see.
+        await (gate if index == -1 else later).wait()
 
     seen: list[int] = []
     async with WorkerPool(handler, workers=1, scheduling=WEIGHTS) as pool:
@@ -197,21 +200,26 @@ async def test_watched_positions_follow_the_weighted_order() -> None:
             pool.submit_nowait(index, priority=Priority.CRITICAL)
 
         async def watch() -> None:
-            seen.extend([position async for position in low.positions()])
+            async for position in low.positions():
+                seen.append(position)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch)
             await anyio.wait_all_tasks_blocked()
+            # LOW (pass 0) goes after the CRITICAL requests at pass 0 (a better
+            # level): one of them first.
+            assert [1] == seen
             # A CRITICAL request whose pass comes after LOW's: behind it.
             extra = pool.submit_nowait(99, priority=Priority.CRITICAL)
             assert extra.position == 9
             gate.set()
+            await anyio.wait_all_tasks_blocked()
+            # The worker runs that CRITICAL request: LOW is next.
+            assert [1, 0] == seen
+            later.set()
         assert low.eta() is None
         await extra.result()
-    # LOW (pass 0) goes after the CRITICAL requests at pass 0 (a better level).
-    assert seen[0] == 1
-    assert seen[-1] == 0
-    assert seen == sorted(seen, reverse=True)
+    assert [1, 0] == seen
 
 
 async def test_reserved_workers_take_by_the_weighted_order() -> None:

@@ -23,7 +23,7 @@ LAYERS = {
         "_observer",
         "_policies",
     },
-    "queue": {"_queue", "_channel", "_memory", "_redis", "_order"},
+    "queue": {"_queue", "_channel", "_memory", "_redis", "_order", "_fair"},
     "pool": {"_pool"},
     "integrations": {"_prometheus"},
     "tools": {"cli", "__main__"},
