@@ -1076,7 +1076,7 @@ class PoolLink(Generic[Res]):
                 self.wake.set()
                 return
             if taken:
-                for each in taken:
+                for each in self._keep(taken):
                     self._hand_out(each)
             else:
                 # With a wait, only requests waiting for a token are queued: take
@@ -1086,6 +1086,20 @@ class PoolLink(Generic[Res]):
                 await self.rings.wait(server.bell, seen or "0-0", block)
             # Server calls cannot be cancelled in flight: a cancellation lands here.
             await checkpoint()
+
+    def _keep(self, taken: list[Taken]) -> list[Taken]:
+        """What a take brought that the workers the pool has now may run.
+
+        A shrink while the take was in flight leaves some over: those (the last,
+        the least urgent) go back to the server at once.
+        """
+        spare = len(self.held) + len(taken) - self.workers
+        if spare > 0:  # pragma: no cover (a shrink mid-take: a race)
+            for each in taken[-spare:]:
+                self.releases.append(each.id)
+            self.wake.set()
+            return taken[:-spare]
+        return taken
 
     async def _take(
         self, wanted: int, most: int | None
