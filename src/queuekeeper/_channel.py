@@ -155,6 +155,7 @@ class _ChannelState(Generic[T]):
 
     __slots__ = (
         "aged",
+        "batched",
         "buckets",
         "capacity",
         "head",
@@ -207,6 +208,11 @@ class _ChannelState(Generic[T]):
         # The same store when it is an aging channel's AgingBuckets, whose
         # common steps put() and take_slow() inline; None otherwise.
         self.aged: AgingBuckets[T] | None = None
+        # The same store when it is a weighted channel's FairStore, which takes
+        # in batches: take_slow() points ``ready`` at its batch, so the fast
+        # path pops what it took ahead, and put() inlines a push onto a level
+        # that holds items; None otherwise.
+        self.batched: FairStore[T] | None = None
 
     @ki_protected
     def use_store(
@@ -341,6 +347,13 @@ class _ChannelState(Generic[T]):
                     # (the call is about a sixth of an aging channel's cost).
                     aged.seq = seq = aged.seq + 1
                     entries.append((aged.clock(), seq, item))
+                elif (fair := self.batched) is not None and (
+                    bucket := fair.buckets.get(priority)
+                ):
+                    # FairStore.push() inlined for a level that holds items: it
+                    # changes no order, so a batch taken ahead stays right.
+                    bucket.append(item)
+                    fair.size += 1
                 else:
                     store.push(item, priority)
                 size = self.size = self.size + 1
@@ -361,7 +374,7 @@ class _ChannelState(Generic[T]):
         return False
 
     @ki_protected
-    def take_slow(self, nothing: object) -> object:
+    def take_slow(self, nothing: object) -> object:  # noqa: C901 (inlined steps)
         """A non-waiting receive when ``ready`` is not set; *nothing* when empty.
 
         A blocked sender's item moves in first. The fast path (``ready`` holds
@@ -389,6 +402,9 @@ class _ChannelState(Generic[T]):
             item = store.pop(nothing)
             if item is not nothing:
                 self.size -= 1
+                if store is self.batched and not self.waiting_senders:
+                    # What it took ahead, for the fast path (see FairStore).
+                    self.ready = store.batch
             return item
         head = self.head
         if head is not None and not head:
@@ -976,7 +992,10 @@ class create_priority_channel(  # noqa: N801 (a factory, spelled like a function
                     "every level's wait)"
                 )
                 raise ValueError(msg)
-            state.use_store(FairStore(fair))
+            store = FairStore[T](fair)
+            store.batching = True
+            state.use_store(store)
+            state.batched = store
         if seconds is not None:
             state.use_store(AgingBuckets(seconds))
         send: PrioritySendChannel[T] = PrioritySendChannel._create(state)

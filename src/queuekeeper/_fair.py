@@ -19,6 +19,17 @@ queue, taken in the order a policy says instead of strict priority:
   needs to know, when the next token comes (:meth:`FairStore.next_token`), and
   which waiting taker a new item wakes (:attr:`FairStore.waiters`), is here too.
 
+A channel's store (``batching``) also takes in *batches*: the stride order
+repeats (with weights 8:4:2:1, every 15 takes while the four levels hold items),
+so a take that finds levels queued computes one cycle of it and moves as many
+whole cycles as every level can fill into :attr:`FairStore.batch`, in C
+(``map(deque.popleft, ...)``), for the channel's receive fast path to pop from
+(see ``_ChannelState.take_slow``). The passes are set as if those takes were
+done. A batch only reorders nothing while the levels it drew on stay as they
+were: a push to an empty level (which joins the order) or to the front of one,
+a removal, and a clear first put the batch back (:meth:`FairStore.unbatch`),
+and the passes with it, as if only the items already received were taken.
+
 Order within a level is always arrival order. A request's position
 (:meth:`FairStore.rank`) is counted in the policy's own order, as if nothing else
 arrived and every level had tokens: with weights, the *k*-th item of a level is
@@ -31,6 +42,7 @@ from __future__ import annotations
 import math
 from bisect import insort
 from collections import deque
+from itertools import cycle, islice
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
 from anyio import Event, current_time
@@ -51,6 +63,10 @@ T = TypeVar("T")
 _EPSILON: Final = 1e-9
 #: Emptied levels whose deques are kept for reuse (as the channel's buckets do).
 _KEEP_IDLE_LEVELS: Final = 8
+#: The longest stretch of the order simulated to find its cycle, and the most
+#: items a batch holds (what putting one back may cost).
+_LONGEST_CYCLE: Final = 256
+_LARGEST_BATCH: Final = 4096
 
 
 @final
@@ -95,6 +111,13 @@ class FairStore(Generic[T]):
 
     __slots__ = (
         "aging",
+        "batch",
+        "batch_cycle",
+        "batch_delta",
+        "batch_passes",
+        "batch_size",
+        "batch_vtime",
+        "batching",
         "buckets",
         "clock",
         "counted",
@@ -142,6 +165,18 @@ class FairStore(Generic[T]):
         self.watch: dict[int, list[Any]] = {}
         self.clock: Callable[[], float] = self._first_clock
         self.new_event: Callable[[], Any] = Event
+        #: Whether takes fill :attr:`batch` (a channel's store, weights only).
+        self.batching: bool = False
+        #: The next items, in order, taken ahead (see the module); always the
+        #: same deque, so a channel's fast path may keep a reference to it.
+        self.batch: deque[T] = deque()
+        #: The batch's cycle of levels, how many items it held, and the passes,
+        #: vtime and per-cycle pass steps it started from (for unbatch()).
+        self.batch_cycle: list[int] = []
+        self.batch_size: int = 0
+        self.batch_passes: dict[int, float] = {}
+        self.batch_vtime: float = 0.0
+        self.batch_delta: dict[int, float] = {}
 
     def _first_clock(self) -> float:
         backend = Backend()
@@ -166,6 +201,11 @@ class FairStore(Generic[T]):
     def push(self, item: T, level: int, *, front: bool = False) -> None:
         """Queue *item* at *level*: behind its level's items, or ahead if *front*."""
         bucket = self.buckets.get(level)
+        if self.batch and (front or not bucket):
+            # It joins the order, or goes ahead of items taken ahead: the
+            # batch no longer holds what comes next.
+            self.unbatch()
+            bucket = self.buckets.get(level)
         if bucket is None:
             bucket = self.buckets[level] = deque()
         if not bucket:
@@ -205,9 +245,14 @@ class FairStore(Generic[T]):
 
     def pop(self, nothing: object) -> object:
         """Take the next item by the policy; *nothing* if none may start now."""
+        batch = self.batch
+        if batch:
+            return batch.popleft()
         order = self.order
         if not order:
             return nothing
+        if self.batching and self.fill():
+            return batch.popleft()
         if len(order) == 1 and not self.limits:
             level = order[0]  # the fast path: one level, no tokens to mind
         elif self.weights is not None and not self.limits:
@@ -292,6 +337,110 @@ class FairStore(Generic[T]):
         if len(self.buckets) > _KEEP_IDLE_LEVELS:
             del self.buckets[level]
 
+    # -- batches ------------------------------------------------------------------
+
+    def fill(self) -> bool:
+        """Take whole cycles of the order ahead into :attr:`batch`; whether any.
+
+        A channel's store only (weights, no rate limits). As many cycles as every
+        level queued can fill (so none runs out within the batch, which keeps
+        the cycle what the order is); ``False`` if not even one.
+        """
+        order = self.order
+        start = self.passes
+        ring, passes, counts, vtime, periodic = self._cycle(order)
+        buckets = self.buckets
+        cycles = min(
+            len(buckets[level]) // counts[level] for level in order if counts[level]
+        )
+        if not periodic:
+            cycles = min(cycles, 1)
+        cycles = min(cycles, _LARGEST_BATCH // len(ring))
+        if not cycles:
+            return False
+        self.batch_passes = {level: start[level] for level in order}
+        self.batch_vtime = self.vtime
+        self.batch_delta = {level: passes[level] - start[level] for level in order}
+        self.batch_cycle = ring
+        total = self.batch_size = cycles * len(ring)
+        self.batch.extend(
+            map(deque.popleft, islice(cycle([buckets[level] for level in ring]), total))
+        )
+        self.size -= total
+        if cycles == 1:
+            start.update(passes)
+            self.vtime = vtime
+        else:
+            for level in order:
+                start[level] += cycles * self.batch_delta[level]
+            # The last take's pass; each cycle moves every pass by the same step.
+            self.vtime = vtime + (cycles - 1) * self.batch_delta[ring[-1]]
+        for level in tuple(order):
+            if not buckets[level]:
+                self._drop(level)
+        return True
+
+    def _cycle(
+        self, order: list[int]
+    ) -> tuple[list[int], dict[int, float], dict[int, int], float, bool]:
+        """The order's next takes from the passes now, until it repeats.
+
+        Returns the levels taken, in order; the passes after them; how many
+        takes each level had; the pass of the last take; and whether every pass
+        moved by the same step (then those takes repeat as they are, forever,
+        while the levels stay queued). At most ``_LONGEST_CYCLE`` takes.
+        """
+        start = self.passes
+        passes = {level: start[level] for level in order}
+        strides = {level: self._stride(level) for level in order}
+        counts = dict.fromkeys(order, 0)
+        ring: list[int] = []
+        vtime = self.vtime
+        while len(ring) < _LONGEST_CYCLE:
+            level = order[0]
+            best = passes[level]
+            for each in order:
+                if passes[each] < best:
+                    level, best = each, passes[each]
+            vtime = best
+            passes[level] = best + strides[level]
+            counts[level] += 1
+            ring.append(level)
+            steps = [passes[each] - start[each] for each in order]
+            if max(steps) - min(steps) <= _EPSILON * max(1.0, abs(vtime)):
+                return ring, passes, counts, vtime, True
+        return ring, passes, counts, vtime, False
+
+    def unbatch(self) -> None:
+        """Put the batch's items back, and the passes as if only the rest were taken."""
+        batch = self.batch
+        if not batch:
+            return
+        ring, size = self.batch_cycle, self.batch_size
+        taken = size - len(batch)
+        rounds, steps = divmod(taken, len(ring))
+        if rounds and not steps:
+            rounds, steps = rounds - 1, len(ring)  # replay the last cycle's takes
+        passes, delta = self.passes, self.batch_delta
+        for level, start in self.batch_passes.items():
+            passes[level] = start + rounds * delta[level]
+        vtime = self.batch_vtime
+        for index in range(steps):
+            level = ring[index % len(ring)]
+            vtime = passes[level]
+            passes[level] = vtime + self.strides[level]
+        self.vtime = vtime
+        buckets, order = self.buckets, self.order
+        for index in range(size - 1, taken - 1, -1):
+            level = ring[index % len(ring)]
+            bucket = buckets.get(level)
+            if bucket is None:
+                bucket = buckets[level] = deque()
+            if not bucket:
+                insort(order, level)
+            bucket.appendleft(batch.pop())
+            self.size += 1
+
     def next_token(self, limit: float) -> float:
         """When a level at *limit* or above that holds items next gets a token.
 
@@ -355,6 +504,7 @@ class FairStore(Generic[T]):
 
     def remove_identity(self, item: object, level: int) -> bool:
         """Take out this very object (most likely near the end); ``False`` if gone."""
+        self.unbatch()
         bucket = self.buckets.get(level)
         if not bucket:
             return False
@@ -374,6 +524,7 @@ class FairStore(Generic[T]):
 
     def clear(self) -> list[tuple[T, int]]:
         """Take out every item, with its level, level by level in arrival order."""
+        self.unbatch()
         buckets = self.buckets
         out = [(item, level) for level in self.order for item in buckets[level]]
         buckets.clear()
@@ -389,13 +540,23 @@ class FairStore(Generic[T]):
         return [buckets[level][0] for level in self.order]
 
     def sizes(self) -> dict[int, int]:
-        """Queued items by non-empty level, ascending."""
+        """Queued items by non-empty level, ascending (those in the batch too)."""
         buckets = self.buckets
         sizes = {}
         for level in tuple(self.order):  # one step: safe from a scrape thread
             bucket = buckets.get(level)
             if bucket:  # pragma: no branch (empty only mid-take, from a thread)
                 sizes[level] = len(bucket)
+        waiting = len(self.batch)
+        if waiting:
+            # The levels of the batch's last *waiting* items: its cycle's, from
+            # where the receives reached.
+            ring = self.batch_cycle
+            start = self.batch_size - waiting
+            for index in range(start, start + waiting):
+                level = ring[index % len(ring)]
+                sizes[level] = sizes.get(level, 0) + 1
+            sizes = dict(sorted(sizes.items()))
         return sizes
 
     def rank(self, item: T, level: int) -> tuple[int, float] | None:
