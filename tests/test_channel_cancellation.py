@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 
 from helpers import CANCELLATION_SCENARIOS
-from queuekeeper import Priority, create_priority_channel
+from queuekeeper import Priority, WeightedFair, create_priority_channel
 
 # -- exact races --------------------------------------------------------------------
 
@@ -103,8 +103,10 @@ async def test_cancelled_blocked_send_enqueues_nothing() -> None:
 # -- random cancellation, counted ---------------------------------------------------
 
 
-async def _scenario(spec: dict[str, Any]) -> None:
-    send, receive = create_priority_channel[tuple[int, int]](spec["max_size"])
+async def _scenario(spec: dict[str, Any], **options: Any) -> None:
+    send, receive = create_priority_channel[tuple[int, int]](
+        spec["max_size"], **options
+    )
     scopes: dict[int, anyio.CancelScope] = {}
     sent: list[tuple[int, int]] = []
     cancelled_sends: list[tuple[int, int]] = []
@@ -179,6 +181,17 @@ async def test_random_cancellation_loses_and_duplicates_nothing(
 ) -> None:
     """Producers and consumers cancelled at random points: every item accounted for."""
     await _scenario(spec)
+
+
+@pytest.mark.anyio
+@settings(max_examples=100, deadline=None, database=None)
+@given(spec=CANCELLATION_SCENARIOS)
+async def test_random_cancellation_of_a_weighted_channel_loses_nothing(
+    spec: dict[str, Any],
+) -> None:
+    """The same on a channel with ``WeightedFair``, which takes in batches."""
+    weights = WeightedFair({1: 8, 2: 4, 3: 2, 4: 1})
+    await _scenario(spec, scheduling=weights)
 
 
 # -- stress -------------------------------------------------------------------------

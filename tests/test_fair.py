@@ -201,7 +201,7 @@ async def test_watched_positions_follow_the_weighted_order() -> None:
 
         async def watch() -> None:
             async for position in low.positions():
-                seen.append(position)
+                seen.append(position)  # noqa: PERF401 (each as it comes)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch)
@@ -312,6 +312,163 @@ async def test_the_store_directly() -> None:
     assert store.pop_within(3, nothing) == "x1"
     assert store.sizes() == {2: 1, 3: 2, 4: 1, 5: 1, 8: 1, 9: 1, 10: 1}
     assert [item for item, _ in store.clear()][:3] == ["x2", "first", "x3"]
-    assert store.size == 0
+    assert not store.sizes()
     assert store.next_token(math.inf) == math.inf
     assert store.limited_now() == {}
+
+
+# -- a channel's batches ---------------------------------------------------------------
+
+
+def _reference_order(
+    weights: WeightedFair, script: list[tuple[str, int]]
+) -> list[object]:
+    """What a store that takes one item at a time gives for *script*."""
+    store: FairStore[tuple[int, int]] = FairStore(weights)
+    out: list[object] = []
+    serial = 0
+    for op, value in script:
+        if op == "send":
+            store.push((value, serial), value)
+            serial += 1
+        else:
+            for _ in range(value):
+                item = store.pop(None)
+                if item is None:
+                    break
+                out.append(item)
+    while (item := store.pop(None)) is not None:
+        out.append(item)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+async def test_a_channel_takes_in_batches_exactly_the_order_of_single_takes(
+    seed: int,
+) -> None:
+    """Batches change no order: sends, receives and statistics at random.
+
+    Against a store that takes one item at a time; the weights are powers of
+    two, so both compute the same passes to the last bit.
+    """
+    import random  # noqa: PLC0415
+
+    rng = random.Random(seed)
+    weights = WeightedFair({1: 8, 2: 4, 3: 2, 4: 1, 9: 0.5})
+    send, receive = create_priority_channel[tuple[int, int]](scheduling=weights)
+    script: list[tuple[str, int]] = []
+    got: list[object] = []
+    serial = 0
+    with send, receive:
+        for _ in range(rng.randint(20, 200)):
+            roll = rng.random()
+            if roll < 0.45:
+                for _ in range(rng.randint(1, 60)):
+                    level = rng.choice([1, 2, 3, 4, 4, 9])
+                    send.send_nowait((level, serial), level)
+                    script.append(("send", level))
+                    serial += 1
+            elif roll < 0.9:
+                count = rng.randint(1, 80)
+                script.append(("receive", count))
+                for _ in range(count):
+                    try:
+                        got.append(receive.receive_nowait())
+                    except anyio.WouldBlock:  # noqa: PERF203 (a test)
+                        break
+            else:
+                # What the statistics count includes what was taken ahead.
+                stats = receive.statistics()
+                assert stats.current_size == sum(stats.size_by_priority.values())
+                assert list(stats.size_by_priority) == sorted(stats.size_by_priority)
+        while True:
+            try:
+                got.append(receive.receive_nowait())
+            except anyio.WouldBlock:  # noqa: PERF203 (a test)
+                break
+    assert _reference_order(weights, script) == got
+
+
+def test_a_batch_put_back_leaves_the_store_as_single_takes_would() -> None:
+    """unbatch() after 0, some, a whole cycle's and all but one of the takes."""
+    weights = WeightedFair({1: 2, 2: 1})
+    for taken in (0, 1, 3, 5):
+        store: FairStore[int] = FairStore(weights)
+        store.batching = True
+        reference: FairStore[int] = FairStore(weights)
+        for item in range(12):
+            store.push(item, 1 + item % 2)
+            reference.push(item, 1 + item % 2)
+        assert store.pop(None) == reference.pop(None)  # fills a batch
+        for _ in range(taken):
+            assert store.pop(None) == reference.pop(None)
+        store.push(100, 3)  # a new level: the batch goes back
+        reference.push(100, 3)
+        assert not store.batch
+        assert (store.passes, store.vtime) == (reference.passes, reference.vtime)
+        assert store.sizes() == reference.sizes()
+        left = sum(reference.sizes().values())
+        rest = [store.pop(None) for _ in range(left)]
+        assert rest == [reference.pop(None) for _ in range(left)]
+
+
+def test_a_push_to_the_front_or_a_removal_puts_the_batch_back() -> None:
+    """Both need the items taken ahead back in their levels first."""
+    store: FairStore[int] = FairStore(WEIGHTS)
+    store.batching = True
+    reference: FairStore[int] = FairStore(WEIGHTS)
+    for each in (store, reference):
+        for item in range(30):
+            each.push(item, 1 + item % 4)
+    assert store.pop(None) == reference.pop(None)
+    assert store.batch
+    for each in (store, reference):
+        each.push(-1, 1, front=True)  # a receive given back
+    assert not store.batch
+    assert store.pop(None) == reference.pop(None)
+    assert store.batch
+    assert store.remove_identity(29, 2)
+    assert reference.remove_identity(29, 2)
+    assert not store.batch
+    assert store.clear() == reference.clear()
+
+
+def test_batches_over_many_levels_and_weights_with_no_cycle() -> None:
+    """Levels dropped while taken ahead come back; an order that never repeats.
+
+    With more levels than the store keeps idle deques for, a level emptied by a
+    batch loses its deque and gets a new one when the batch goes back. Weights
+    whose passes never move alike take one stretch of the order at a time.
+    """
+    many = WeightedFair(dict.fromkeys(range(10), 1.0))
+    store: FairStore[int] = FairStore(many)
+    store.batching = True
+    for level in range(10):
+        store.push(level, level)
+    assert 0 == store.pop(None)
+    assert len(store.batch) == 9
+    store.push(100, 0)  # level 0 is empty: the batch goes back
+    assert list(range(1, 10)) == [store.pop(None) for _ in range(9)]
+
+    odd = WeightedFair({1: math.pi, 2: 1.0})
+    store = FairStore(odd)
+    store.batching = True
+    reference: FairStore[int] = FairStore(odd)
+    for item in range(3000):
+        store.push(item, 1 + (item % 5 == 0))
+        reference.push(item, 1 + (item % 5 == 0))
+    assert [store.pop(None) for _ in range(3000)] == [
+        reference.pop(None) for _ in range(3000)
+    ]
+
+
+def test_a_batch_holds_at_most_so_many_items() -> None:
+    """One level of 10,000: batches of at most 4,096, in order."""
+    store: FairStore[int] = FairStore(WEIGHTS)
+    store.batching = True
+    for item in range(10_000):
+        store.push(item, 4)
+    assert 0 == store.pop(None)
+    assert len(store.batch) < 4096
+    assert list(range(1, 10_000)) == [store.pop(None) for _ in range(9_999)]
+    assert store.pop(None) is None

@@ -26,6 +26,7 @@ from queuekeeper import (
     RequestCancelled,
     RequestTimeout,
     TicketState,
+    WeightedFair,
     WorkerPool,
     create_priority_channel,
 )
@@ -391,8 +392,10 @@ def test_execute_in_block_mode_cancelled_as_its_request_is_taken() -> None:
 # -- random native cancellation, counted ----------------------------------------------
 
 
-async def _native_scenario(spec: dict[str, Any]) -> None:
-    send, receive = create_priority_channel[tuple[int, int]](spec["max_size"])
+async def _native_scenario(spec: dict[str, Any], **options: Any) -> None:
+    send, receive = create_priority_channel[tuple[int, int]](
+        spec["max_size"], **options
+    )
     loop = asyncio.get_running_loop()
     calls: dict[int, asyncio.Task[Any]] = {}  # each side's call in progress
     sent: list[tuple[int, int]] = []
@@ -469,6 +472,16 @@ def test_random_native_cancellation_loses_and_duplicates_nothing(
 ) -> None:
     """task.cancel() at random points of sends and receives: every item counted."""
     run(lambda: _native_scenario(spec))
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(spec=CANCELLATION_SCENARIOS)
+def test_random_native_cancellation_of_a_weighted_channel_loses_nothing(
+    spec: dict[str, Any],
+) -> None:
+    """The same on a channel with ``WeightedFair``, which takes in batches."""
+    weights = WeightedFair({1: 8, 2: 4, 3: 2, 4: 1})
+    run(lambda: _native_scenario(spec, scheduling=weights))
 
 
 def test_a_handler_cancelling_its_own_task_fails_only_that_request() -> None:

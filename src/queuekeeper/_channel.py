@@ -210,8 +210,9 @@ class _ChannelState(Generic[T]):
         self.aged: AgingBuckets[T] | None = None
         # The same store when it is a weighted channel's FairStore, which takes
         # in batches: take_slow() points ``ready`` at its batch, so the fast
-        # path pops what it took ahead, and put() inlines a push onto a level
-        # that holds items; None otherwise.
+        # path pops what it took ahead; ``buckets`` are then the store's and
+        # ``limit`` stays on, so a send with room takes the default path (a level
+        # that joins is listed by the store: see add_level()); None otherwise.
         self.batched: FairStore[T] | None = None
 
     @ki_protected
@@ -255,7 +256,9 @@ class _ChannelState(Generic[T]):
         """Recompute ``limit`` after receivers opened, closed, began or ended waits."""
         self.limit = (
             self.capacity
-            if self.open_receive and not self.waiting_receivers and self.store is None
+            if self.open_receive
+            and not self.waiting_receivers
+            and (self.store is None or self.batched is not None)
             else -1
         )
 
@@ -271,6 +274,10 @@ class _ChannelState(Generic[T]):
         Its deque, *bucket*, is empty and is not ``head`` (a head the last receive
         emptied gets its items back without being listed again).
         """
+        if self.batched is not None:
+            # A weighted channel: its buckets are the store's, which lists it.
+            self.batched.activate(level)
+            return
         levels = self.levels
         head = self.head
         if head is not None and not head:
@@ -347,13 +354,6 @@ class _ChannelState(Generic[T]):
                     # (the call is about a sixth of an aging channel's cost).
                     aged.seq = seq = aged.seq + 1
                     entries.append((aged.clock(), seq, item))
-                elif (fair := self.batched) is not None and (
-                    bucket := fair.buckets.get(priority)
-                ):
-                    # FairStore.push() inlined for a level that holds items: it
-                    # changes no order, so a batch taken ahead stays right.
-                    bucket.append(item)
-                    fair.size += 1
                 else:
                     store.push(item, priority)
                 size = self.size = self.size + 1
@@ -995,7 +995,11 @@ class create_priority_channel(  # noqa: N801 (a factory, spelled like a function
             store = FairStore[T](fair)
             store.batching = True
             state.use_store(store)
+            # Sends with room take the default path, onto the store's deques
+            # (add_level() lists a level for it); receives take in batches.
             state.batched = store
+            state.buckets = store.buckets
+            state.gate()
         if seconds is not None:
             state.use_store(AgingBuckets(seconds))
         send: PrioritySendChannel[T] = PrioritySendChannel._create(state)

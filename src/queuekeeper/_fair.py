@@ -126,7 +126,6 @@ class FairStore(Generic[T]):
         "order",
         "passes",
         "rate_limited",
-        "size",
         "strides",
         "unlimited",
         "vtime",
@@ -149,7 +148,6 @@ class FairStore(Generic[T]):
         self.passes: dict[int, float] = {}
         self.strides: dict[int, float] = {}
         self.vtime: float = 0.0
-        self.size: int = 0
         self.limits: dict[int, _Bucket] = {
             level: _Bucket(limit) for level, limit in (rate_limits or {}).items()
         }
@@ -218,11 +216,26 @@ class FairStore(Generic[T]):
             bucket.appendleft(item)
         else:
             bucket.append(item)
-        self.size += 1
         if self.waiters:
             self._wake_for(level)
         if self.watch:
             self.wake_all()
+
+    def activate(self, level: int) -> None:
+        """A channel's send is about to put an item in *level*'s empty deque.
+
+        What :meth:`push` does for a level that joins the order, for a send
+        that appends to the deque itself (the channel's buckets are this
+        store's): a batch taken ahead goes back first (it may refill the deque,
+        which is then listed already).
+        """
+        if self.batch:
+            self.unbatch()
+            if self.buckets[level]:
+                return
+        insort(self.order, level)
+        self.passes[level] = max(self.passes.get(level, 0.0), self.vtime)
+        self._stride(level)
 
     def _wake_for(self, level: int) -> None:
         """Wake the first waiting taker that may take an item at *level*."""
@@ -321,7 +334,6 @@ class FairStore(Generic[T]):
     def _take(self, level: int) -> T:
         bucket = self.buckets[level]
         item = bucket.popleft()
-        self.size -= 1
         if self.weights is not None:
             start = self.passes[level]
             self.vtime = start
@@ -366,7 +378,6 @@ class FairStore(Generic[T]):
         self.batch.extend(
             map(deque.popleft, islice(cycle([buckets[level] for level in ring]), total))
         )
-        self.size -= total
         if cycles == 1:
             start.update(passes)
             self.vtime = vtime
@@ -439,7 +450,6 @@ class FairStore(Generic[T]):
             if not bucket:
                 insort(order, level)
             bucket.appendleft(batch.pop())
-            self.size += 1
 
     def next_token(self, limit: float) -> float:
         """When a level at *limit* or above that holds items next gets a token.
@@ -516,7 +526,6 @@ class FairStore(Generic[T]):
         return False
 
     def _gone(self, bucket: deque[T], level: int) -> None:
-        self.size -= 1
         if not bucket:
             self._drop(level)
         if self.watch:
@@ -529,7 +538,6 @@ class FairStore(Generic[T]):
         out = [(item, level) for level in self.order for item in buckets[level]]
         buckets.clear()
         self.order.clear()
-        self.size = 0
         return out
 
     # -- looking ------------------------------------------------------------------
