@@ -36,7 +36,7 @@ RATE, BURST = 20, 5
 LIMITS = {Priority.LOW: RateLimit(RATE, per=1.0, burst=BURST)}
 
 
-async def scenario(where: str, open_pools: Any) -> None:  # noqa: ANN401
+async def scenario(where: str, open_pools: Any, heard: str = "") -> None:  # noqa: ANN401
     """40 LOW requests, then 5 CRITICAL ones while LOW waits for its tokens.
 
     *open_pools(handler)* is an async context manager that gives the pool to
@@ -66,8 +66,8 @@ async def scenario(where: str, open_pools: Any) -> None:  # noqa: ANN401
         await anyio.sleep(1.125)  # between two tokens, after a heartbeat
         status = workers.status()
         print(
-            f"{where}: after 1.125 s, {len(starts)} LOW started, "
-            f"{status.queue_size} queued ({status.rate_limited_now} without a token now)"
+            f"{where}: after 1.125 s, {len(starts)} LOW started; {status.queue_size} "
+            f"queued ({status.rate_limited_now} without a token){heard}"
         )
         # Waiting for tokens, not for workers.
         assert status.rate_limited > 0
@@ -137,7 +137,11 @@ async def main(redis_url: str | None, redis_note: str | None) -> None:
     if redis_url is None:
         print(f"Redis: skipped ({redis_note})")
     else:
-        await scenario("RedisQueue, two pools", on_redis(redis_url))
+        await scenario(
+            "RedisQueue, two pools",
+            on_redis(redis_url),
+            " as of the last heartbeat",
+        )
     print("all checks passed")
 
 
