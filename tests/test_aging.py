@@ -28,7 +28,7 @@ from queuekeeper import (
     create_priority_channel,
 )
 from queuekeeper._memory import MemoryQueue
-from queuekeeper._order import GONE, AgingBuckets, OrderedStore, aged_level
+from queuekeeper._order import GONE, AgingBuckets, OrderedStore, aged_level, ahead_of
 
 if TYPE_CHECKING:
     from queuekeeper import Ticket
@@ -133,6 +133,37 @@ async def test_without_age_the_aging_channel_keeps_strict_priority() -> None:
 # -- the store against a model --------------------------------------------------------
 
 
+def test_items_given_back_twice_tie_with_no_other_level() -> None:
+    """Two items given back ahead of a level's head, then aged level with another.
+
+    Each goes just ahead of the head it was given back before, and after every
+    item submitted before that head (a tie here once ranked it first).
+    """
+    assert [1.5, 1.25, 1.125] == [ahead_of(2), ahead_of(1.5), ahead_of(1.25)]
+    stores: list[OrderedStore[str] | AgingBuckets[str]] = [
+        OrderedStore[str](1.0, track=True),
+        AgingBuckets[str](1.0),
+    ]
+    for store in stores:
+        now = [0.0]
+
+        def clock(now: list[float] = now) -> float:
+            return now[0]
+
+        store.clock = clock
+        store.push("first", 1)
+        store.push("second", 5)
+        store.push("given back", 5, front=True)
+        store.push("given back again", 5, front=True)
+        now[0] = 4.0  # every level has aged to 1
+        if isinstance(store, OrderedStore):
+            order = ["first", "given back again", "given back", "second"]
+            ranks = [store.rank(item, 1 if item == "first" else 5) for item in order]
+            assert [0, 1, 2, 3] == [rank and rank[0] for rank in ranks]
+        got = [store.pop(None) for _ in range(4)]
+        assert ["first", "given back again", "given back", "second"] == got
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     ops=st.lists(
@@ -172,7 +203,7 @@ def test_the_store_agrees_with_a_sorted_model(
             same = [m for m in model if model[m][0] == level]
             if same:
                 head = min(same, key=lambda m: model[m][1])
-                model[item] = [level, model[head][1] - 0.5, model[head][2]]
+                model[item] = [level, ahead_of(model[head][1]), model[head][2]]
             else:
                 model[item] = [level, store.seq, now[0]]
         elif op == "pop":

@@ -43,7 +43,14 @@ from ._util import Backend, describe
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["GONE", "AgingBuckets", "OrderedStore", "aged_level", "check_aging"]
+__all__ = [
+    "GONE",
+    "AgingBuckets",
+    "OrderedStore",
+    "aged_level",
+    "ahead_of",
+    "check_aging",
+]
 
 T = TypeVar("T")
 
@@ -80,6 +87,18 @@ def check_aging(value: object, name: str = "aging") -> float | None:
     except OverflowError:
         msg = f"{name} must be None or a finite number of seconds > 0, not too large"
         raise ValueError(msg) from None
+
+
+def ahead_of(seq: float) -> float:
+    """The sequence number of an item given back just ahead of one numbered *seq*.
+
+    Halfway from *seq* down to the whole number below the one *seq* was given
+    as (``2`` gives ``1.5``, then ``1.25``, ``1.125``...): never down to it, so
+    an item given back, however often, ties with no item of another level,
+    whose numbers are whole and unique.
+    """
+    below = math.ceil(seq) - 1
+    return (seq + below) / 2
 
 
 def aged_level(level: int, waited: float, aging: float | None) -> int:
@@ -212,7 +231,7 @@ class OrderedStore(Generic[T]):
         if front:
             # Given back by a receiver: first in line again, as old as the head.
             start = entries.start
-            seq = entries.seqs[start] - 0.5
+            seq = ahead_of(entries.seqs[start])
             born = entries.borns[start]
             if start:
                 start -= 1
@@ -627,7 +646,7 @@ class AgingBuckets(Generic[T]):
         elif front:
             # Given back by a receiver: first in line again, as old as the head.
             head_born, head_seq, _ = bucket[0]
-            bucket.appendleft((head_born, head_seq - 0.5, item))
+            bucket.appendleft((head_born, ahead_of(head_seq), item))
             return
         seq = self.seq = self.seq + 1
         bucket.append((born, seq, item))
