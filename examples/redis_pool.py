@@ -13,14 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from typing import Any
 
 import anyio
 import coredis
+from _redis_server import throwaway_redis
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from queuekeeper import Priority, WorkerPool
@@ -84,12 +82,6 @@ async def submitter(url: str, backend: str) -> None:
             raise SystemExit(f"the worker process exited with {child.returncode}")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -108,26 +100,8 @@ def main() -> None:
     if executable is None:
         print("redis-server is not installed: pass --redis URL, or install it")
         return
-    port = free_port()
-    server = subprocess.Popen(  # noqa: S603 (redis-server from PATH, fixed flags)
-        [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("redis-server did not start") from None
-                time.sleep(0.01)
-        url = f"redis://127.0.0.1:{port}"
+    with throwaway_redis(executable) as url:
         anyio.run(submitter, url, args.backend, backend=args.backend)
-    finally:
-        server.terminate()
-        server.wait()
 
 
 if __name__ == "__main__":
