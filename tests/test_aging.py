@@ -287,6 +287,9 @@ def test_the_aging_buckets_agree_with_the_ordered_store(
             now[0] += (pick % 7) * 0.25
         assert ordered.sizes() == light.sizes()
         assert ordered.heads() == light.heads()
+        # What the channel's inlined receive reads instead of ``order``.
+        assert light.first is (light.buckets[light.order[0]] if light.order else None)
+        assert light.mixed == (len(light.order) > 1)
     assert ordered.clear() == light.clear()
     assert light.pop(None) is None
     assert {} == light.sizes()
@@ -342,6 +345,10 @@ def test_an_aging_channel_takes_as_the_ordered_store_does(
             now[0] += (pick % 7) * 0.25
         assert ordered.sizes() == dict(send.statistics().size_by_priority)
         assert len(queued) == send.statistics().current_size
+        light = state.aged
+        assert light is not None
+        assert light.first is (light.buckets[light.order[0]] if light.order else None)
+        assert light.mixed == (len(light.order) > 1)
 
 
 def test_removing_what_is_not_queued_finds_nothing() -> None:

@@ -602,14 +602,14 @@ class AgingBuckets(Generic[T]):
     :func:`_plain_clock`); it never goes back, so arrival times grow along a
     level, as an :class:`OrderedStore` makes them.
 
-    The channel's ``put()`` and ``take_slow()`` inline the two common steps,
-    a push onto a level that holds items and a take before ``calm``, to save a
-    call on each side; they rely on the layout above, and
-    ``tests/test_aging.py`` checks both this class and the channel against an
-    :class:`OrderedStore`.
+    The channel's ``send_nowait()`` and ``receive_nowait()`` inline the two
+    common steps, a push onto a level that holds items and a take of ``first``'s
+    head before ``calm`` (or while only one level holds items), to save a call on
+    each side; they rely on the layout above, and ``tests/test_aging.py`` checks
+    both this class and the channel against an :class:`OrderedStore`.
     """
 
-    __slots__ = ("aging", "buckets", "calm", "clock", "order", "seq")
+    __slots__ = ("aging", "buckets", "calm", "clock", "first", "mixed", "order", "seq")
 
     def __init__(self, aging: float) -> None:
         self.aging: float = aging
@@ -617,6 +617,10 @@ class AgingBuckets(Generic[T]):
         self.clock: Callable[[], float] = self._first_clock
         self.buckets: dict[int, deque[tuple[float, float, T]]] = {}
         self.order: list[int] = []
+        #: The deque of ``order[0]``; ``None`` while no level holds items.
+        self.first: deque[tuple[float, float, T]] | None = None
+        #: Whether two or more levels hold items (``len(order) > 1``).
+        self.mixed = False
         self.seq: int = 0
         self.calm: float = math.inf
 
@@ -637,10 +641,17 @@ class AgingBuckets(Generic[T]):
             bucket = self.buckets[level] = deque()
         if not bucket:
             order = self.order
-            if not order or order[-1] < level:
+            if not order:
                 order.append(level)
+                self.first = bucket
             else:
-                insort(order, level)
+                self.mixed = True
+                if order[-1] < level:
+                    order.append(level)
+                else:
+                    insort(order, level)
+                    if order[0] == level:
+                        self.first = bucket
             if level > 1 and born + self.aging < self.calm:
                 self.calm = born + self.aging
         elif front:
@@ -657,7 +668,7 @@ class AgingBuckets(Generic[T]):
         if not order:
             return nothing
         level = order[0]
-        if len(order) > 1:
+        if self.mixed:
             now = self.clock()
             if now >= self.calm:
                 level = self._best(now)
@@ -686,9 +697,13 @@ class AgingBuckets(Generic[T]):
 
     def drop(self, level: int) -> None:
         """Forget *level*, whose deque is empty."""
-        self.order.remove(level)
-        if len(self.buckets) > _KEEP_IDLE_LEVELS:
-            del self.buckets[level]
+        order = self.order
+        order.remove(level)
+        buckets = self.buckets
+        self.first = buckets[order[0]] if order else None
+        self.mixed = len(order) > 1
+        if len(buckets) > _KEEP_IDLE_LEVELS:
+            del buckets[level]
 
     def remove_identity(self, item: object, level: int) -> bool:
         """Take out this very object (most likely near the end); ``False`` if gone."""
@@ -709,6 +724,8 @@ class AgingBuckets(Generic[T]):
         out = [(entry[2], level) for level in self.order for entry in buckets[level]]
         buckets.clear()
         self.order.clear()
+        self.first = None
+        self.mixed = False
         self.calm = math.inf
         return out
 
