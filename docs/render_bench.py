@@ -30,6 +30,13 @@ def _violations(result: dict[str, Any]) -> str:
     return str(result["median"]["violations"])
 
 
+def _floor(target: dict[str, Any]) -> str:
+    """The floor under a target, measured in the same run, if it has one."""
+    if "floor" not in target:
+        return ""
+    return f" (floor: `{target['floor_subject']}`, {target['floor']:.2f})"
+
+
 def _table(
     title: str,
     chart: str,
@@ -145,7 +152,7 @@ def render(bench: dict[str, Any]) -> str:
             target["target"],
             f"{target['ratio']:.2f}",
             f"{_SIGNS[target['mode']]} {target['bound']:.2f}",
-            "met" if target["passed"] else "missed",
+            ("met" if target["passed"] else "missed") + _floor(target),
         ]
         for target in bench["targets"]
     ]

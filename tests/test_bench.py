@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import gc
 import io
 import json
@@ -19,11 +20,13 @@ from queuekeeper.cli._app import main
 from queuekeeper.cli._bench import (
     _IMPLEMENTATIONS,
     BenchConfig,
+    _bulk_pass,
     _concurrent_sample,
     _Quiet,
     _round_groups,
     _round_order,
     _targets,
+    _timed_pass,
     correctness_verdict,
     implementation_names,
     latency_verdict,
@@ -125,7 +128,7 @@ def test_json_schema(small_run: tuple[dict[str, Any], str]) -> None:
             assert sample["ns_per_op"] > 0
             assert sample["heapq_ns_per_op"] > 0
     for target in results["targets"]:
-        assert {
+        keys = {
             "target",
             "subject",
             "reference",
@@ -135,12 +138,67 @@ def test_json_schema(small_run: tuple[dict[str, Any], str]) -> None:
             "ratio",
             "bound",
             "passed",
-        } == set(target)
+        }
+        if target["subject"].startswith("queuekeeper-aging@"):
+            # The aging target comes with its floor, measured in the same rounds.
+            keys |= {"floor", "floor_subject"}
+            backend = target["subject"].partition("@")[2]
+            assert f"anyio-stream+clock@{backend}" == target["floor_subject"]
+            assert target["floor"] > 0
+        assert keys == set(target)
         assert isinstance(target["passed"], bool)
         # Samples of a round pair up; concurrent runs, 5 turns a round, by turn.
         concurrent = target["subject"].startswith("concurrent-")
         assert (5 if concurrent else 1) == target["pairs"]
     assert 16 == len(results["targets"])
+
+
+def test_the_command_line_page_lists_every_implementation_in_order() -> None:
+    """docs/cli.md names what ``--only`` accepts, all of it, as the bench runs it."""
+    page = (Path(__file__).parent.parent / "docs" / "cli.md").read_text("utf-8")
+    listed = page.split("Implementation names, in the order they run: ")[1]
+    listed = listed.split(". An unknown name")[0]
+    assert list(implementation_names()) == re.findall(r"`([^`]+)`", listed)
+
+
+def test_the_report_prints_the_floor_under_the_aging_target(
+    small_run: tuple[dict[str, Any], str],
+) -> None:
+    """Below each aging target, the stream with only aging's clock reads."""
+    results, output = small_run
+    for target in results["targets"]:
+        if "floor" in target:
+            line = f"{target['floor_subject']}, its floor:"
+            assert re.search(
+                rf"^ +{re.escape(line)} +{target['floor']:.2f}$", output, re.MULTILINE
+            )
+
+
+def test_a_clocked_pass_reads_the_clock_at_each_enqueue_and_dequeue() -> None:
+    """The floor's pass: a reading goes in with each entry, one is read per dequeue."""
+    reads: list[float] = []
+
+    def clock() -> float:
+        reads.append(float(len(reads)))
+        return reads[-1]
+
+    entries = [(level, seq, (level, 0, seq)) for seq, level in enumerate([3, 1, 4, 1])]
+    queue: collections.deque[tuple[float, Any]] = collections.deque()
+    _, order, _ = _bulk_pass(queue.append, queue.popleft, entries, clock=clock)
+    assert [(3, 0), (1, 1), (4, 2), (1, 3)] == order  # FIFO, unwrapped
+    assert 2 * len(entries) == len(reads)
+    reads.clear()
+    put: list[tuple[float, Any]] = []
+
+    def enqueue(entry: tuple[float, Any]) -> None:
+        put.append(entry)
+        queue.append(entry)
+
+    times, _ = _timed_pass(enqueue, queue.popleft, entries, clock=clock)
+    assert 4 == len(times)
+    assert 2 * len(entries) == len(reads)
+    assert [(0.0, entries[0]), (1.0, entries[1])] == put[:2]
+    assert not queue
 
 
 def test_priority_implementations_show_no_violations(
@@ -370,6 +428,9 @@ def test_docs_render_script_tabulates_a_run(
         assert 1 == markdown.count(f"| `{result['name']}` |"), result["name"]
     for target in results["targets"]:
         verdict = "met" if target["passed"] else "missed"
+        if "floor" in target:
+            floor = f"`{target['floor_subject']}`, {target['floor']:.2f}"
+            verdict += f" (floor: {floor})"
         assert f"| {target['target']} | {target['ratio']:.2f} |" in markdown
         assert markdown.count(f"| {verdict} |") >= 1
     assert "tasks 500, repeat 1" in markdown

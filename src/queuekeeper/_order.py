@@ -48,6 +48,7 @@ __all__ = [
     "AgingBuckets",
     "OrderedStore",
     "aged_level",
+    "aging_clock",
     "ahead_of",
     "check_aging",
 ]
@@ -578,6 +579,18 @@ def _plain_clock(clock: Callable[[], float]) -> Callable[[], float]:
     return clock
 
 
+def aging_clock() -> Callable[[], float]:
+    """The clock an aging channel reads on the running backend.
+
+    The backend's own, or a C function that measures the same intervals (see
+    :func:`_plain_clock`); anyio's ``current_time()`` outside the backends
+    :class:`Backend` knows.
+    """
+    backend = Backend()
+    backend.bind()
+    return _plain_clock(backend.clock)
+
+
 @final
 class AgingBuckets(Generic[T]):
     """A channel's items by (aged level, arrival): the light store behind ``aging=``.
@@ -625,12 +638,7 @@ class AgingBuckets(Generic[T]):
         self.calm: float = math.inf
 
     def _first_clock(self) -> float:
-        backend = Backend()
-        try:
-            backend.bind()
-        except RuntimeError:  # pragma: no cover (another anyio backend)
-            return current_time()
-        self.clock = clock = _plain_clock(backend.clock)
+        self.clock = clock = aging_clock()
         return clock()
 
     def push(self, item: T, level: int, *, front: bool = False) -> None:

@@ -41,6 +41,7 @@ import anyio
 import attrs
 
 from .._channel import create_priority_channel
+from .._order import aging_clock
 from .._policies import WeightedFair
 from .._pool import WorkerPool
 from .._states import Backpressure
@@ -187,23 +188,23 @@ def _single_sample(
     entries: list[Entry],
     *,
     with_priority: bool = False,
+    clock: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """Turn the best of a few bulk passes and a per-operation pass into one sample.
 
     *open_queue* opens a fresh queue under test for each pass and returns its bare
-    enqueue and dequeue.
+    enqueue and dequeue; *with_priority* and *clock* say how they are called (see
+    :func:`_bulk_pass`).
 
     Memory is read in a pass of its own: reading it between the enqueues and the
     dequeues would leave the caches cold for the timed dequeues.
     """
-    _, order, memory = _bulk_pass(
-        *open_queue(), entries, memory=True, with_priority=with_priority
+    pass_ = functools.partial(_bulk_pass, with_priority=with_priority, clock=clock)
+    _, order, memory = pass_(*open_queue(), entries, memory=True)
+    elapsed = min(pass_(*open_queue(), entries)[0] for _ in range(_BEST_OF))
+    enqueue, dequeue = _timed_pass(
+        *open_queue(), entries, with_priority=with_priority, clock=clock
     )
-    elapsed = min(
-        _bulk_pass(*open_queue(), entries, with_priority=with_priority)[0]
-        for _ in range(_BEST_OF)
-    )
-    enqueue, dequeue = _timed_pass(*open_queue(), entries, with_priority=with_priority)
     enqueue.sort()
     dequeue.sort()
     return {
@@ -237,27 +238,38 @@ def _bulk_pass(
     *,
     memory: bool = False,
     with_priority: bool = False,
+    clock: Callable[[], float] | None = None,
 ) -> tuple[int, list[tuple[int, int]], int | None]:
     """Enqueue all, dequeue all; the time of both, the order, memory held.
 
     *put* is called bare: a priority channel's ``put`` takes ``(entry, priority)``,
-    the others ``(entry)``.
+    the others ``(entry)``. With a *clock*, the pass does beside a FIFO what
+    aging needs at the least: each entry goes in with a reading of the clock,
+    and each dequeue reads it and compares it with a deadline (see
+    :func:`_single_anyio_stream`).
     """
     count = len(entries)
     rss = _rss if memory else _no_rss
+    never = math.inf
     with _Quiet():
         before = rss()
         start = time.perf_counter_ns()
         if with_priority:
             for entry in entries:
                 put(entry, entry[0])
+        elif clock is not None:
+            for entry in entries:
+                put((clock(), entry))
         else:
             for entry in entries:
                 put(entry)
         middle = time.perf_counter_ns()
         held = rss()
         resume = time.perf_counter_ns()
-        out = [get() for _ in range(count)]
+        if clock is None:
+            out = [get() for _ in range(count)]
+        else:
+            out = [get()[1] for _ in range(count) if clock() < never]
         elapsed = middle - start + time.perf_counter_ns() - resume
     held_bytes = None if before is None or held is None else max(0, held - before)
     return elapsed, [(entry[0], entry[1]) for entry in out], held_bytes
@@ -269,22 +281,27 @@ def _timed_pass(
     entries: list[Entry],
     *,
     with_priority: bool = False,
+    clock: Callable[[], float] | None = None,
 ) -> tuple[list[int], list[int]]:
     """Enqueue all, dequeue all, timing every operation (ns); calls as _bulk_pass."""
-    clock = time.perf_counter_ns
+    timer = time.perf_counter_ns
+    never = math.inf
     enqueue, dequeue = [], []
     with _Quiet():
         for entry in entries:
-            start = clock()
+            start = timer()
             if with_priority:
                 put(entry, entry[0])
+            elif clock is not None:
+                put((clock(), entry))
             else:
                 put(entry)
-            enqueue.append(clock() - start)
+            enqueue.append(timer() - start)
         for _ in entries:
-            start = clock()
-            get()
-            dequeue.append(clock() - start)
+            start = timer()
+            if clock is None or clock() < never:
+                get()
+            dequeue.append(timer() - start)
     return enqueue, dequeue
 
 
@@ -344,11 +361,24 @@ def _single_asyncio_pq(config: BenchConfig, entries: list[Entry]) -> dict[str, A
     return anyio.run(sample, backend="asyncio")
 
 
-def _single_anyio_stream(backend: str) -> Callable[[BenchConfig, list[Entry]], Any]:
+def _single_anyio_stream(
+    backend: str, *, clocked: bool = False
+) -> Callable[[BenchConfig, list[Entry]], Any]:
+    """The anyio stream's single-task pass; *clocked*: with aging's clock reads.
+
+    A channel that ages its items by the clock must read the clock on every
+    send (each item's arrival time) and, while more than one level holds items,
+    on every receive (whether a queued item has aged yet). The *clocked* pass
+    gives the stream nothing else: the clock an aging channel reads, a reading
+    kept with each item, one read and compared at each dequeue. What it costs is
+    the floor under the aging target: no aging channel can cost less.
+    """
+
     def run(config: BenchConfig, entries: list[Entry]) -> dict[str, Any]:
         del config
 
         async def sample() -> dict[str, Any]:
+            clock = aging_clock() if clocked else None
             opened: list[Any] = []
 
             def open_queue() -> tuple[Callable[..., object], Callable[[], Any]]:
@@ -359,7 +389,7 @@ def _single_anyio_stream(backend: str) -> Callable[[BenchConfig, list[Entry]], A
                 return send.send_nowait, receive.receive_nowait
 
             try:
-                return _single_sample(open_queue, entries)
+                return _single_sample(open_queue, entries, clock=clock)
             finally:
                 for stream in opened:
                     stream.close()
@@ -835,6 +865,16 @@ _IMPLEMENTATIONS: Final = (
                 "priority",
                 _single_channel(backend),
             ),
+            # What aging cannot do without, on the stream: the floor under the
+            # aging target (see _single_anyio_stream).
+            _Impl(
+                f"anyio-stream+clock@{backend}",
+                "single",
+                f"anyio memory object stream plus the clock reads aging needs,"
+                f" on {backend} (the floor under aging)",
+                "fifo",
+                _single_anyio_stream(backend, clocked=True),
+            ),
             # An hour per level: nothing ages within a pass, so the order stays
             # checkable; what is measured is what aging costs a send and a receive.
             _Impl(
@@ -1038,6 +1078,13 @@ _TARGETS: Final = (
         "speed",
     ),
 )
+
+
+# The floor under a target: the reference doing only what the subject cannot do
+# without, measured in the same rounds. A bound below its floor cannot be met.
+_FLOORS: Final = {
+    f"queuekeeper-aging@{b}": f"anyio-stream+clock@{b}" for b in ("asyncio", "trio")
+}
 
 
 def implementation_names() -> tuple[str, ...]:
@@ -1342,21 +1389,26 @@ def _targets(by_name: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             ratio, passed = cost_ratio, cost_ratio < bound
         else:
             ratio, passed = cost_ratio, cost_ratio <= bound
-        targets.append(
-            {
-                "target": name,
-                "subject": subject,
-                "reference": reference,
-                "measure": {"speed": "throughput ratio", "p99": "latency ratio"}.get(
-                    mode, "cost ratio"
-                ),
-                "mode": mode,
-                "pairs": len(paired),
-                "ratio": ratio,
-                "bound": bound,
-                "passed": passed,
-            }
-        )
+        target = {
+            "target": name,
+            "subject": subject,
+            "reference": reference,
+            "measure": {"speed": "throughput ratio", "p99": "latency ratio"}.get(
+                mode, "cost ratio"
+            ),
+            "mode": mode,
+            "pairs": len(paired),
+            "ratio": ratio,
+            "bound": bound,
+            "passed": passed,
+        }
+        floor = _FLOORS.get(subject)
+        if floor in by_name and "ratio_to_heapq" in by_name[floor]["median"]:
+            target["floor_subject"] = floor
+            target["floor"] = statistics.median(
+                _paired_ratios(by_name[floor], by_name[reference], key)
+            )
+        targets.append(target)
     return targets
 
 
@@ -1477,6 +1529,11 @@ def _report_targets(targets: list[dict[str, Any]], say: Callable[..., None]) -> 
             f"{verdict:<7} {target['target']:<58} {target['ratio']:5.2f}"
             f" ({sign} {target['bound']:.2f})"
         )
+        if "floor" in target:
+            say(
+                f"{'':<8}{target['floor_subject'] + ', its floor:':<58}"
+                f" {target['floor']:5.2f}"
+            )
 
 
 def _report_one(
