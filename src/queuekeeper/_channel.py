@@ -259,13 +259,19 @@ class _ChannelState(Generic[T]):
     @ki_protected
     def gate(self) -> None:
         """Recompute ``limit`` after receivers opened, closed, began or ended waits."""
-        open_ = self.open_receive and not self.waiting_receivers
         self.limit = (
             self.capacity
-            if open_ and (self.store is None or self.batched is not None)
+            if self.open_receive
+            and not self.waiting_receivers
+            and (self.store is None or self.batched is not None)
             else -1
         )
-        self.aged_limit = self.capacity if open_ and self.aged is not None else -1
+        if self.aged is not None:  # an aging channel's gate (the pool's has none)
+            self.aged_limit = (
+                self.capacity
+                if self.open_receive and not self.waiting_receivers
+                else -1
+            )
 
     @ki_protected
     def ready_up(self) -> None:
