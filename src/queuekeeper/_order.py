@@ -633,7 +633,7 @@ class AgingBuckets(Generic[T]):
         #: The deque of ``order[0]``; ``None`` while no level holds items.
         self.first: deque[tuple[float, float, T]] | None = None
         #: Whether two or more levels hold items (``len(order) > 1``).
-        self.mixed = False
+        self.mixed: bool = False
         self.seq: int = 0
         self.calm: float = math.inf
 
