@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import re
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from sphinx.util import logging
 
 import queuekeeper
 from queuekeeper._util import NoPublicConstructor
@@ -130,6 +132,37 @@ def _class_signature(
     return None
 
 
+# Private sentinels a signature shows by name, and what each stands for.
+_SENTINELS = {"=_UNSET": "=<the pool's drain_timeout>"}
+
+
+def _sentinel_defaults(
+    app: Sphinx,  # noqa: ARG001
+    what: str,
+    name: str,
+    obj: Any,  # noqa: ANN401, ARG001 (whatever autodoc documents)
+    options: Any,  # noqa: ANN401, ARG001
+    signature: str | None,
+    return_annotation: str | None,
+) -> tuple[str, str | None] | None:
+    """Show what a sentinel default means (``shutdown(timeout=...)``), not its name.
+
+    autodoc_preserve_defaults shows a default as its source reads, and a
+    sentinel's name is private.
+    """
+    if what not in {"method", "function"} or signature is None:
+        return None
+    shown = signature
+    for source, meaning in _SENTINELS.items():
+        shown = shown.replace(source, meaning)
+    if re.search(r"=_[A-Za-z]", shown):  # a private default not in _SENTINELS
+        logging.getLogger(__name__).warning(
+            "%s shows a private default: %s (add it to _SENTINELS)", name, shown
+        )
+    return (shown, return_annotation) if shown != signature else None
+
+
 def setup(app: Sphinx) -> None:
     """Hook the signature fixes in ahead of autodoc's own listeners."""
     app.connect("autodoc-process-signature", _class_signature, priority=400)
+    app.connect("autodoc-process-signature", _sentinel_defaults, priority=400)
