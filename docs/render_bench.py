@@ -27,6 +27,8 @@ def _name(result: dict[str, Any]) -> str:
 def _violations(result: dict[str, Any]) -> str:
     if result["kind"] == "fifo":
         return "n/a (FIFO)"
+    if result["kind"] == "fair":  # weighted sharing: no strict priority order
+        return "n/a (weighted)"
     return str(result["median"]["violations"])
 
 
