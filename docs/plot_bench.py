@@ -195,9 +195,26 @@ def targets(plt: Any, rows: list[list[str]]) -> Path:  # noqa: ANN401
     ratios = [number(r[1]) for r in rows]
     bounds = [number(r[2]) for r in rows]
     met = [r[3] == "met" for r in rows]
+    # A target measured with its floor says so: "missed (floor: ..., 1.87)".
+    floors = {
+        row: float(match.group(1))
+        for row, r in enumerate(rows)
+        if (match := re.search(r"floor: .*, ([\d.]+)\)$", r[3]))
+    }
     figure, axes = plt.subplots(figsize=(WIDTH, 0.42 * len(rows) + 1.0))
     y = list(range(len(rows)))
     axes.scatter(bounds, y, marker="|", s=220, color="black", label="bound", zorder=2)
+    if floors:
+        axes.scatter(
+            list(floors.values()),
+            list(floors),
+            marker="D",
+            s=30,
+            facecolors="none",
+            edgecolors="#707070",
+            label="floor (see below)",
+            zorder=2,
+        )
     axes.scatter(
         ratios,
         y,
@@ -218,14 +235,14 @@ def targets(plt: Any, rows: list[list[str]]) -> Path:  # noqa: ANN401
         )
     axes.set_yticks(y, names, fontsize=8)
     axes.invert_yaxis()
-    axes.set_xlim(0, max(ratios + bounds) * 1.45)
+    axes.set_xlim(0, max(ratios + bounds + list(floors.values())) * 1.45)
     axes.tick_params(axis="y", length=0)
     axes.grid(axis="x", color="#e0e0e0", zorder=0)
     axes.set_title("Targets: each ratio against its bound")
     axes.legend(
         loc="upper center",
         bbox_to_anchor=(0.5, -0.06),
-        ncols=2,
+        ncols=3 if floors else 2,
         frameon=False,
         fontsize=8,
     )
