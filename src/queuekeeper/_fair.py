@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
 from anyio import Event, current_time
 
+from ._order import LevelWatchers
 from ._util import Backend
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ class _Bucket:
 
 
 @final
-class FairStore(Generic[T]):
+class FairStore(LevelWatchers, Generic[T]):
     """Items by a policy: weighted fair shares, rate limits, or both.
 
     Args:
@@ -602,30 +603,3 @@ class FairStore(Generic[T]):
             ahead = math.floor(span) + 1 if each < level else math.ceil(span)
             count += min(len(buckets[each]), max(0, ahead))
         return count, math.inf
-
-    # -- watchers -------------------------------------------------------------------
-
-    def watching(self, level: int) -> Any:  # noqa: ANN401 (the backend's event)
-        """Register a watcher of an item at *level*; the event that wakes it."""
-        slot = self.watch.get(level)
-        if slot is None:
-            slot = self.watch[level] = [self.new_event(), 0]
-        slot[1] += 1
-        return slot[0]
-
-    def event(self, level: int) -> Any:  # noqa: ANN401 (the backend's event)
-        """The event that wakes the watchers of *level* next (one is registered)."""
-        return self.watch[level][0]
-
-    def unwatch(self, level: int) -> None:
-        """A watcher of *level* is gone."""
-        slot = self.watch[level]
-        slot[1] -= 1
-        if not slot[1]:
-            del self.watch[level]
-
-    def wake_all(self) -> None:
-        """Wake every watcher: any change may move any position."""
-        for slot in self.watch.values():
-            slot[0].set()
-            slot[0] = self.new_event()

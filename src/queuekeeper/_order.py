@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GONE",
     "AgingBuckets",
+    "LevelWatchers",
     "OrderedStore",
     "aged_level",
     "aging_clock",
@@ -154,8 +155,53 @@ class _Level:
         return bisect_left(self.seqs, seq, self.start)
 
 
+class LevelWatchers:
+    """Watchers of queued items' positions, by the level of the item they watch.
+
+    For a store that a pool's ``positions()`` watches: it declares ``watch``
+    (``{level: [event, count]}``) and ``new_event`` (the backend's event class)
+    in its slots, and wakes the watchers whose positions a change may move.
+    """
+
+    __slots__ = ()
+
+    watch: dict[int, list[Any]]
+    new_event: Callable[[], Any]
+
+    def watching(self, level: int) -> Any:  # noqa: ANN401 (the backend's event)
+        """Register a watcher of an item at *level*; the event that wakes it."""
+        slot = self.watch.get(level)
+        if slot is None:
+            slot = self.watch[level] = [self.new_event(), 0]
+        slot[1] += 1
+        return slot[0]
+
+    def event(self, level: int) -> Any:  # noqa: ANN401 (the backend's event)
+        """The event that wakes the watchers of *level* next (one is registered)."""
+        return self.watch[level][0]
+
+    def unwatch(self, level: int) -> None:
+        """A watcher of *level* is gone."""
+        slot = self.watch[level]
+        slot[1] -= 1
+        if not slot[1]:
+            del self.watch[level]
+
+    def wake_all(self) -> None:
+        """Wake every watcher."""
+        if self.watch:
+            self._wake(-math.inf)
+
+    def _wake(self, lowest: float) -> None:
+        """Wake the watchers of items at *lowest* and above."""
+        for level, slot in self.watch.items():
+            if level >= lowest:
+                slot[0].set()
+                slot[0] = self.new_event()
+
+
 @final
-class OrderedStore(Generic[T]):
+class OrderedStore(LevelWatchers, Generic[T]):
     """Items by (effective level, arrival), with positions and watchers.
 
     Args:
@@ -525,39 +571,6 @@ class OrderedStore(Generic[T]):
                 if first > 1:
                     wake = min(wake, borns[behind] + (each - first + 1) * aging)
         return count, max(wake, now + _NUDGE) if wake != math.inf else wake
-
-    # -- watchers -------------------------------------------------------------------
-
-    def watching(self, level: int) -> Any:  # noqa: ANN401 (the backend's event)
-        """Register a watcher of an item at *level*; the event that wakes it."""
-        slot = self.watch.get(level)
-        if slot is None:
-            slot = self.watch[level] = [self.new_event(), 0]
-        slot[1] += 1
-        return slot[0]
-
-    def event(self, level: int) -> Any:  # noqa: ANN401 (the backend's event)
-        """The event that wakes the watchers of *level* next (one is registered)."""
-        return self.watch[level][0]
-
-    def unwatch(self, level: int) -> None:
-        """A watcher of *level* is gone."""
-        slot = self.watch[level]
-        slot[1] -= 1
-        if not slot[1]:
-            del self.watch[level]
-
-    def wake_all(self) -> None:
-        """Wake every watcher."""
-        if self.watch:
-            self._wake(-math.inf)
-
-    def _wake(self, lowest: float) -> None:
-        """Wake the watchers of items at *lowest* and above."""
-        for level, slot in self.watch.items():
-            if level >= lowest:
-                slot[0].set()
-                slot[0] = self.new_event()
 
 
 def _plain_clock(clock: Callable[[], float]) -> Callable[[], float]:
